@@ -1,0 +1,41 @@
+"""Audio loading: soundfile + soxr everywhere, so training and scoring see identical samples.
+
+One resampler for every stage matters: different resamplers move the mel bins above 4 kHz.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+SAMPLE_RATE = 16000
+# KsponSpeech ships headerless 16 kHz 16-bit little-endian mono PCM.
+PCM_SAMPLE_RATE = 16000
+
+
+class AudioError(RuntimeError):
+    """Audio that cannot be read; stages record it as a skip with this message."""
+
+
+def load(path: str | Path, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """Decode `path` to float32 mono at `sr` Hz (wav, flac, ... and headerless .pcm)."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".pcm":
+            audio, native_sr = _read_pcm(path), PCM_SAMPLE_RATE
+        else:
+            audio, native_sr = sf.read(path, dtype="float32", always_2d=True)
+            audio = audio.mean(axis=1, dtype=np.float32)
+    except (OSError, RuntimeError, ValueError) as err:  # soundfile raises LibsndfileError(RuntimeError)
+        raise AudioError(f"cannot read audio {path}: {err}") from err
+    if native_sr != sr:
+        audio = soxr.resample(audio, native_sr, sr, quality="HQ")
+    return np.ascontiguousarray(audio, dtype=np.float32)
+
+
+def _read_pcm(path: Path) -> np.ndarray:
+    raw = path.read_bytes()
+    if len(raw) % 2:
+        raise ValueError("odd number of bytes for 16-bit PCM")
+    return np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0

@@ -1,0 +1,33 @@
+"""Batch assembly for training: Whisper's exact 3000-frame input and decoder labels."""
+
+import numpy as np
+import torch
+
+from whisper_ko import features
+
+IGNORE_INDEX = -100  # positions the loss skips
+
+
+class Collator:
+    """Stored records → `{"input_features", "labels"}`.
+
+    Labels are stored as `SOT <|ko|> <|transcribe|> <|notimestamps|> … EOT`. The model builds its
+    decoder inputs by shifting labels right and prepending SOT, so the leading SOT is stripped here,
+    exactly once: the decoder then sees `SOT <|ko|> …`, never `SOT SOT <|ko|> …`.
+    """
+
+    def __init__(self, decoder_start_token_id: int, dtype: torch.dtype = torch.float32):
+        self.sot = decoder_start_token_id
+        self.dtype = dtype
+
+    def __call__(self, records: list[dict]) -> dict[str, torch.Tensor]:
+        inputs = np.stack([features.pad(r["input_features"]) for r in records])
+        targets = [self.strip_sot(list(r["labels"])) for r in records]
+        width = max(map(len, targets))
+        labels = torch.full((len(targets), width), IGNORE_INDEX, dtype=torch.long)
+        for row, ids in zip(labels, targets):
+            row[: len(ids)] = torch.tensor(ids, dtype=torch.long)
+        return {"input_features": torch.from_numpy(inputs).to(self.dtype), "labels": labels}
+
+    def strip_sot(self, ids: list[int]) -> list[int]:
+        return ids[1:] if ids and ids[0] == self.sot else ids

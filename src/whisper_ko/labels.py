@@ -1,0 +1,22 @@
+"""Label token ids: `<|startoftranscript|><|ko|><|transcribe|><|notimestamps|> … <|endoftext|>`."""
+
+from transformers import WhisperFeatureExtractor, WhisperTokenizer
+
+
+def load_tokenizer(model: str, language: str = "ko", task: str = "transcribe") -> WhisperTokenizer:
+    """The model's tokenizer with the language/task prefix set (no timestamps)."""
+    tokenizer = WhisperTokenizer.from_pretrained(model)
+    lang_token = f"<|{language}|>"
+    if tokenizer.convert_tokens_to_ids(lang_token) in (None, tokenizer.unk_token_id):
+        raise ValueError(f"{model}: tokenizer has no {lang_token} token; it cannot be trained on {language!r}")
+    tokenizer.set_prefix_tokens(language=language, task=task, predict_timestamps=False)
+    return tokenizer
+
+
+def n_mels(model: str) -> int:
+    """Mel bins the model expects (80, or 128 for large-v3 and turbo), from preprocessor_config.json."""
+    return WhisperFeatureExtractor.from_pretrained(model).feature_size
+
+
+def encode(tokenizer: WhisperTokenizer, text: str) -> list[int]:
+    return tokenizer(text).input_ids

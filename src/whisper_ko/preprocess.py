@@ -1,0 +1,163 @@
+"""Manifest → feature shards: decode, resample, unpadded log-mel, label ids; one worker per shard.
+
+Workers write their own shards (no feature arrays cross process boundaries). A shard whose index
+exists and whose fingerprint matches the current inputs and parameters is kept as it is, so a
+killed run resumes; any change of parameters or manifest rewrites the shards it affects.
+"""
+
+import hashlib
+import json
+import os
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from whisper_ko import audio, features, labels, shards
+
+MAX_EXAMPLES = 5
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: str
+    language: str = "ko"
+    task: str = "transcribe"
+    dtype: str = "float16"
+    max_label_tokens: int = 448
+    min_duration: float = 0.1
+
+
+def fingerprint(rows: list[dict], settings: Settings, n_mels: int) -> str:
+    payload = json.dumps(
+        {"rows": [(r["id"], r["audio"], r["text"]) for r in rows], "settings": asdict(settings), "n_mels": n_mels},
+        ensure_ascii=False,
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+# Per-worker state, set once by the pool initializer.
+_worker: dict = {}
+
+
+def _init_worker(settings: Settings, n_mels: int) -> None:
+    # One thread per worker: processes, not threads, provide the parallelism.
+    torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    _worker.update(
+        settings=settings,
+        n_mels=n_mels,
+        tokenizer=labels.load_tokenizer(settings.model, settings.language, settings.task),
+    )
+
+
+def _write_shard(job: tuple[Path, list[dict], str]) -> dict:
+    path, rows, digest = job
+    settings, n_mels, tokenizer = _worker["settings"], _worker["n_mels"], _worker["tokenizer"]
+    skipped: dict[str, list[str]] = defaultdict(list)
+    writer = shards.ShardWriter(path, n_mels, settings.dtype, meta={"fingerprint": digest})
+    seconds = 0.0
+    for row in rows:
+        reason = _skip_reason(row, settings)
+        ids = None if reason else labels.encode(tokenizer, row["text"])
+        if ids is not None and len(ids) > settings.max_label_tokens:
+            reason = "label_too_long"
+        if not reason:
+            try:
+                wave = audio.load(row["audio"])
+            except audio.AudioError:
+                reason = "audio_unreadable"
+        if reason:
+            skipped[reason].append(row["id"])
+            continue
+        writer.add(row["id"], features.log_mel(wave, n_mels), ids, len(wave) / audio.SAMPLE_RATE, row.get("category"))
+        seconds += len(wave) / audio.SAMPLE_RATE
+    writer.meta["stats"] = {"kept": len(writer), "seconds": seconds, "skipped": dict(skipped)}
+    writer.close()
+    return writer.meta["stats"]
+
+
+def _skip_reason(row: dict, settings: Settings) -> str | None:
+    if row["duration"] < settings.min_duration:
+        return "audio_too_short"
+    if row["duration"] > features.N_FRAMES / 100:
+        return "audio_too_long"
+    return None
+
+
+def preprocess_split(
+    rows: list[dict], out_dir: str | Path, settings: Settings, *, shard_size: int = 1000, workers: int | None = None
+) -> dict:
+    """Write the shards of one split into `out_dir`; returns the split's report."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    n_mels = labels.n_mels(settings.model)
+    chunks = [rows[i : i + shard_size] for i in range(0, len(rows), shard_size)]
+    jobs, done = [], []
+    wanted = set()
+    for i, chunk in enumerate(chunks):
+        path = out_dir / f"shard-{i:05d}"
+        wanted.add(path.name)
+        digest = fingerprint(chunk, settings, n_mels)
+        stats = _completed_stats(path, digest)
+        if stats is None:
+            jobs.append((path, chunk, digest))
+        else:
+            done.append(stats)
+    _remove_stale(out_dir, wanted)
+
+    start = time.perf_counter()
+    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+    if jobs:
+        with get_context("spawn").Pool(workers, _init_worker, (settings, n_mels)) as pool:
+            bar = tqdm(total=sum(len(j[1]) for j in jobs), desc=f"preprocess {out_dir.name}", unit="clip")
+            for stats in pool.imap_unordered(_write_shard, jobs):
+                bar.update(stats["kept"] + sum(map(len, stats["skipped"].values())))
+                done.append(stats)
+            bar.close()
+    elapsed = time.perf_counter() - start
+    return _split_report(out_dir, done, len(rows), sum(len(j[1]) for j in jobs), elapsed, n_mels, settings)
+
+
+def _completed_stats(path: Path, digest: str) -> dict | None:
+    index = path.with_suffix(shards.INDEX_SUFFIX)
+    if not index.exists():
+        return None
+    header = shards.Shard(path).header
+    return header["stats"] if header.get("fingerprint") == digest else None
+
+
+def _remove_stale(out_dir: Path, wanted: set[str]) -> None:
+    for path in out_dir.iterdir():
+        if path.name.split(".")[0] not in wanted:
+            path.unlink()
+
+
+def _split_report(out_dir, stats, n_rows, n_processed, elapsed, n_mels, settings) -> dict:
+    skipped = defaultdict(lambda: {"count": 0, "examples": []})
+    for s in stats:
+        for reason, ids in s["skipped"].items():
+            skipped[reason]["count"] += len(ids)
+            skipped[reason]["examples"] = (skipped[reason]["examples"] + ids)[:MAX_EXAMPLES]
+    kept = sum(s["kept"] for s in stats)
+    hours = sum(s["seconds"] for s in stats) / 3600
+    size = sum(p.stat().st_size for p in out_dir.iterdir())
+    if kept + sum(e["count"] for e in skipped.values()) != n_rows:
+        raise AssertionError(f"preprocess lost utterances in {out_dir}")
+    return {
+        "manifest": n_rows,
+        "kept": kept,
+        "skipped": dict(sorted(skipped.items())),
+        "hours": round(hours, 4),
+        "bytes": size,
+        "bytes_per_hour": round(size / hours) if hours else None,
+        "n_mels": n_mels,
+        "dtype": settings.dtype,
+        "processed_now": n_processed,
+        "clips_per_s": round(n_processed / elapsed, 1) if n_processed and elapsed else None,
+    }

@@ -1,0 +1,161 @@
+"""Compact feature shards: unpadded log-mels, compressed per record, memory-mapped for random access.
+
+A shard is two files: `NAME.bin`, the records' zstd-compressed feature bytes back to back, and
+`NAME.idx.npz`, the index (offsets, shapes, label ids, ids, durations, categories). Each record
+decompresses on its own, so a Dataset reads one utterance without touching the others, and the
+page cache, not the process, holds the data.
+"""
+
+import json
+import mmap
+import os
+from bisect import bisect_right
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import zstandard
+
+DATA_SUFFIX = ".bin"
+INDEX_SUFFIX = ".idx.npz"
+DTYPES = {"float16": np.float16, "float32": np.float32}
+ZSTD_LEVEL = 3
+
+
+class ShardWriter:
+    """Writes one shard; the index is written last (atomically), so an index marks a complete shard."""
+
+    def __init__(self, path: str | Path, n_mels: int, dtype: str = "float16", meta: dict | None = None):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.n_mels = n_mels
+        self.dtype = np.dtype(DTYPES[dtype])
+        self.meta = meta or {}
+        self._data = self.path.with_suffix(DATA_SUFFIX).open("wb")
+        self._compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+        self._rows: list[tuple] = []
+        self._offset = 0
+
+    def add(self, id: str, features: np.ndarray, labels: Sequence[int], duration: float, category: str | None):
+        if features.ndim != 2 or features.shape[0] != self.n_mels:
+            raise ValueError(f"{id}: features must be ({self.n_mels}, T), got {features.shape}")
+        blob = self._compressor.compress(np.ascontiguousarray(features, dtype=self.dtype).tobytes())
+        self._data.write(blob)
+        self._rows.append((id, self._offset, len(blob), features.shape[1], list(labels), duration, category or ""))
+        self._offset += len(blob)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def close(self) -> int:
+        self._data.close()
+        ids, offsets, sizes, frames, labels, durations, categories = zip(*self._rows) if self._rows else ([],) * 7
+        label_offsets = np.cumsum([0, *map(len, labels)], dtype=np.int64)
+        tmp = self.path.with_suffix(".tmp.npz")
+        np.savez(
+            tmp,
+            ids=np.array(ids, dtype=str),
+            offsets=np.array(offsets, dtype=np.int64),
+            sizes=np.array(sizes, dtype=np.int64),
+            frames=np.array(frames, dtype=np.int32),
+            label_offsets=label_offsets,
+            labels=np.array([t for row in labels for t in row], dtype=np.int32),
+            durations=np.array(durations, dtype=np.float32),
+            categories=np.array(categories, dtype=str),
+            header=np.array(json.dumps({"n_mels": self.n_mels, "dtype": self.dtype.name, **self.meta})),
+        )
+        os.replace(tmp, self.path.with_suffix(INDEX_SUFFIX))
+        return len(self._rows)
+
+
+class Shard(Sequence):
+    """Random access to one shard's records."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        with np.load(self.path.with_suffix(INDEX_SUFFIX)) as index:
+            self._index = {name: index[name] for name in index.files}
+        self.header = json.loads(str(self._index["header"]))
+        self.n_mels = self.header["n_mels"]
+        self.dtype = np.dtype(self.header["dtype"])
+        self._mmap = None
+        self._decompressor = zstandard.ZstdDecompressor()
+
+    def __len__(self) -> int:
+        return len(self._index["ids"])
+
+    def _data(self) -> mmap.mmap:
+        # Opened lazily so a Shard pickles cheaply into DataLoader workers before first use.
+        if self._mmap is None:
+            with self.path.with_suffix(DATA_SUFFIX).open("rb") as f:
+                self._mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if os.fstat(f.fileno()).st_size else b""
+        return self._mmap
+
+    def __getstate__(self):
+        return {**self.__dict__, "_mmap": None}
+
+    def labels(self, i: int) -> list[int]:
+        lo, hi = self._index["label_offsets"][i : i + 2]
+        return self._index["labels"][lo:hi].tolist()
+
+    def __getitem__(self, i: int) -> dict:
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        i %= len(self)
+        offset, size = int(self._index["offsets"][i]), int(self._index["sizes"][i])
+        raw = self._decompressor.decompress(self._data()[offset : offset + size])
+        feats = np.frombuffer(raw, dtype=self.dtype).reshape(self.n_mels, int(self._index["frames"][i]))
+        return {
+            "id": str(self._index["ids"][i]),
+            "input_features": feats,
+            "labels": self.labels(i),
+            "duration": float(self._index["durations"][i]),
+            "category": str(self._index["categories"][i]) or None,
+        }
+
+
+class ShardSet(Sequence):
+    """Several shards read as one sequence, in shard-name order."""
+
+    def __init__(self, shards: list[Shard]):
+        self.shards = shards
+        self._starts = np.cumsum([0, *map(len, shards)]).tolist()
+
+    def __len__(self) -> int:
+        return self._starts[-1]
+
+    def _locate(self, i: int) -> tuple[Shard, int]:
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        i %= len(self)
+        k = bisect_right(self._starts, i) - 1
+        return self.shards[k], i - self._starts[k]
+
+    def __getitem__(self, i: int) -> dict:
+        shard, j = self._locate(i)
+        return shard[j]
+
+    def label_length(self, i: int) -> int:
+        shard, j = self._locate(i)
+        return len(shard.labels(j))
+
+    @property
+    def n_mels(self) -> int:
+        return self.shards[0].n_mels
+
+
+def shard_paths(directory: str | Path) -> list[Path]:
+    """Complete shards in `directory` (those whose index exists), by name."""
+    return sorted(p.with_name(p.name[: -len(INDEX_SUFFIX)]) for p in Path(directory).glob(f"*{INDEX_SUFFIX}"))
+
+
+def open(path: str | Path) -> ShardSet:  # noqa: A001 - the contract's name (shards.open)
+    """Open a shard (`path` without suffix) or a directory of shards."""
+    path = Path(path)
+    if path.is_dir():
+        paths = shard_paths(path)
+    else:
+        paths = [path] if path.with_suffix(INDEX_SUFFIX).exists() else []
+    if not paths:
+        raise FileNotFoundError(f"no feature shards in {path}: run the preprocess stage first")
+    return ShardSet([Shard(p) for p in paths])
