@@ -72,6 +72,9 @@ def finetune(
     model.generation_config.forced_decoder_ids = None
     model.config.forced_decoder_ids = None
 
+    trainer_args = dict(trainer_args)
+    # transformers 5 folds warmup_ratio into warmup_steps: a float below 1 is a ratio.
+    trainer_args["warmup_steps"] = float(trainer_args.pop("warmup_ratio", 0.0))
     checkpoint_dir = Path(checkpoint_dir)
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
     args = Seq2SeqTrainingArguments(

@@ -1,0 +1,94 @@
+import json
+
+import pytest
+
+from whisper_ko.discover import discover
+
+# sample_info.json kind → the reason discover must give
+EXPECTED_REASON = {
+    "corrupt_audio": "audio_unreadable",
+    "empty_audio": "audio_empty",
+    "audio_without_label": "audio_without_label",
+    "label_without_audio": "label_without_audio",
+    "empty_label": "empty_label",
+    "tags_only": "empty_label",
+    "long_audio": "audio_too_long",
+}
+LABEL_REASONS = {"label_without_audio", "empty_label"}
+
+
+@pytest.fixture(scope="module")
+def result(sample_corpus):
+    return discover(sample_corpus, val_fraction=0.2, seed=0, workers=2)
+
+
+@pytest.fixture(scope="module")
+def info(sample_corpus):
+    return json.loads((sample_corpus / "sample_info.json").read_text())
+
+
+def test_every_broken_entry_is_skipped_for_its_reason(result, info, sample_corpus):
+    _, report = result
+    for entry in info["broken"]:
+        if entry["kind"] == "cp949_label":
+            continue
+        reason = EXPECTED_REASON[entry["kind"]]
+        # label problems name the label file, audio problems the audio file
+        path = str(sample_corpus / (entry["label"] if reason in LABEL_REASONS else entry["audio"]))
+        assert reason in report["skipped"], entry
+        # examples are capped; the small corpus has few enough that each one is listed
+        assert path in report["skipped"][reason]["examples"], (entry, report["skipped"][reason])
+
+
+def test_cp949_label_is_kept_and_decoded(result, info):
+    splits, _ = result
+    cp949 = next(e for e in info["broken"] if e["kind"] == "cp949_label")
+    key = cp949["audio"].split("/", 3)[3].rsplit(".", 1)[0]
+    row = next(r for rows in splits.values() for r in rows if r["id"] == key)
+    assert any("\uac00" <= ch <= "\ud7a3" for ch in row["text"])
+
+
+def test_counts_add_up(result, info):
+    splits, report = result
+    kept = sum(len(rows) for rows in splits.values())
+    skipped = sum(e["count"] for e in report["skipped"].values())
+    assert report["found"] == kept + skipped
+    good = sum(sum(c.values()) for c in info["counts"].values())
+    assert kept == good + 1  # every good utterance plus the CP949 label
+    assert report["kept"]["test"] == {f"D0{i}": info["counts"]["validation"][f"D0{i}"] for i in range(1, 5)}
+
+
+def test_splits_are_leak_free(result):
+    splits, _ = result
+    train_sessions = {r["session"] for r in splits["train"]}
+    val_sessions = {r["session"] for r in splits["val"]}
+    assert splits["val"] and not train_sessions & val_sessions
+    assert not {r["audio"] for r in splits["test"]} & {r["audio"] for r in splits["train"] + splits["val"]}
+    assert all("2.Validation" in r["audio"] for r in splits["test"])
+    assert {r["category"] for r in splits["val"]} == {"D01", "D02", "D03", "D04"}
+
+
+def test_pairing_uses_the_full_path_when_session_ids_repeat(result, info, sample_corpus):
+    splits, _ = result
+    rows = {r["id"]: r for rows in splits.values() for r in rows}
+    for folder in info["quirks"]["repeated_sessions"]:
+        session = folder.split("/", 3)[3]
+        same = [r for r in rows.values() if r["session"] == session]
+        assert same, session
+        for row in same:
+            label = sample_corpus / folder / (row["id"].rsplit("/", 1)[1] + ".txt")
+            assert row["raw_text"] == label.read_text(encoding="utf-8").strip()
+
+
+def test_session_metadata_is_attached_and_unknowns_are_null(result):
+    splits, _ = result
+    rows = [r for rows in splits.values() for r in rows]
+    assert {r["speaker_type"] for r in rows} == {"상담사1", "고객1"}
+    assert all(r["subcategory"] for r in rows)
+    assert any(r["age"] is None for r in rows) and not any(r["age"] in ("", "None", "알수없음") for r in rows)
+    assert {r["network"] for r in rows} == {"8k"}
+
+
+def test_manifests_are_identical_across_runs(result, sample_corpus):
+    again, _ = discover(sample_corpus, val_fraction=0.2, seed=0, workers=1)
+    assert again == result[0]

@@ -1,0 +1,94 @@
+"""The four stages wired through DVC, run for real on the small sample corpus and the tiny model."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from transformers import WhisperForConditionalGeneration
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+DVC = [sys.executable, "-m", "dvc"]
+
+
+def dvc(project: Path, *args: str) -> str:
+    # stage commands call `python`: make it this interpreter, with the project installed
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run([*DVC, *args], cwd=project, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, f"dvc {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout + proc.stderr
+
+
+def git(project: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=project, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, sample_corpus, tiny_model) -> Path:
+    """A fresh git + DVC checkout of the pipeline files with quick params, after one `dvc repro`."""
+    root = tmp_path_factory.mktemp("project")
+    for name in ("dvc.yaml", ".dvcignore", "stages", "src"):
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)
+    (root / ".dvc").mkdir()
+    shutil.copy(REPO / ".dvc" / "config", root / ".dvc" / "config")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["discover"].update(root=str(sample_corpus), val_fraction=0.2, workers=2)
+    params["model"]["base"] = str(tiny_model)
+    params["preprocess"].update(workers=2, shard_size=32)
+    params["train"].update(max_steps=4, per_device_train_batch_size=8, per_device_eval_batch_size=8)
+    params["benchmark"].update(models={"base": str(tiny_model), "finetuned": "models/finetuned"}, max_new_tokens=16)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "pipeline")
+    dvc(root, "repro")
+    return root
+
+
+def test_repro_writes_every_contract_output(project):
+    for split in ("train", "val", "test"):
+        rows = [json.loads(line) for line in (project / f"data/manifests/{split}.jsonl").read_text().splitlines()]
+        assert rows and {"id", "audio", "sample_rate", "duration", "category", "raw_text", "text", "session"} <= set(rows[0])
+    assert list((project / "data/features/train").glob("shard-*.idx.npz"))
+    report = json.loads((project / "reports/preprocess.json").read_text())
+    assert report["train"]["kept"] > 0 and report["val"]["kept"] > 0
+
+    model = WhisperForConditionalGeneration.from_pretrained(project / "models/finetuned")
+    assert model.generation_config.language in ("ko", "<|ko|>") and model.generation_config.suppress_tokens
+    summary = json.loads((project / "models/finetuned/training_summary.json").read_text())
+    assert summary["global_steps"] == 4
+
+    metrics = json.loads((project / "metrics/benchmark.json").read_text())
+    assert set(metrics) == {"base", "finetuned"}
+    for result in metrics.values():
+        assert set(result["by_category"]) == {"D01", "D02", "D03", "D04"}
+        assert {"cer", "cer_nospace", "wer", "n"} <= set(result["overall"])
+        assert result["overall"]["n"] == sum(c["n"] for c in result["by_category"].values())
+    table = (project / "reports/benchmark.md").read_text()
+    assert "| Model | D01 | D02 | D03 | D04 | TOTAL |" in table
+    predictions = (project / "reports/predictions/finetuned.jsonl").read_text().splitlines()
+    assert len(predictions) == metrics["finetuned"]["overall"]["n"]
+
+
+def test_second_repro_does_nothing(project):
+    out = dvc(project, "repro")
+    assert "up to date" in out and "Running stage" not in out
+    assert "up to date" in dvc(project, "status")
+
+
+def test_changing_a_train_param_reruns_only_train_and_benchmark(project):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["train"]["learning_rate"] = 0.0005
+    (project / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
+    status = dvc(project, "status", "--json")
+    assert set(json.loads(status)) == {"train"}
+    out = dvc(project, "repro")
+    ran = {stage for stage in ("discover", "preprocess", "train", "benchmark") if f"Running stage '{stage}'" in out}
+    assert ran == {"train", "benchmark"}, out
