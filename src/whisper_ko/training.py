@@ -89,6 +89,7 @@ def finetune(
         report_to=[],
         remove_unused_columns=False,
         label_names=["labels"],
+        dataloader_pin_memory=torch.cuda.is_available(),
         **precision(),
         **trainer_args,
     )
