@@ -28,13 +28,13 @@ from whisper_ko.sample_corpus import training_texts
 
 # WhisperConfig dimensions; any of them can be overridden through build(**size)
 DEFAULT_SIZE = {
-    "d_model": 128,
+    "d_model": 64,
     "encoder_layers": 2,
     "decoder_layers": 2,
     "encoder_attention_heads": 4,
     "decoder_attention_heads": 4,
-    "encoder_ffn_dim": 512,
-    "decoder_ffn_dim": 512,
+    "encoder_ffn_dim": 256,
+    "decoder_ffn_dim": 256,
 }
 
 # OpenAI's order: the ids of the language and task tokens are computed from it
