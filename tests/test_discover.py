@@ -92,3 +92,21 @@ def test_session_metadata_is_attached_and_unknowns_are_null(result):
 def test_manifests_are_identical_across_runs(result, sample_corpus):
     again, _ = discover(sample_corpus, val_fraction=0.2, seed=0, workers=1)
     assert again == result[0]
+
+
+def test_stage_rewrites_byte_identical_manifests(sample_corpus, tmp_path):
+    import yaml
+
+    from conftest import REPO, run_stage
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["discover"].update(root=str(sample_corpus), workers=2)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
+    run_stage("discover", tmp_path)
+    first = {p.name: p.read_bytes() for p in (tmp_path / "data/manifests").iterdir()}
+    run_stage("discover", tmp_path)
+    assert first == {p.name: p.read_bytes() for p in (tmp_path / "data/manifests").iterdir()}
+    assert set(first) == {"train.jsonl", "val.jsonl", "test.jsonl"}
+    report = json.loads((tmp_path / "reports/discover.json").read_text())
+    assert report["found"] == report["kept_total"] + report["skipped_total"]
+    assert "| skipped because |" in (tmp_path / "reports/discover.md").read_text()

@@ -1,21 +1,14 @@
-"""Find, pair, validate and split the utterances of a corpus in AI Hub's layout.
+"""Validate and split the candidates a layout scanner found: manifests plus a report that accounts
+for every utterance (found = kept + skipped, per reason).
 
-```
-ROOT/1.Training/원천데이터_230316/TS_D01/D01/J01/S000001/0001.wav       → train (+ val)
-ROOT/1.Training/라벨링데이터_230316/TL_D01/D01/J01/S000001/0001.txt    (+ S000001.json)
-ROOT/2.Validation/원천데이터_230316/VS_D01/...                         → test
-```
-Audio and labels pair by their full path below the source/label roots (minus the optional
-`TS_`/`TL_` level): session ids repeat across D/J folders. Every file found ends up either in a
-manifest or under a skip reason: found = kept + skipped.
+Validation is cheap: audio headers (sample rate, channels, frames), not decodes; label bytes
+decoded as UTF-8 (with or without BOM), else CP949; the label normalised by `whisper_ko.text`.
 """
 
-import json
 import os
-import re
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +16,11 @@ import soundfile as sf
 from tqdm import tqdm
 
 from whisper_ko import text as textnorm
+from whisper_ko.layouts import Candidate, scan
 
-AUDIO_EXTENSIONS = {".wav", ".flac"}
-SPLIT_DIRS = {"1.Training": "train", "2.Validation": "test"}
-SOURCE_PREFIX, LABEL_PREFIX = "원천데이터", "라벨링데이터"
-ZIP_LEVEL = re.compile(r"^[TV][SL]_")
-UNKNOWN_VALUES = {"", "none", "null", "알수없음", "unknown", "-"}
+PCM_SAMPLE_RATE = 16000  # KsponSpeech: headerless 16 kHz 16-bit mono
 MAX_EXAMPLES = 5
+LABEL_ENCODINGS = ("utf-8", "utf-8-sig", "cp949")
 
 
 @dataclass(frozen=True)
@@ -39,203 +30,121 @@ class TextPolicy:
     masked: str = "drop"
 
 
-@dataclass
-class Candidate:
-    """One utterance key with whatever files were found for it."""
-
-    split: str
-    key: str  # D01/J01/S000001/0001
-    audio: str | None = None
-    label: str | None = None
-    meta: dict = field(default_factory=dict)
-
-
 class Skip(Exception):
-    def __init__(self, reason: str, path: str):
+    def __init__(self, reason: str, path: str | None):
         super().__init__(reason)
         self.reason, self.path = reason, path
 
 
-# ---------------------------------------------------------------- finding files
+# ---------------------------------------------------------------- one utterance
 
 
-def scan_aihub(root: str | Path) -> tuple[list[Candidate], int]:
-    """All utterance keys below `root`, and the number of session JSON files read."""
-    root = Path(root)
-    split_dirs = [(root / name, split) for name, split in SPLIT_DIRS.items() if (root / name).is_dir()]
-    if not split_dirs:
-        raise FileNotFoundError(f"{root}: no {' or '.join(SPLIT_DIRS)} directory (AI Hub layout)")
-    candidates: dict[tuple[str, str], Candidate] = {}
-    sessions = 0
-    for split_dir, split in split_dirs:
-        for tree in sorted(split_dir.iterdir()):
-            is_source = tree.name.startswith(SOURCE_PREFIX)
-            if not (is_source or tree.name.startswith(LABEL_PREFIX)):
-                continue
-            for path in _walk(tree):
-                key_path = _utterance_path(path.relative_to(tree))
-                suffix = path.suffix.lower()
-                if suffix == ".json" and not is_source:
-                    sessions += 1
-                    for key, meta in _read_session(path).items():
-                        candidates.setdefault((split, key), Candidate(split, key)).meta.update(meta)
-                    continue
-                if is_source and suffix in AUDIO_EXTENSIONS:
-                    slot = "audio"
-                elif not is_source and suffix == ".txt":
-                    slot = "label"
-                else:
-                    continue
-                key = key_path.with_suffix("").as_posix()
-                setattr(candidates.setdefault((split, key), Candidate(split, key)), slot, str(path))
-    # Session JSONs may list utterances that have neither file; they are not files we found.
-    found = [c for c in candidates.values() if c.audio or c.label]
-    return sorted(found, key=lambda c: (c.split, c.key)), sessions
-
-
-def _walk(directory: Path):
-    """Files below `directory`, depth first, by name (os.scandir: no stat per file)."""
-    with os.scandir(directory) as entries:
-        for entry in sorted(entries, key=lambda e: e.name):
-            if entry.is_dir(follow_symlinks=True):
-                yield from _walk(Path(entry.path))
-            elif entry.is_file(follow_symlinks=True):
-                yield Path(entry.path)
-
-
-def _utterance_path(rel: Path) -> Path:
-    """Path below the source/label root, without the zip-named level (TS_D01, VL_D02, ...)."""
-    parts = rel.parts
-    return Path(*parts[1:]) if len(parts) > 1 and ZIP_LEVEL.match(parts[0]) else rel
-
-
-def _read_session(path: Path) -> dict[str, dict]:
-    """Session JSON → {utterance key: metadata}; unreadable JSON contributes nothing."""
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8-sig"))["dataSet"]
-        info = data.get("typeInfo", {})
-        speakers = {s.get("id"): s for s in info.get("speakers", [])}
-        dialogs = data.get("dialogs", [])
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return {}
-    out = {}
-    for dialog in dialogs:
-        if not isinstance(dialog, dict) or not dialog.get("audioPath"):
-            continue
-        speaker = speakers.get(dialog.get("speaker"), {})
-        key = Path(dialog["audioPath"]).with_suffix("").as_posix()
-        out[key] = {
-            "subcategory": _known(info.get("subcategory")),
-            "speaker_type": _known(speaker.get("type")),
-            "gender": _known(speaker.get("gender")),
-            "age": _known(speaker.get("age")),
-            "network": _known(speaker.get("telephone_network")),
-        }
-    return out
-
-
-def _known(value):
-    if value is None or str(value).strip().lower() in UNKNOWN_VALUES:
-        return None
-    return str(value).strip()
-
-
-# ---------------------------------------------------------------- validating one utterance
-
-
-def read_label(path: str) -> str:
-    """Label text; UTF-8 (with or without BOM), else CP949 as older AI Hub sets use."""
+def read_label(path: str) -> tuple[str, str]:
+    """(text, encoding): UTF-8, UTF-8 with BOM, else CP949 as older AI Hub sets and KsponSpeech use."""
     raw = Path(path).read_bytes()
-    for encoding in ("utf-8-sig", "cp949"):
+    for encoding in LABEL_ENCODINGS:
+        if encoding == "utf-8" and raw.startswith(b"\xef\xbb\xbf"):
+            continue
         try:
-            return raw.decode(encoding).strip()
+            return raw.decode(encoding).strip(), encoding
         except UnicodeDecodeError:
             continue
     raise Skip("label_undecodable", path)
 
 
-def probe(candidate: Candidate, policy: TextPolicy, max_duration: float, category_re: re.Pattern) -> dict:
-    """Manifest row for a candidate, or raise Skip with its reason."""
-    if candidate.label is None:
+def audio_header(path: str) -> tuple[int, int, int]:
+    """(sample rate, channels, frames) from the header alone."""
+    if path.lower().endswith(".pcm"):
+        size = os.path.getsize(path)
+        if size % 2:
+            raise Skip("audio_unreadable", path)
+        return PCM_SAMPLE_RATE, 1, size // 2
+    try:
+        info = sf.info(path)
+    except (RuntimeError, OSError):
+        raise Skip("audio_missing" if not os.path.exists(path) else "audio_unreadable", path) from None
+    return info.samplerate, info.channels, info.frames
+
+
+def probe(candidate: Candidate, policy: TextPolicy, max_duration: float) -> tuple[dict, dict]:
+    """(manifest row, notes on unusual input) for a candidate, or raise Skip with its reason."""
+    if candidate.problem:
+        raise Skip(candidate.problem, candidate.label or candidate.audio)
+    if candidate.label is None and candidate.text is None:
         raise Skip("audio_without_label", candidate.audio)
     if candidate.audio is None:
         raise Skip("label_without_audio", candidate.label)
-    raw = read_label(candidate.label)
+    raw, encoding = (candidate.text, "inline") if candidate.text is not None else read_label(candidate.label)
+    where = candidate.label or candidate.audio
     try:
         text = textnorm.normalize(raw, policy.side, policy.fillers, masked=policy.masked)
     except textnorm.TranscriptError as err:
-        raise Skip(err.reason, candidate.label) from None
+        raise Skip(err.reason, where) from None
     if not text:
-        raise Skip("empty_label", candidate.label)
-    try:
-        info = sf.info(candidate.audio)
-    except (RuntimeError, OSError):
-        raise Skip("audio_unreadable", candidate.audio) from None
-    if info.frames == 0:
+        raise Skip("empty_label", where)
+    sample_rate, channels, frames = audio_header(candidate.audio)
+    if frames == 0:
         raise Skip("audio_empty", candidate.audio)
-    duration = info.frames / info.samplerate
+    duration = frames / sample_rate
     if duration > max_duration:
         raise Skip("audio_too_long", candidate.audio)
-    parts = candidate.key.split("/")
-    category = next((p for p in parts if category_re.fullmatch(p)), None)
-    return {
+    row = {
         "id": candidate.key,
         "audio": candidate.audio,
-        "sample_rate": info.samplerate,
+        "sample_rate": sample_rate,
         "duration": round(duration, 4),
-        "category": category,
+        "category": candidate.category,
         "raw_text": raw,
         "text": text,
-        "session": "/".join(parts[:-1]),
+        "session": candidate.session,
         **candidate.meta,
     }
+    return row, {"sample_rate": sample_rate, "channels": channels, "label_encoding": encoding}
 
 
-def _probe_one(args) -> tuple[str, dict | tuple[str, str]]:
-    candidate, policy, max_duration, pattern = args
+def _probe_one(args) -> tuple:
+    candidate, policy, max_duration = args
     try:
-        return "kept", probe(candidate, policy, max_duration, re.compile(pattern))
+        return ("kept", *probe(candidate, policy, max_duration))
     except Skip as skip:
-        return "skipped", (skip.reason, skip.path)
+        return "skipped", skip.reason, skip.path
 
 
-def probe_all(candidates, policy: TextPolicy, max_duration: float, category_pattern: str, workers: int):
-    """Probe candidates in parallel (label reads and header probes are I/O plus a little CPU)."""
-    jobs = [(c, policy, max_duration, category_pattern) for c in candidates]
-    chunksize = max(1, min(512, len(jobs) // (workers * 8) or 1))
-    if workers <= 1 or len(jobs) < 256:
-        results = map(_probe_one, jobs)
-        yield from tqdm(results, total=len(jobs), desc="discover", unit="utt")
+def probe_all(candidates: list[Candidate], policy: TextPolicy, max_duration: float, workers: int):
+    """Probe in manifest order, in parallel: label reads and header probes are I/O plus a little CPU."""
+    jobs = [(c, policy, max_duration) for c in candidates]
+    bar = dict(total=len(jobs), desc="discover", unit="utt", mininterval=1.0)
+    if workers <= 1 or len(jobs) < 1000:
+        yield from tqdm(map(_probe_one, jobs), **bar)
         return
+    chunksize = max(64, min(2048, len(jobs) // (workers * 16)))
     with ProcessPoolExecutor(workers) as pool:
-        yield from tqdm(pool.map(_probe_one, jobs, chunksize=chunksize), total=len(jobs), desc="discover", unit="utt")
+        yield from tqdm(pool.map(_probe_one, jobs, chunksize=chunksize), **bar)
 
 
-# ---------------------------------------------------------------- splitting
+# ---------------------------------------------------------------- splits
 
 
-def split_val(rows: list[dict], fraction: float, cap: int | None, seed: int) -> tuple[list[dict], list[dict]]:
-    """Hold out whole sessions of the training side, per category, about `fraction` of each."""
-    total = len(rows)
-    target_share = fraction if not cap else min(fraction, cap / max(total, 1))
+def hold_out(rows: list[dict], fraction: float, cap: int | None, seed: int) -> tuple[list[dict], list[dict]]:
+    """(rest, held out): whole sessions, per category, about `fraction` of each category's rows."""
+    if not rows or fraction <= 0:
+        return rows, []
+    share = min(fraction, cap / len(rows)) if cap else fraction
     rng = np.random.default_rng(seed)
-    by_category: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    sessions_by_category: dict[str, dict[str, int]] = defaultdict(Counter)
     for row in rows:
-        by_category[row["category"] or ""][row["session"]].append(row)
-    val_sessions = set()
-    for category in sorted(by_category):
-        sessions = by_category[category]
-        names = sorted(sessions)
-        want = round(target_share * sum(map(len, sessions.values())))
-        taken = 0
+        sessions_by_category[str(row["category"])][row["session"]] += 1
+    held = set()
+    for category in sorted(sessions_by_category):
+        sizes = sessions_by_category[category]
+        names = sorted(sizes)
+        want, taken = round(share * sum(sizes.values())), 0
         for i in rng.permutation(len(names)):
             if taken >= want:
                 break
-            val_sessions.add(names[i])
-            taken += len(sessions[names[i]])
-    train = [r for r in rows if r["session"] not in val_sessions]
-    val = [r for r in rows if r["session"] in val_sessions]
-    return train, val
+            held.add(names[i])
+            taken += sizes[names[i]]
+    return [r for r in rows if r["session"] not in held], [r for r in rows if r["session"] in held]
 
 
 def limit_per_category(rows: list[dict], limit: int | None, seed: int) -> tuple[list[dict], list[dict]]:
@@ -245,13 +154,23 @@ def limit_per_category(rows: list[dict], limit: int | None, seed: int) -> tuple[
     rng = np.random.default_rng(seed)
     by_category = defaultdict(list)
     for row in rows:
-        by_category[row["category"]].append(row)
-    keep_ids = set()
-    for category in sorted(by_category, key=str):
-        group = by_category[category]
-        chosen = rng.permutation(len(group))[:limit] if len(group) > limit else range(len(group))
-        keep_ids.update(group[i]["id"] for i in chosen)
-    return [r for r in rows if r["id"] in keep_ids], [r for r in rows if r["id"] not in keep_ids]
+        by_category[str(row["category"])].append(row["id"])
+    keep = set()
+    for category in sorted(by_category):
+        ids = by_category[category]
+        keep.update(ids if len(ids) <= limit else [ids[i] for i in rng.permutation(len(ids))[:limit]])
+    return [r for r in rows if r["id"] in keep], [r for r in rows if r["id"] not in keep]
+
+
+def make_splits(kept: dict[str, list[dict]], *, val_fraction, val_max, test_fraction, seed) -> dict[str, list[dict]]:
+    """train/val/test: the corpus's own test and val sides where it has them, else held-out sessions."""
+    train, test = kept["train"], kept["test"]
+    if not test:
+        train, test = hold_out(train, test_fraction, None, seed + 1)
+    val = kept["val"]
+    if not val:
+        train, val = hold_out(train, val_fraction, val_max, seed)
+    return {"train": train, "val": val, "test": test}
 
 
 # ---------------------------------------------------------------- the whole stage
@@ -260,60 +179,77 @@ def limit_per_category(rows: list[dict], limit: int | None, seed: int) -> tuple[
 def discover(
     root: str | Path,
     *,
+    layout: str = "auto",
     policy: TextPolicy = TextPolicy(),
-    category_pattern: str = r"D\d\d",
+    category_pattern: str | None = r"D\d\d",
     max_duration: float = 30.0,
     val_fraction: float = 0.1,
     val_max: int | None = None,
+    test_fraction: float = 0.0,
     max_per_category: int | None = None,
     seed: int = 0,
     workers: int | None = None,
 ) -> tuple[dict[str, list[dict]], dict]:
-    """Manifests per split and the report (found = kept + skipped)."""
-    candidates, session_files = scan_aihub(root)
-    kept_by_side = defaultdict(list)
+    """Manifests per split (rows sorted by id) and the report (found = kept + skipped)."""
+    found = scan(root, layout, category_pattern)
+    kept = {"train": [], "val": [], "test": []}
     skipped = defaultdict(lambda: {"count": 0, "examples": []})
-    for (status, value), candidate in zip(
-        probe_all(candidates, policy, max_duration, category_pattern, workers or os.cpu_count() or 1), candidates
-    ):
+    notes = defaultdict(Counter)
+    results = probe_all(found.candidates, policy, max_duration, workers or os.cpu_count() or 1)
+    for candidate, (status, *value) in zip(found.candidates, results):
         if status == "kept":
-            kept_by_side[candidate.split].append(value)
+            row, note = value
+            kept[candidate.side].append(row)
+            for name, v in note.items():
+                notes[name][str(v)] += 1
         else:
-            _record_skip(skipped, *value)
+            record_skip(skipped, *value)
 
-    train, val = split_val(kept_by_side["train"], val_fraction, val_max, seed)
-    splits = {"train": train, "val": val, "test": kept_by_side["test"]}
+    splits = make_splits(kept, val_fraction=val_fraction, val_max=val_max, test_fraction=test_fraction, seed=seed)
     for name in splits:
         splits[name], dropped = limit_per_category(splits[name], max_per_category, seed)
         for row in dropped:
-            _record_skip(skipped, "over_max_per_category", row["audio"])
-    report = build_report(len(candidates), session_files, splits, skipped)
+            record_skip(skipped, "over_max_per_category", row["audio"])
+        splits[name].sort(key=lambda r: r["id"])
+    check_leaks(splits)
+    report = build_report(found.layout, len(found.candidates), found.session_files, splits, skipped, notes)
     return splits, report
 
 
-def _record_skip(skipped: dict, reason: str, path: str) -> None:
+def record_skip(skipped: dict, reason: str, path: str | None) -> None:
     entry = skipped[reason]
     entry["count"] += 1
     if len(entry["examples"]) < MAX_EXAMPLES:
         entry["examples"].append(path)
 
 
-def build_report(found: int, session_files: int, splits: dict[str, list[dict]], skipped: dict) -> dict:
-    kept = {
-        split: dict(sorted(Counter(str(r["category"]) for r in rows).items())) for split, rows in splits.items()
-    }
-    hours = {split: round(sum(r["duration"] for r in rows) / 3600, 4) for split, rows in splits.items()}
-    n_kept = sum(len(rows) for rows in splits.values())
+def check_leaks(splits: dict[str, list[dict]]) -> None:
+    """Sessions never straddle train and val; no test audio is trained on."""
+    train_sessions = {r["session"] for r in splits["train"]}
+    shared = train_sessions & {r["session"] for r in splits["val"]}
+    if shared:
+        raise AssertionError(f"sessions in both train and val: {sorted(shared)[:5]}")
+    trained = {r["audio"] for r in splits["train"]} | {r["audio"] for r in splits["val"]}
+    leaked = trained & {r["audio"] for r in splits["test"]}
+    if leaked:
+        raise AssertionError(f"test audio also in train/val: {sorted(leaked)[:5]}")
+
+
+def build_report(layout, found, session_files, splits, skipped, notes) -> dict:
+    n_kept = sum(map(len, splits.values()))
     n_skipped = sum(entry["count"] for entry in skipped.values())
     if n_kept + n_skipped != found:
         raise AssertionError(f"discover lost utterances: found {found}, kept {n_kept} + skipped {n_skipped}")
     return {
+        "layout": layout,
         "found": found,
         "kept_total": n_kept,
         "skipped_total": n_skipped,
-        "kept": kept,
-        "hours": hours,
+        "kept": {s: dict(sorted(Counter(str(r["category"]) for r in rows).items())) for s, rows in splits.items()},
+        "hours": {s: round(sum(r["duration"] for r in rows) / 3600, 4) for s, rows in splits.items()},
+        "sessions": {s: len({r["session"] for r in rows}) for s, rows in splits.items()},
         "skipped": dict(sorted(skipped.items())),
+        "kept_input": {name: dict(sorted(counts.items())) for name, counts in sorted(notes.items())},
         "session_files": session_files,
     }
 
@@ -321,16 +257,23 @@ def build_report(found: int, session_files: int, splits: dict[str, list[dict]], 
 def report_markdown(report: dict) -> str:
     categories = sorted({c for per in report["kept"].values() for c in per})
     lines = [
-        f"# discover: {report['found']} found = {report['kept_total']} kept + {report['skipped_total']} skipped",
+        f"# discover ({report['layout']}): {report['found']} found = "
+        f"{report['kept_total']} kept + {report['skipped_total']} skipped",
         "",
-        "| split | " + " | ".join(categories) + " | total | hours |",
-        "|---" * (len(categories) + 3) + "|",
+        "| split | " + " | ".join(categories) + " | total | sessions | hours |",
+        "|---" * (len(categories) + 4) + "|",
     ]
     for split, per in report["kept"].items():
-        cells = [str(per.get(c, 0)) for c in categories]
-        lines.append(f"| {split} | " + " | ".join(cells) + f" | {sum(per.values())} | {report['hours'][split]} |")
+        cells = " | ".join(str(per.get(c, 0)) for c in categories)
+        lines.append(
+            f"| {split} | {cells} | {sum(per.values())} | {report['sessions'][split]} | {report['hours'][split]} |"
+        )
+    if not report["kept"]["test"]:
+        lines += ["", "**No test split**: the corpus has no evaluation side; set `discover.test_fraction`."]
     lines += ["", "| skipped because | count | example |", "|---|---|---|"]
     for reason, entry in report["skipped"].items():
-        example = entry["examples"][0] if entry["examples"] else ""
-        lines.append(f"| {reason} | {entry['count']} | `{example}` |")
+        lines.append(f"| {reason} | {entry['count']} | `{entry['examples'][0] if entry['examples'] else ''}` |")
+    lines += ["", "| kept input | values |", "|---|---|"]
+    for name, counts in report["kept_input"].items():
+        lines.append(f"| {name} | " + ", ".join(f"{k}: {v}" for k, v in counts.items()) + " |")
     return "\n".join(lines) + "\n"

@@ -1,0 +1,285 @@
+"""Corpus layouts: find every audio file and label of a corpus and pair them into candidates.
+
+Each scanner returns `Candidate`s: one per utterance key, holding whatever was found for it (audio,
+a label file or inline label text). Validation happens later (discover.probe), so a scanner never
+drops anything: an audio file without a label is still a candidate, and becomes a counted skip.
+
+- `aihub`: AI Hub sets (`1.Training`/`2.Validation`, mirrored 원천데이터/라벨링데이터 trees,
+  optional `TS_`/`TL_` zip level and date suffix, session JSONs).
+- `kspon`: KsponSpeech (headerless `.pcm` + CP949 `.txt`, or `.trn` scripts `path :: text`).
+- `plain`: any tree of audio files with a same-named `.txt` beside each.
+- `jsonl`: an existing NeMo-style manifest (`audio_filepath`, `text`, `duration`, extra keys).
+"""
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LAYOUTS = ("aihub", "kspon", "plain", "jsonl")
+AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".mp3", ".pcm"}
+AIHUB_SPLITS = {"1.Training": "train", "2.Validation": "test"}
+AIHUB_SOURCE, AIHUB_LABEL = "원천데이터", "라벨링데이터"
+AIHUB_ZIP_LEVEL = re.compile(r"^[TV][SL]_")
+KSPON_EVAL = ("eval_clean", "eval_other")
+# Top-level folder or file names that say which split a plain tree or JSONL manifest belongs to.
+SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+               "dev": "val", "test": "test", "eval": "test", "evaluation": "test"}
+UNKNOWN_VALUES = {"", "none", "null", "알수없음", "unknown", "-"}
+METADATA_KEYS = ("subcategory", "speaker_type", "gender", "age", "network")
+
+
+@dataclass
+class Candidate:
+    """One utterance key with whatever files were found for it."""
+
+    side: str  # train (val is held out of it later), val, or test
+    key: str  # unique id, e.g. D01/J01/S000001/0001
+    audio: str | None = None
+    label: str | None = None  # path of a label file
+    text: str | None = None  # label text given inline (.trn script, JSONL manifest)
+    category: str | None = None
+    session: str | None = None
+    meta: dict = field(default_factory=dict)
+    problem: str | None = None  # a skip reason known while scanning
+
+
+@dataclass
+class Scan:
+    layout: str
+    candidates: list[Candidate]
+    session_files: int = 0
+
+
+def detect(root: Path) -> str:
+    """The layout of `root`, from cheap looks at its top level."""
+    if root.is_file():
+        if root.suffix.lower() in (".jsonl", ".json"):
+            return "jsonl"
+        raise ValueError(f"{root}: a file root must be a JSONL manifest")
+    names = {p.name for p in root.iterdir()}
+    if names & set(AIHUB_SPLITS) or any(n.startswith((AIHUB_SOURCE, AIHUB_LABEL)) for n in names):
+        return "aihub"
+    if any(n.startswith("KsponSpeech") or n.endswith(".trn") for n in names):
+        return "kspon"
+    if any(n.endswith(".jsonl") for n in names):
+        return "jsonl"
+    return "plain"
+
+
+def scan(root: str | Path, layout: str = "auto", category_pattern: str | None = r"D\d\d") -> Scan:
+    root = Path(root)
+    if not root.exists():
+        raise FileNotFoundError(f"corpus root {root} does not exist (discover.root)")
+    layout = detect(root) if layout == "auto" else layout
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}: choose one of auto, {', '.join(LAYOUTS)}")
+    category_re = re.compile(category_pattern) if category_pattern else None
+    scanner = {"aihub": scan_aihub, "kspon": scan_kspon, "plain": scan_plain, "jsonl": scan_jsonl}[layout]
+    result = scanner(root, category_re)
+    result.candidates.sort(key=lambda c: (c.side, c.key))
+    return result
+
+
+def walk(directory: Path):
+    """Files below `directory`, depth first, by name (os.scandir: no stat call per file)."""
+    with os.scandir(directory) as entries:
+        for entry in sorted(entries, key=lambda e: e.name):
+            if entry.is_dir():
+                yield from walk(Path(entry.path))
+            elif entry.is_file():
+                yield Path(entry.path)
+
+
+def category_of(parts, category_re: re.Pattern | None) -> str | None:
+    if category_re is None:
+        return None
+    return next((p for p in parts if category_re.fullmatch(p)), None)
+
+
+def known(value):
+    """Metadata value, or None for the corpus's ways of writing 'unknown'."""
+    if value is None or str(value).strip().lower() in UNKNOWN_VALUES:
+        return None
+    return str(value).strip()
+
+
+# ---------------------------------------------------------------- AI Hub
+
+
+def scan_aihub(root: Path, category_re) -> Scan:
+    split_dirs = [(root / name, side) for name, side in AIHUB_SPLITS.items() if (root / name).is_dir()]
+    if not split_dirs:
+        raise FileNotFoundError(f"{root}: no {' or '.join(AIHUB_SPLITS)} folder (AI Hub layout)")
+    found: dict[tuple[str, str], Candidate] = {}
+    sessions = 0
+    for split_dir, side in split_dirs:
+        for tree in sorted(split_dir.iterdir()):
+            is_source = tree.name.startswith(AIHUB_SOURCE)
+            if not (is_source or tree.name.startswith(AIHUB_LABEL)):
+                continue
+            for path in walk(tree):
+                suffix = path.suffix.lower()
+                if suffix == ".json" and not is_source:
+                    sessions += 1
+                    for key, meta in read_aihub_session(path).items():
+                        _candidate(found, side, key, category_re).meta.update(meta)
+                elif is_source and suffix in AUDIO_EXTENSIONS:
+                    _candidate(found, side, _aihub_key(path, tree), category_re).audio = str(path)
+                elif not is_source and suffix == ".txt":
+                    _candidate(found, side, _aihub_key(path, tree), category_re).label = str(path)
+    # Session JSONs may list utterances that have neither file: those are not files we found.
+    return Scan("aihub", [c for c in found.values() if c.audio or c.label], sessions)
+
+
+def _candidate(found: dict, side: str, key: str, category_re) -> Candidate:
+    if (side, key) not in found:
+        parts = key.split("/")
+        found[side, key] = Candidate(side, key, category=category_of(parts, category_re), session="/".join(parts[:-1]))
+    return found[side, key]
+
+
+def _aihub_key(path: Path, tree: Path) -> str:
+    """Path below the source/label root without the zip level (TS_D01, VL_D02) or extension."""
+    parts = path.relative_to(tree).with_suffix("").parts
+    if len(parts) > 1 and AIHUB_ZIP_LEVEL.match(parts[0]):
+        parts = parts[1:]
+    return "/".join(parts)
+
+
+def read_aihub_session(path: Path) -> dict[str, dict]:
+    """Session JSON → {utterance key: metadata}; an unreadable JSON contributes nothing."""
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8-sig"))["dataSet"]
+        info = data.get("typeInfo", {})
+        speakers = {s.get("id"): s for s in info.get("speakers", [])}
+        dialogs = [d for d in data.get("dialogs", []) if isinstance(d, dict) and d.get("audioPath")]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return {}
+    out = {}
+    for dialog in dialogs:
+        speaker = speakers.get(dialog.get("speaker"), {})
+        out[str(Path(dialog["audioPath"]).with_suffix("").as_posix())] = {
+            "subcategory": known(info.get("subcategory")),
+            "speaker_type": known(speaker.get("type")),
+            "gender": known(speaker.get("gender")),
+            "age": known(speaker.get("age")),
+            "network": known(speaker.get("telephone_network")),
+        }
+    return out
+
+
+# ---------------------------------------------------------------- KsponSpeech
+
+
+def scan_kspon(root: Path, category_re) -> Scan:
+    scripts = sorted(root.rglob("*.trn"))
+    audio = {}
+    labels = {}
+    for path in walk(root):
+        rel = path.relative_to(root).with_suffix("").as_posix()
+        if path.suffix.lower() == ".pcm":
+            audio[rel] = path
+        elif path.suffix.lower() == ".txt" and not scripts:
+            labels[rel] = path
+    texts = {}
+    for script in scripts:
+        side = _kspon_script_side(script)
+        for rel, text in _read_trn(script):
+            texts[rel] = (side, text)
+    candidates = []
+    for rel in sorted(set(audio) | set(labels) | set(texts)):
+        side, text = texts.get(rel, (None, None))
+        eval_set = next((name for name in KSPON_EVAL if name in rel.split("/")), None)
+        side = side or ("test" if eval_set else "train")
+        candidates.append(
+            Candidate(
+                side,
+                rel,
+                audio=str(audio[rel]) if rel in audio else None,
+                label=str(labels[rel]) if rel in labels else None,
+                text=text,
+                category=eval_set if side == "test" else category_of(rel.split("/")[:-1], category_re),
+                session=rel.rsplit("/", 1)[0] if "/" in rel else "",
+            )
+        )
+    return Scan("kspon", candidates)
+
+
+def _kspon_script_side(script: Path) -> str:
+    stem = script.stem.lower()
+    if stem in KSPON_EVAL:
+        return "test"
+    return SPLIT_NAMES.get(stem, "train")
+
+
+def _read_trn(script: Path):
+    """`KsponSpeech_01/KsponSpeech_0001/KsponSpeech_000001.pcm :: 텍스트` lines."""
+    for line in script.read_text(encoding="utf-8-sig").splitlines():
+        if "::" not in line:
+            continue
+        path, text = (part.strip() for part in line.split("::", 1))
+        yield Path(path).with_suffix("").as_posix(), text
+
+
+# ---------------------------------------------------------------- plain pairs
+
+
+def scan_plain(root: Path, category_re) -> Scan:
+    audio, labels = {}, {}
+    for path in walk(root):
+        rel = path.relative_to(root).with_suffix("").as_posix()
+        suffix = path.suffix.lower()
+        if suffix in AUDIO_EXTENSIONS:
+            audio[rel] = path
+        elif suffix == ".txt":
+            labels[rel] = path
+    candidates = []
+    for rel in sorted(set(audio) | set(labels)):
+        parts = rel.split("/")
+        candidates.append(
+            Candidate(
+                SPLIT_NAMES.get(parts[0].lower(), "train") if len(parts) > 1 else "train",
+                rel,
+                audio=str(audio[rel]) if rel in audio else None,
+                label=str(labels[rel]) if rel in labels else None,
+                category=category_of(parts[:-1], category_re),
+                session="/".join(parts[:-1]),
+            )
+        )
+    return Scan("plain", candidates)
+
+
+# ---------------------------------------------------------------- JSONL manifests
+
+
+def scan_jsonl(root: Path, category_re) -> Scan:
+    files = [root] if root.is_file() else sorted(root.glob("*.jsonl"))
+    if not files:
+        raise FileNotFoundError(f"{root}: no .jsonl manifest")
+    candidates = []
+    for manifest in files:
+        side = SPLIT_NAMES.get(manifest.stem.split("_")[0].split(".")[0].lower(), "train")
+        for n, line in enumerate(manifest.read_text(encoding="utf-8-sig").splitlines(), 1):
+            if line.strip():
+                candidates.append(_jsonl_candidate(manifest, n, line, side, category_re))
+    return Scan("jsonl", candidates)
+
+
+def _jsonl_candidate(manifest: Path, n: int, line: str, side: str, category_re) -> Candidate:
+    try:
+        entry = json.loads(line)
+        given = Path(entry["audio_filepath"])
+    except (ValueError, KeyError, TypeError):
+        return Candidate(side, f"{manifest.stem}/{n:07d}", label=f"{manifest}:{n}", problem="manifest_line_invalid")
+    audio = given if given.is_absolute() else manifest.parent / given
+    return Candidate(
+        side,
+        str(entry.get("id") or given.with_suffix("").as_posix().lstrip("/")),
+        audio=str(audio),
+        text=str(entry.get("text") or ""),
+        category=entry.get("category") or category_of(given.parts[:-1], category_re),
+        session=entry.get("session") or given.parent.as_posix(),
+        meta={k: known(entry.get(k)) for k in METADATA_KEYS if k in entry},
+    )
