@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+
+from whisper_ko import audio, features, labels, shards
+from whisper_ko.discover import discover
+from whisper_ko.preprocess import Settings, preprocess_split
+from test_features import extractor_output
+
+
+@pytest.fixture(scope="module")
+def rows(sample_corpus):
+    splits, _ = discover(sample_corpus, val_fraction=0.2, seed=0, workers=1)
+    return splits["val"][:12]
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 22050, 44100])
+@pytest.mark.parametrize("n_mels", [80, 128])
+def test_features_are_exact_whatever_the_input_rate(sample_corpus, tmp_path, rate, n_mels):
+    wav = next(sample_corpus.glob("2.Validation/원천데이터_230316/VS_D02/**/0002.wav"))
+    speech, sr = sf.read(wav, dtype="float32")
+    sf.write(tmp_path / "x.wav", soxr.resample(speech, sr, rate, quality="HQ"), rate, subtype="FLOAT")
+    wave = audio.load(tmp_path / "x.wav")
+    np.testing.assert_allclose(
+        features.pad(features.log_mel(wave, n_mels)), extractor_output(wave, n_mels), atol=1e-5, rtol=0
+    )
+
+
+def test_shards_hold_exact_features_and_prefixed_labels(rows, tiny_model, tmp_path):
+    report = preprocess_split(rows, tmp_path, Settings(model=str(tiny_model), dtype="float32"), shard_size=5, workers=2)
+    assert report["kept"] == len(rows) and report["skipped"] == {}
+    tok = labels.load_tokenizer(str(tiny_model))
+    prefix = tok.convert_tokens_to_ids(["<|startoftranscript|>", "<|ko|>", "<|transcribe|>", "<|notimestamps|>"])
+    data = shards.open(tmp_path)
+    by_id = {data[i]["id"]: data[i] for i in range(len(data))}
+    for row in rows[:4]:
+        record = by_id[row["id"]]
+        assert record["labels"][:4] == prefix and record["labels"][-1] == tok.eos_token_id
+        assert tok.decode(record["labels"], skip_special_tokens=True) == row["text"]
+        wave = audio.load(row["audio"])
+        assert record["input_features"].shape == (80, (len(wave) + 199) // 160 + 1)
+        np.testing.assert_allclose(features.pad(record["input_features"]), extractor_output(wave, 80), atol=1e-4, rtol=0)
+
+
+def test_skips_are_counted_with_reasons(rows, tiny_model, tmp_path):
+    broken = [dict(rows[0], audio=str(tmp_path / "gone.wav"), id="gone"), dict(rows[1], id="short", duration=0.05)]
+    long_text = dict(rows[2], id="long", text=" ".join(["주문하신 상품은 내일 도착합니다"] * 20))
+    report = preprocess_split(
+        [*rows[3:6], *broken, long_text],
+        tmp_path,
+        Settings(model=str(tiny_model), max_label_tokens=40),
+        workers=1,
+    )
+    assert report["kept"] == 3 and report["manifest"] == 6
+    assert {k: v["examples"] for k, v in report["skipped"].items()} == {
+        "audio_unreadable": ["gone"],
+        "audio_too_short": ["short"],
+        "label_too_long": ["long"],
+    }
+
+
+def test_rerun_after_a_kill_resumes_and_a_changed_param_rebuilds(rows, tiny_model, tmp_path):
+    settings = Settings(model=str(tiny_model))
+    first = preprocess_split(rows, tmp_path, settings, shard_size=4, workers=2)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert first["processed_now"] == 12 and len(shards.shard_paths(tmp_path)) == 3
+
+    # A kill while shard 1 was being written leaves its data file but no index.
+    (tmp_path / "shard-00001.idx.npz").unlink()
+    (tmp_path / "shard-00001.bin").write_bytes(b"partial")
+    resumed = preprocess_split(rows, tmp_path, settings, shard_size=4, workers=2)
+    assert resumed["processed_now"] == 4
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+    rebuilt = preprocess_split(rows, tmp_path, Settings(model=str(tiny_model), dtype="float32"), shard_size=4, workers=2)
+    assert rebuilt["processed_now"] == 12 and shards.open(tmp_path)[0]["input_features"].dtype == np.float32
+
+    fewer = preprocess_split(rows[:4], tmp_path, Settings(model=str(tiny_model), dtype="float32"), shard_size=4, workers=1)
+    assert fewer["processed_now"] == 0 and len(shards.open(tmp_path)) == 4  # stale shards removed
