@@ -42,7 +42,10 @@ def project(tmp_path_factory, sample_corpus, tiny_model) -> Path:
     params["discover"].update(root=str(sample_corpus), val_fraction=0.2, workers=2)
     params["model"]["base"] = str(tiny_model)
     params["preprocess"].update(workers=2, shard_size=32)
-    params["train"].update(max_steps=4, per_device_train_batch_size=8, per_device_eval_batch_size=8)
+    params["train"].update(
+        max_steps=4, per_device_train_batch_size=8, per_device_eval_batch_size=8, eval_steps=2, eval_max_samples=4,
+        generation_max_length=12,
+    )
     params["benchmark"].update(models={"base": str(tiny_model), "finetuned": "models/finetuned"}, max_new_tokens=16)
     (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
     git(root, "init", "-q")

@@ -135,9 +135,9 @@ class ShardSet(Sequence):
         shard, j = self._locate(i)
         return shard[j]
 
-    def label_length(self, i: int) -> int:
-        shard, j = self._locate(i)
-        return len(shard.labels(j))
+    def label_lengths(self) -> np.ndarray:
+        """Label length of every record, from the indexes alone (no feature is read)."""
+        return np.concatenate([np.diff(s._index["label_offsets"]) for s in self.shards])
 
     @property
     def n_mels(self) -> int:

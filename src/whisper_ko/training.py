@@ -1,25 +1,39 @@
-"""Fine-tuning with transformers' Seq2SeqTrainer on the compact feature shards."""
+"""Fine-tuning with transformers' Seq2SeqTrainer on the compact feature shards.
 
+Full fine-tune, LoRA (merged into a plain Whisper at the end) or a frozen encoder; evaluation by
+generation on (a capped part of) val, scored with the benchmark's own metrics; the best checkpoint
+by no-space CER is kept, early stopping on it; curves through DVCLive; resumable.
+"""
+
+import hashlib
+import importlib.util
 import json
 import shutil
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from transformers import (
+    EarlyStoppingCallback,
     Seq2SeqTrainer,
     Seq2SeqTrainingArguments,
+    TrainerCallback,
     WhisperForConditionalGeneration,
     WhisperProcessor,
 )
+from transformers.trainer_pt_utils import LengthGroupedSampler
+from transformers.trainer_utils import get_last_checkpoint
 
-from whisper_ko import shards
-from whisper_ko.collate import Collator
+from whisper_ko import metrics, shards
+from whisper_ko.collate import IGNORE_INDEX, Collator
 
-# Seq2SeqTrainingArguments fields the `train` params section may set directly.
+METHODS = ("full", "lora", "freeze_encoder")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+# Seq2SeqTrainingArguments fields the `train` params section passes through as they are.
 TRAINER_KEYS = {
     "learning_rate",
-    "warmup_ratio",
     "lr_scheduler_type",
     "num_train_epochs",
     "max_steps",
@@ -30,14 +44,72 @@ TRAINER_KEYS = {
     "max_grad_norm",
     "seed",
     "dataloader_num_workers",
+    "logging_steps",
+    "save_total_limit",
 }
 
 
-def precision() -> dict:
-    """bf16 where the GPU supports it, fp16 on older GPUs, fp32 on CPU."""
+@dataclass
+class TrainConfig:
+    """The `train` params that are ours rather than Seq2SeqTrainingArguments'."""
+
+    output_dir: str = "models/finetuned"
+    checkpoint_dir: str = "checkpoints/train"
+    method: str = "full"
+    lora: dict = field(default_factory=lambda: {"r": 32, "alpha": 64, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]})
+    warmup_ratio: float = 0.0
+    precision: str = "auto"
+    gradient_checkpointing: bool = False
+    group_by_length: bool = False
+    eval_steps: int | None = None  # None: evaluate (and checkpoint) once per epoch
+    eval_max_samples: int | None = 200
+    generation_max_length: int = 128
+    metric_for_best_model: str = "cer_nospace"
+    early_stopping_patience: int | None = 3
+    early_stopping_threshold: float = 0.0
+    nproc_per_node: int = 1
+    dvclive_dir: str = "dvclive"
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"train.method {self.method!r}: choose one of {', '.join(METHODS)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"train.precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
+
+
+OWN_KEYS = set(TrainConfig.__dataclass_fields__)
+
+
+# ---------------------------------------------------------------- hardware-dependent settings
+
+
+def precision_args(choice: str) -> dict:
+    """bf16 where the GPU supports it, fp16 on older GPUs, fp32 on CPU (unless chosen)."""
+    if choice == "auto":
+        if not torch.cuda.is_available():
+            return {}
+        choice = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if choice != "fp32" and not torch.cuda.is_available():
+        raise ValueError(f"train.precision {choice}: mixed precision needs a GPU; use auto or fp32 on CPU")
+    return {"bf16": True} if choice == "bf16" else {"fp16": True} if choice == "fp16" else {}
+
+
+def cuda_args() -> dict:
     if not torch.cuda.is_available():
-        return {}
-    return {"bf16": True} if torch.cuda.is_bf16_supported() else {"fp16": True}
+        # use_cpu makes a torchrun launch on CPU a real DDP run over gloo.
+        return {"use_cpu": True, "dataloader_pin_memory": False}
+    ampere = torch.cuda.get_device_capability()[0] >= 8
+    return {"optim": "adamw_torch_fused", "tf32": ampere}
+
+
+def attention_implementation() -> str:
+    """flash-attention-2 when installed on a GPU, else PyTorch's SDPA."""
+    if torch.cuda.is_available() and importlib.util.find_spec("flash_attn"):
+        return "flash_attention_2"
+    return "sdpa"
+
+
+# ---------------------------------------------------------------- data and checks
 
 
 def open_split(directory: str | Path, n_mels: int) -> shards.ShardSet:
@@ -49,82 +121,241 @@ def open_split(directory: str | Path, n_mels: int) -> shards.ShardSet:
     return data
 
 
+def check_model(model: WhisperForConditionalGeneration, language: str, train_set: shards.ShardSet) -> None:
+    """Fail before any heavy work on a base model that cannot learn these labels."""
+    lang_to_id = getattr(model.generation_config, "lang_to_id", None) or {}
+    if f"<|{language}|>" not in lang_to_id:
+        raise ValueError(f"the base model has no <|{language}|> language token: it is not multilingual Whisper")
+    longest = int(train_set.label_lengths().max())
+    if longest - 1 > model.config.max_target_positions:  # minus the start token the collator strips
+        raise ValueError(
+            f"labels up to {longest} tokens, the model's decoder takes {model.config.max_target_positions}: "
+            "lower preprocess.max_label_tokens"
+        )
+
+
+def eval_subset(val_set: shards.ShardSet, limit: int | None, seed: int):
+    if not limit or limit >= len(val_set):
+        return val_set
+    keep = np.sort(np.random.default_rng(seed).choice(len(val_set), limit, replace=False))
+    return torch.utils.data.Subset(val_set, keep.tolist())
+
+
+# ---------------------------------------------------------------- model
+
+
+def apply_method(model: WhisperForConditionalGeneration, config: TrainConfig):
+    if config.method == "freeze_encoder":
+        model.freeze_encoder()
+        return model
+    if config.method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(
+            r=config.lora["r"],
+            lora_alpha=config.lora["alpha"],
+            lora_dropout=config.lora["dropout"],
+            target_modules=list(config.lora["target_modules"]),
+        )
+        return get_peft_model(model, lora)
+    return model
+
+
+def plain_model(model) -> WhisperForConditionalGeneration:
+    """LoRA weights merged into the base: a checkpoint any Whisper tool loads."""
+    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+
+
+# ---------------------------------------------------------------- evaluation and logging
+
+
+def cer_metrics(processor: WhisperProcessor):
+    """compute_metrics for Seq2SeqTrainer: the benchmark's corpus-level CER/WER on decoded text."""
+    pad = processor.tokenizer.eos_token_id  # special, so decoding skips it
+
+    def compute(prediction) -> dict:
+        predicted = np.where(prediction.predictions != IGNORE_INDEX, prediction.predictions, pad)
+        labels = np.where(prediction.label_ids != IGNORE_INDEX, prediction.label_ids, pad)
+        hyps = processor.batch_decode(predicted, skip_special_tokens=True)
+        refs = processor.batch_decode(labels, skip_special_tokens=True)
+        scores = metrics.aggregate([metrics.utterance_scores(r.strip(), h.strip()) for r, h in zip(refs, hyps)])
+        return {k: scores[k] for k in ("cer", "cer_nospace", "wer")}
+
+    return compute
+
+
+class DVCLiveLogger(TrainerCallback):
+    """Train loss and eval CER/WER per step into dvclive/ (no TrainingArguments dumped as params)."""
+
+    KEYS = {"loss": "train/loss", "learning_rate": "train/learning_rate", "eval_loss": "eval/loss",
+            "eval_cer": "eval/cer", "eval_cer_nospace": "eval/cer_nospace", "eval_wer": "eval/wer"}
+
+    def __init__(self, directory: str, resume: bool):
+        self.directory, self.resume, self.live = directory, resume, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            from dvclive import Live
+
+            self.live = Live(self.directory, resume=self.resume, dvcyaml=False, save_dvc_exp=False, report=None)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        values = {name: logs[key] for key, name in self.KEYS.items() if key in (logs or {})}
+        if self.live is None or not values:
+            return
+        self.live.step = state.global_step
+        for name, value in values.items():
+            self.live.log_metric(name, float(value))
+        self.live.next_step()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.live is not None:
+            self.live.end()
+
+
+class ShardTrainer(Seq2SeqTrainer):
+    """Seq2SeqTrainer whose length grouping reads label lengths from the shard index."""
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.train_sampling_strategy != "group_by_length":
+            return super()._get_train_sampler(train_dataset)
+        return LengthGroupedSampler(
+            self.args.train_batch_size * self.args.gradient_accumulation_steps,
+            lengths=dataset.label_lengths().tolist(),
+        )
+
+
+# ---------------------------------------------------------------- resume
+
+
+def run_fingerprint(base: str, config: TrainConfig, trainer_args: dict, train_set, val_set, language, task) -> str:
+    """Identity of a run: resume only a run with the same inputs and parameters."""
+    payload = {
+        "base": base,
+        "config": asdict(config),
+        "trainer": trainer_args,
+        "language": language,
+        "task": task,
+        "data": [s.header.get("fingerprint") for s in (*train_set.shards, *val_set.shards)],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def prepare_checkpoints(directory: Path, fingerprint: str, log=print) -> str | None:
+    """The checkpoint to resume from, or None after clearing a directory from another run."""
+    marker = directory / "run.json"
+    previous = json.loads(marker.read_text())["fingerprint"] if marker.exists() else None
+    last = get_last_checkpoint(str(directory)) if directory.is_dir() else None
+    if previous == fingerprint and last:
+        log(f"resuming from {last}")
+        return last
+    if directory.exists():
+        why = "parameters or data changed" if previous and previous != fingerprint else "no complete checkpoint"
+        log(f"starting fresh ({why}): clearing {directory}")
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    marker.write_text(json.dumps({"fingerprint": fingerprint}) + "\n")
+    return None
+
+
+# ---------------------------------------------------------------- the whole stage
+
+
 def finetune(
     *,
     base: str,
     train_dir: str | Path,
     val_dir: str | Path,
-    output_dir: str | Path,
-    checkpoint_dir: str | Path,
     language: str,
     task: str,
+    config: TrainConfig,
     trainer_args: dict,
+    log=print,
 ) -> dict:
-    """Fine-tune `base`, save a plain Whisper directory in `output_dir`; returns the summary."""
-    model = WhisperForConditionalGeneration.from_pretrained(base)
+    """Fine-tune `base`; save a plain Whisper directory in `config.output_dir`; return the summary."""
+    model = WhisperForConditionalGeneration.from_pretrained(base, attn_implementation=attention_implementation())
     processor = WhisperProcessor.from_pretrained(base)
-    n_mels = model.config.num_mel_bins
-    train_set, val_set = open_split(train_dir, n_mels), open_split(val_dir, n_mels)
-    # Generation settings travel with the model; the base's suppress_tokens, alignment_heads and
-    # lang_to_id stay as they are (an empty suppress list makes deployed models hallucinate).
+    train_set = open_split(train_dir, model.config.num_mel_bins)
+    val_set = open_split(val_dir, model.config.num_mel_bins)
+    check_model(model, language, train_set)
+    # Generation settings travel with the model. The base's suppress_tokens, alignment_heads and
+    # lang_to_id stay as they are: an empty suppress list makes deployed models hallucinate.
     model.generation_config.language = language
     model.generation_config.task = task
     model.generation_config.forced_decoder_ids = None
     model.config.forced_decoder_ids = None
+    if config.gradient_checkpointing:
+        model.config.use_cache = False
 
-    trainer_args = dict(trainer_args)
-    # transformers 5 folds warmup_ratio into warmup_steps: a float below 1 is a ratio.
-    trainer_args["warmup_steps"] = float(trainer_args.pop("warmup_ratio", 0.0))
-    checkpoint_dir = Path(checkpoint_dir)
-    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    checkpoint_dir = Path(config.checkpoint_dir)
+    fingerprint = run_fingerprint(base, config, trainer_args, train_set, val_set, language, task)
+    resume_from = prepare_checkpoints(checkpoint_dir, fingerprint, log)
+    model = apply_method(model, config)
+
+    strategy = {"eval_strategy": "steps", "save_strategy": "steps", "eval_steps": config.eval_steps,
+                "save_steps": config.eval_steps} if config.eval_steps else {"eval_strategy": "epoch", "save_strategy": "epoch"}
     args = Seq2SeqTrainingArguments(
         output_dir=str(checkpoint_dir),
-        eval_strategy="epoch",
-        save_strategy="epoch",
-        save_total_limit=2,
+        **strategy,
         load_best_model_at_end=True,
-        metric_for_best_model="eval_loss",
+        metric_for_best_model=config.metric_for_best_model,
         greater_is_better=False,
-        logging_steps=10,
+        predict_with_generate=True,
+        generation_max_length=config.generation_max_length,
+        warmup_steps=config.warmup_ratio,  # transformers 5: a float below 1 is a ratio of all steps
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
+        activation_checkpointing=config.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False},
         report_to=[],
         remove_unused_columns=False,
         label_names=["labels"],
-        dataloader_pin_memory=torch.cuda.is_available(),
-        **precision(),
-        **trainer_args,
+        **{"logging_steps": 10, "save_total_limit": 2, **trainer_args},
+        **precision_args(config.precision),
+        **cuda_args(),
     )
     dtype = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else torch.float32
-    trainer = Seq2SeqTrainer(
+    callbacks = [DVCLiveLogger(config.dvclive_dir, resume=resume_from is not None)]
+    if config.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(config.early_stopping_patience, config.early_stopping_threshold))
+    trainer = ShardTrainer(
         model=model,
         args=args,
         train_dataset=train_set,
-        eval_dataset=val_set,
+        eval_dataset=eval_subset(val_set, config.eval_max_samples, args.seed),
         data_collator=Collator(model.config.decoder_start_token_id, dtype),
+        compute_metrics=cer_metrics(processor),
+        callbacks=callbacks,
     )
     start = time.perf_counter()
-    result = trainer.train()
+    result = trainer.train(resume_from_checkpoint=resume_from)
     wall = time.perf_counter() - start
+    if not trainer.is_world_process_zero():
+        return {}
+    return save(trainer, processor, base, config, trainer_args, result, wall, len(train_set), len(val_set))
 
-    output_dir = Path(output_dir)
+
+def save(trainer, processor, base, config, trainer_args, result, wall, n_train, n_val) -> dict:
+    output_dir = Path(config.output_dir)
     shutil.rmtree(output_dir, ignore_errors=True)
-    trainer.save_model(str(output_dir))
-    processor.save_pretrained(str(output_dir))
+    model = plain_model(trainer.model)
+    model.save_pretrained(output_dir)
+    processor.save_pretrained(output_dir)
+    state = trainer.state
     summary = {
         "base": base,
-        "train_utterances": len(train_set),
-        "val_utterances": len(val_set),
-        "best_step": _step_of(trainer.state.best_model_checkpoint),
-        "best_val_loss": trainer.state.best_metric,
+        "method": config.method,
+        "train_utterances": n_train,
+        "val_utterances": n_val,
+        "best_step": int(state.best_model_checkpoint.rsplit("-", 1)[1]) if state.best_model_checkpoint else None,
+        f"best_val_{config.metric_for_best_model}": state.best_metric,
         "global_steps": result.global_step,
-        "samples_seen": round(trainer.state.epoch * len(train_set)),
+        "epochs": round(state.epoch or 0.0, 3),
+        "samples_seen": round((state.epoch or 0.0) * n_train),
         "wall_time_s": round(wall, 1),
         "samples_per_s": round(result.metrics.get("train_samples_per_second", 0.0), 2),
         "train_loss": result.training_loss,
-        "params": trainer_args,
+        "params": {**trainer_args, **asdict(config)},
     }
     (output_dir / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
-
-
-def _step_of(checkpoint: str | None) -> int | None:
-    return int(checkpoint.rsplit("-", 1)[1]) if checkpoint else None
