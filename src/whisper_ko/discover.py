@@ -21,6 +21,7 @@ from whisper_ko.layouts import Candidate, scan
 PCM_SAMPLE_RATE = 16000  # KsponSpeech: headerless 16 kHz 16-bit mono
 MAX_EXAMPLES = 5
 LABEL_ENCODINGS = ("utf-8", "utf-8-sig", "cp949")
+LEFTOVER_MARKUP = "/()（）"
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,10 @@ def probe(candidate: Candidate, policy: TextPolicy, max_duration: float) -> tupl
         "session": candidate.session,
         **candidate.meta,
     }
-    return row, {"sample_rate": sample_rate, "channels": channels, "label_encoding": encoding}
+    notes = {"sample_rate": sample_rate, "channels": channels, "label_encoding": encoding}
+    # Notation the normaliser let through as content (chained fillers, full-width brackets): worth a look.
+    notes["markup_left_in_text"] = any(ch in text for ch in LEFTOVER_MARKUP)
+    return row, notes
 
 
 def _probe_one(args) -> tuple:
