@@ -7,7 +7,7 @@ from collections import defaultdict
 
 import jiwer
 
-from whisper_ko.text import nospace
+from whisper_ko.text import SCORING
 
 
 def edits(reference: str, hypothesis: str, unit: str = "char") -> tuple[int, int]:
@@ -19,7 +19,8 @@ def edits(reference: str, hypothesis: str, unit: str = "char") -> tuple[int, int
 
 def utterance_scores(reference: str, hypothesis: str) -> dict:
     """Edit counts of one utterance, the unit of every aggregate below."""
-    ref_ns, hyp_ns = nospace(reference), nospace(hypothesis)
+    reference, hypothesis = SCORING["raw"](reference), SCORING["raw"](hypothesis)
+    ref_ns, hyp_ns = SCORING["nospace"](reference), SCORING["nospace"](hypothesis)
     char_edits, chars = edits(reference, hypothesis, "char") if reference else (len(hypothesis), 0)
     ns_edits, ns_chars = edits(ref_ns, hyp_ns, "char") if ref_ns else (len(hyp_ns), 0)
     word_edits, words = edits(reference, hypothesis, "word") if reference.split() else (len(hypothesis.split()), 0)
