@@ -95,3 +95,10 @@ def test_changing_a_train_param_reruns_only_train_and_benchmark(project):
     out = dvc(project, "repro")
     ran = {stage for stage in ("discover", "preprocess", "train", "benchmark") if f"Running stage '{stage}'" in out}
     assert ran == {"train", "benchmark"}, out
+
+
+def test_training_curves_render_as_dvc_plots(project):
+    out = json.loads(dvc(project, "plots", "show", "--json", "--split"))
+    rendered = [name for name in out if name.startswith("dvclive/plots/metrics")]
+    assert any(name.endswith("eval/cer_nospace.tsv") for name in rendered), list(out)
+    assert "cer" in json.dumps(out[next(n for n in rendered if n.endswith("eval/cer_nospace.tsv"))])
