@@ -15,8 +15,7 @@ Then, in one run, for 80 and for 128 mels:
       (default; favours the seed: resampy's kaiser_fast costs ~13 ms per 4.6 s clip, soxr ~0.4 ms)
       or, with --seed-resampler resampy, the seed's own kaiser_fast through resampy;
   (b) our stage: `whisper_ko.preprocess.preprocess_split` exactly as stages/preprocess.py calls it.
-Both are timed in wall time and in CPU time (the parent's plus the pool workers', which the pools
-join): clips per CPU-second is the per-core throughput, and stays meaningful on a machine shared
+Both are timed in wall time and in CPU time (the parent's plus every pool worker's): clips per CPU-second is the per-core throughput, and stays meaningful on a machine shared
 with other work, where wall time does not. Each approach also runs on one clip per worker: that is
 its startup (spawn, imports, extractor/tokenizer loading). Steady clips per CPU-second =
 (clips - workers) / (CPU - startup CPU) is the per-core rate a corpus of millions of clips sees,
@@ -38,7 +37,7 @@ import os
 import resource
 import shutil
 import time
-from multiprocessing import get_context
+from multiprocessing import forkserver, get_context
 from pathlib import Path
 
 import click
@@ -165,9 +164,19 @@ def disk_bytes(path: Path) -> int:
 
 
 def cpu_seconds() -> float:
-    """CPU time of this process and of its reaped children (both pools join their workers)."""
+    """CPU time of this process, its reaped children (the seed's spawn pool) and the forkserver
+    our stage's workers fork from (they are its children, so their time is in its cutime)."""
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime + forkserver_cpu_seconds()
+
+
+def forkserver_cpu_seconds() -> float:
+    pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
+    if not pid:
+        return 0.0
+    # /proc/PID/stat after the command name: utime, stime, cutime, cstime are fields 14-17.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def timed(fn, out: Path) -> tuple[float, float, dict]:

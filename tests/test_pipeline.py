@@ -99,6 +99,8 @@ def test_changing_a_train_param_reruns_only_train_and_benchmark(project):
 
 def test_training_curves_render_as_dvc_plots(project):
     out = json.loads(dvc(project, "plots", "show", "--json", "--split"))
-    rendered = [name for name in out if name.startswith("dvclive/plots/metrics")]
-    assert any(name.endswith("eval/cer_nospace.tsv") for name in rendered), list(out)
-    assert "cer" in json.dumps(out[next(n for n in rendered if n.endswith("eval/cer_nospace.tsv"))])
+    assert not out.get("errors"), out["errors"]
+    rendered = [name for name in out["data"] if name.startswith("dvclive/plots/metrics")]
+    curve = next((n for n in rendered if n.endswith("eval/cer_nospace.tsv")), None)
+    assert curve, list(out["data"])
+    assert "cer_nospace" in json.dumps(out["data"][curve])

@@ -25,8 +25,9 @@ def load(path: str | Path, sr: int = SAMPLE_RATE) -> np.ndarray:
         if path.suffix.lower() == ".pcm":
             audio, native_sr = _read_pcm(path), PCM_SAMPLE_RATE
         else:
-            audio, native_sr = sf.read(path, dtype="float32", always_2d=True)
-            audio = audio.mean(axis=1, dtype=np.float32)
+            audio, native_sr = sf.read(path, dtype="float32")
+            if audio.ndim == 2:
+                audio = audio.mean(axis=1, dtype=np.float32)
     except (OSError, RuntimeError, ValueError) as err:  # soundfile raises LibsndfileError(RuntimeError)
         raise AudioError(f"cannot read audio {path}: {err}") from err
     if native_sr != sr:

@@ -1,10 +1,70 @@
-"""Score models on the test manifest, per category, and render the results."""
+"""Score models on the test manifest: one worker process per device, results streamed back.
 
+The main process plans the work (utterances sorted by duration, cut into batches, dealt
+round-robin to the workers) and then only collects. Each worker loads one model at a time, reads
+and featurises the audio of one batch at a time, and sends the hypotheses back through a queue, so
+its memory depends on the batch size, never on the size of the test set. A worker that raises,
+dies or stays silent for `batch_timeout_s` ends the run with an error naming the model and batch.
+"""
+
+import multiprocessing as mp
+import os
+import queue
+import resource
 import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import numpy as np
+import torch
+import transformers
+from tqdm import tqdm
 
 from whisper_ko import inference, metrics
+
+# How often the main process looks at its workers while waiting for results.
+_POLL_S = 1.0
+
+
+class BenchmarkError(RuntimeError):
+    """The run cannot go on: a worker raised, died or hung (the message names model and batch)."""
+
+
+@dataclass(frozen=True)
+class Options:
+    decoding: inference.Decoding = inference.Decoding()
+    batch_size: int = 16
+    dtype: str = "auto"  # see inference.resolve_dtype
+    cpu_workers: int = 1  # worker processes when there is no GPU (one thread each)
+    processor_fallback: str | None = None  # processor of weights-only directories (training checkpoints)
+    batch_timeout_s: float = 600.0  # longest silence of a worker: one batch, or loading a model
+
+    def __post_init__(self):
+        # Checked here, not in the workers, so a typo fails before any model loads.
+        if self.dtype not in inference.DTYPES:
+            raise ValueError(f"benchmark.dtype must be one of {inference.DTYPES}, got {self.dtype!r}")
+        if self.batch_size < 1 or self.batch_timeout_s <= 0:
+            raise ValueError("benchmark.batch_size and benchmark.batch_timeout_s must be positive")
+
+
+@dataclass
+class Transcripts:
+    """One model's output over the whole manifest, in manifest order."""
+
+    hypotheses: list[str | None]  # None: the audio could not be read (see errors)
+    errors: dict[int, str]  # manifest index → why its audio could not be read
+    decode_s: list[float] = field(default_factory=list)  # per worker, model load excluded
+    peak_rss_mb: float = 0.0  # largest worker's peak resident memory
+    attention: str = ""  # attention implementation the workers ended up with
+
+
+@dataclass
+class Result:
+    metrics: dict  # {"overall": {...}, "by_<field>": {group: {...}}}, numbers only
+    predictions: list[dict]  # per utterance, in manifest order
+    transcripts: Transcripts
 
 
 def subset(rows: list[dict], max_samples: int | None, seed: int) -> list[dict]:
@@ -15,52 +75,280 @@ def subset(rows: list[dict], max_samples: int | None, seed: int) -> list[dict]:
     return [rows[i] for i in keep]
 
 
-def score_model(model_path: str, rows: list[dict], *, device: str = "cpu", desc: str = "", **decode) -> dict:
-    """Predictions and metrics of one model on `rows`."""
-    model, processor = inference.load(model_path, device)
-    start = time.perf_counter()
-    hypotheses = inference.transcribe(model, processor, rows, desc=desc or model_path, **decode)
-    wall = time.perf_counter() - start
-    predictions, failed = [], 0
-    for row, hyp in zip(rows, hypotheses):
-        if hyp is None:
-            failed += 1
+def group_fields(rows: list[dict], extra: list[str]) -> list[str]:
+    """`category` plus the requested manifest fields; a field no utterance has is an error."""
+    fields = list(dict.fromkeys(["category", *extra]))
+    present = set().union(*(row.keys() for row in rows))
+    missing = [f for f in fields if f not in present]
+    if missing:
+        raise ValueError(f"benchmark.group_by: no test utterance has {missing}; fields: {sorted(present)}")
+    return fields
+
+
+def run(
+    models: dict[str, str],
+    rows: list[dict],
+    options: Options,
+    *,
+    group_by: list[str] = ("category",),
+    kocer: bool = False,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, Result]:
+    """Transcribe `rows` with every model and score them, per group of each `group_by` field."""
+    if kocer:
+        metrics.kocer_module()
+    results = {}
+    for alias, found in transcribe(models, rows, options).items():
+        table, predictions = score(rows, found, group_by=group_by, kocer=kocer, resamples=resamples, seed=seed)
+        results[alias] = Result(table, predictions, found)
+    return results
+
+
+def transcribe(models: dict[str, str], rows: list[dict], options: Options) -> dict[str, Transcripts]:
+    """Hypotheses of every model for `rows`, in manifest order, from one worker per device."""
+    if not rows:
+        raise ValueError("no utterances to transcribe")
+    sources = {alias: (path, _check(alias, path, options.processor_fallback)) for alias, path in models.items()}
+    devices = worker_devices(options.cpu_workers)
+    shards = plan(rows, options.batch_size, len(devices))
+    with _Workers(sources, rows, shards, devices, options) as workers:
+        return workers.collect()
+
+
+def _check(alias: str, path: str, processor_fallback: str | None) -> str:
+    try:
+        return inference.check(path, processor_fallback)
+    except inference.ModelError as err:
+        raise inference.ModelError(f"model {alias!r}: {err}") from err
+
+
+def worker_devices(cpu_workers: int) -> list[str]:
+    """One worker per GPU; without GPUs, `cpu_workers` single-threaded workers."""
+    if torch.cuda.is_available():
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    return ["cpu"] * max(1, cpu_workers)
+
+
+def plan(rows: list[dict], batch_size: int, n_workers: int) -> list[list[list[int]]]:
+    """Batches of manifest indices for each worker: longest first, dealt round-robin.
+
+    Similar durations share a batch, so the decoder wastes few steps on hypotheses that have
+    already ended; dealing sorted batches in turn gives every worker a similar mix of lengths, and
+    the longest (most memory-hungry) batches run first, so an out-of-memory shows up at once.
+    """
+    order = sorted(range(len(rows)), key=lambda i: -rows[i]["duration"])
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    n_workers = min(n_workers, len(batches))
+    return [batches[w::n_workers] for w in range(n_workers)]
+
+
+class _Workers:
+    """The worker processes of one run, and the main process's view of where each one is."""
+
+    def __init__(self, sources, rows, shards, devices, options):
+        self.aliases, self.rows, self.shards, self.devices = list(sources), rows, shards, devices
+        self.timeout = options.batch_timeout_s
+        context = mp.get_context("spawn")  # CUDA cannot be used in a forked child
+        self.queue = context.Queue()
+        self.found = {alias: Transcripts([None] * len(rows), {}) for alias in sources}
+        self.processes = []
+        with _single_threaded_children():
+            for rank, shard in enumerate(shards):
+                batches = [[(i, rows[i]["audio"]) for i in batch] for batch in shard]
+                process = context.Process(
+                    target=_worker,
+                    args=(rank, devices[rank], list(sources.values()), batches, options, self.queue),
+                    name=f"benchmark-worker-{rank}",
+                    daemon=True,
+                )
+                process.start()
+                self.processes.append(process)
+        # Per worker: (model index, batch index or None while loading), and when it last reported.
+        self.position = [(0, None)] * len(shards)
+        self.heard = [time.monotonic()] * len(shards)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for process in self.processes:
+            if process.is_alive():
+                process.kill()  # also ends a stopped process, which terminate() would not
+            process.join()
+        self.queue.close()
+
+    def collect(self) -> dict[str, Transcripts]:
+        busy = set(range(len(self.processes)))
+        with tqdm(total=len(self.rows) * len(self.aliases), desc="benchmark", unit="utt") as bar:
+            while busy:
+                try:
+                    message = self.queue.get(timeout=_POLL_S)
+                except queue.Empty:
+                    message = None
+                if message:
+                    self._handle(message, busy, bar)
+                self._check(busy)
+        return self.found
+
+    def _handle(self, message: tuple, busy: set[int], bar: tqdm) -> None:
+        kind, rank, *payload = message
+        self.heard[rank] = time.monotonic()
+        if kind == "error":
+            raise self._error(rank, f"raised:\n{payload[0]}")
+        model, *rest = payload
+        found = self.found[self.aliases[model]]
+        if kind == "ready":
+            self.position[rank] = (model, 0)
+        elif kind == "batch":
+            batch, hypotheses, errors = rest
+            for i, hypothesis in zip(self.shards[rank][batch], hypotheses):
+                found.hypotheses[i] = hypothesis
+            found.errors.update(errors)
+            self.position[rank] = (model, batch + 1)
+            bar.set_postfix_str(self.aliases[model])
+            bar.update(len(hypotheses))
+        elif kind == "done":
+            decode_s, peak_rss_mb, attention = rest
+            found.decode_s.append(decode_s)
+            found.peak_rss_mb = max(found.peak_rss_mb, peak_rss_mb)
+            found.attention = attention
+            self.position[rank] = (model + 1, None)
+            if model + 1 == len(self.aliases):
+                busy.discard(rank)
+
+    def _check(self, busy: set[int]) -> None:
+        for rank in busy:
+            process = self.processes[rank]
+            # A worker flushes its messages before it exits, so if it is gone and nothing is
+            # left to read, it died without reporting (killed, out of memory, segfault).
+            if process.exitcode is not None and self.queue.empty():
+                raise self._error(rank, f"died with exit code {process.exitcode}")
+            silent = time.monotonic() - self.heard[rank]
+            if silent > self.timeout:
+                limit = f"benchmark.batch_timeout_s = {self.timeout:g}"
+                raise self._error(rank, f"sent nothing for {silent:.0f} s ({limit})")
+
+    def _error(self, rank: int, what: str) -> BenchmarkError:
+        return BenchmarkError(f"benchmark worker {rank} ({self.devices[rank]}) at {self._where(rank)}: {what}")
+
+    def _where(self, rank: int) -> str:
+        model, batch = self.position[rank]
+        alias = self.aliases[min(model, len(self.aliases) - 1)]
+        shard = self.shards[rank]
+        if batch is None:
+            return f"model {alias!r}, while loading it"
+        if batch == len(shard):
+            return f"model {alias!r}, after its last batch"
+        ids = [self.rows[i]["id"] for i in shard[batch]]
+        more = f" and {len(ids) - 3} more" if len(ids) > 3 else ""
+        return f"model {alias!r}, batch {batch + 1}/{len(shard)} of this worker ({', '.join(ids[:3])}{more})"
+
+
+@contextmanager
+def _single_threaded_children() -> Iterator[None]:
+    # Spawned children read these when their libraries start: one process per device already
+    # keeps the machine busy, and more threads per process only contend for the same cores.
+    pinned = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+              "TOKENIZERS_PARALLELISM": "false"}
+    saved = {name: os.environ.get(name) for name in pinned}
+    os.environ.update(pinned)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _worker(rank, device, models, batches, options, results) -> None:
+    """Body of a worker process: every model in turn over this worker's batches."""
+    try:
+        _configure(device)
+        for model_index, (path, processor_path) in enumerate(models):
+            model, processor = inference.load(path, device, options.dtype, processor_path)
+            results.put(("ready", rank, model_index))
+            start = time.perf_counter()
+            for batch_index, batch in enumerate(batches):
+                indices, paths = zip(*batch)
+                hypotheses, errors = inference.transcribe(model, processor, list(paths), options.decoding)
+                errors = {indices[i]: message for i, message in errors.items()}
+                results.put(("batch", rank, model_index, batch_index, hypotheses, errors))
+            attention = model.config._attn_implementation
+            results.put(("done", rank, model_index, time.perf_counter() - start, _peak_rss_mb(), attention))
+            del model, processor  # free this model before the next one loads
+    except BaseException:
+        results.put(("error", rank, traceback.format_exc()))
+
+
+def _configure(device: str) -> None:
+    transformers.utils.logging.disable_progress_bar()  # the main process shows the one bar
+    torch.set_num_threads(1)
+    if device.startswith("cuda"):
+        torch.cuda.set_device(device)
+        torch.set_float32_matmul_precision("high")  # TF32 matmuls on Ampere and later
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True  # every input is 3000 frames: autotuning pays off once
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def score(
+    rows: list[dict],
+    found: Transcripts,
+    *,
+    group_by: list[str] = ("category",),
+    kocer: bool = False,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> tuple[dict, list[dict]]:
+    """Metrics (overall, and per group of each `group_by` field) and per-utterance predictions."""
+    scored, predictions = [], []
+    for i, row in enumerate(rows):
+        hypothesis = found.hypotheses[i]
+        groups = {name: row.get(name) for name in group_by}
+        if hypothesis is None:
+            scored.append({**groups, "error": found.errors[i]})
+            predictions.append({**_prediction(row, None), "error": found.errors[i]})
             continue
-        scores = metrics.utterance_scores(row["text"], hyp)
+        scores = metrics.utterance_scores(row["text"], hypothesis)
+        if kocer:
+            scores.update(metrics.kocer_scores(row["raw_text"], hypothesis))
+        scored.append({**scores, **groups, "duration": row["duration"]})
         predictions.append(
             {
-                "id": row["id"],
-                "category": row.get("category"),
-                "reference": row["text"],
-                "hypothesis": hyp,
-                "cer": round(scores["char_edits"] / scores["chars"], 4) if scores["chars"] else None,
-                "duration": row["duration"],
-                **scores,
+                **_prediction(row, hypothesis),
+                "cer": metrics.utterance_rate(scores),
+                "cer_nospace": metrics.utterance_rate(scores, "nospace"),
             }
         )
-    overall = metrics.aggregate(predictions)
-    audio_seconds = sum(r["duration"] for r in rows)
-    overall.update(
-        failed=failed, wall_s=round(wall, 2), samples_per_s=round(len(rows) / wall, 2), rtfx=round(audio_seconds / wall, 2)
-    )
+    table = {"overall": {**metrics.aggregate(scored, resamples=resamples, seed=seed), **speed(rows, found)}}
+    for name in group_by:
+        table[f"by_{name}"] = metrics.by_group(scored, name, resamples=resamples, seed=seed)
+    return table, predictions
+
+
+def _prediction(row: dict, hypothesis: str | None) -> dict:
     return {
-        "metrics": {"overall": overall, "by_category": metrics.by_group(predictions, "category")},
-        "predictions": predictions,
+        "id": row["id"],
+        "category": row.get("category"),
+        "duration": row["duration"],
+        "reference": row["text"],
+        "raw_text": row.get("raw_text"),
+        "hypothesis": hypothesis,
     }
 
 
-def markdown(results: dict[str, dict], metric: str = "cer") -> str:
-    """The seed's table: one row per model, one column per category, then TOTAL."""
-    categories = sorted({c for r in results.values() for c in r["by_category"]})
-    lines = [
-        f"| Model | {' | '.join(categories)} | TOTAL |",
-        "|---" * (len(categories) + 2) + "|",
-    ]
-    for alias, r in results.items():
-        cells = [_pct(r["by_category"].get(c, {}).get(metric)) for c in categories]
-        lines.append(f"| {alias} | {' | '.join(cells)} | {_pct(r['overall'][metric])} |")
-    return "\n".join(lines) + "\n"
-
-
-def _pct(value) -> str:
-    return "–" if value is None else f"{100 * value:.2f}"
+def speed(rows: list[dict], found: Transcripts) -> dict:
+    """Samples/s and RTFx over decoding wall time (the slowest worker; model load excluded)."""
+    wall = max(found.decode_s, default=0.0)
+    audio_s = sum(row["duration"] for row in rows)
+    return {
+        "wall_s": round(wall, 2),
+        "samples_per_s": round(len(rows) / wall, 2) if wall else 0.0,
+        "rtfx": round(audio_s / wall, 2) if wall else 0.0,
+    }

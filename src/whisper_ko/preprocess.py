@@ -48,7 +48,6 @@ _worker: dict = {}
 def _init_worker(settings: Settings, n_mels: int) -> None:
     # One thread per worker: processes, not threads, provide the parallelism.
     torch.set_num_threads(1)
-    os.environ["OMP_NUM_THREADS"] = "1"
     _worker.update(
         settings=settings,
         n_mels=n_mels,
@@ -114,14 +113,31 @@ def preprocess_split(
     start = time.perf_counter()
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
     if jobs:
-        with get_context("spawn").Pool(workers, _init_worker, (settings, n_mels)) as pool:
-            bar = tqdm(total=sum(len(j[1]) for j in jobs), desc=f"preprocess {out_dir.name}", unit="clip")
-            for stats in pool.imap_unordered(_write_shard, jobs):
-                bar.update(stats["kept"] + sum(map(len, stats["skipped"].values())))
-                done.append(stats)
-            bar.close()
+        bar = tqdm(total=sum(len(j[1]) for j in jobs), desc=f"preprocess {out_dir.name}", unit="clip")
+        for stats in _run(jobs, workers, settings, n_mels):
+            bar.update(stats["kept"] + sum(map(len, stats["skipped"].values())))
+            done.append(stats)
+        bar.close()
     elapsed = time.perf_counter() - start
     return _split_report(out_dir, done, len(rows), sum(len(j[1]) for j in jobs), elapsed, n_mels, settings)
+
+
+def _run(jobs: list, workers: int, settings: Settings, n_mels: int):
+    """Shard stats as shards complete: in this process for one worker, else in a pool."""
+    if workers == 1:
+        threads = torch.get_num_threads()
+        try:
+            _init_worker(settings, n_mels)
+            yield from map(_write_shard, jobs)
+        finally:
+            torch.set_num_threads(threads)
+        return
+    # Workers fork from a server that imported torch and transformers once: spawning each worker
+    # cost ~3 s of CPU in imports, more than a 500-clip shard's real work.
+    context = get_context("forkserver")
+    context.set_forkserver_preload(["whisper_ko.preprocess"])
+    with context.Pool(workers, _init_worker, (settings, n_mels)) as pool:
+        yield from pool.imap_unordered(_write_shard, jobs)
 
 
 def _completed_stats(path: Path, digest: str) -> dict | None:

@@ -19,7 +19,7 @@ import zstandard
 DATA_SUFFIX = ".bin"
 INDEX_SUFFIX = ".idx.npz"
 DTYPES = {"float16": np.float16, "float32": np.float32}
-ZSTD_LEVEL = 3
+ZSTD_LEVEL = 1  # level 3 saves ~0.3% of bytes for ~5% of the preprocessing time
 
 
 class ShardWriter:

@@ -1,0 +1,222 @@
+"""The benchmark on the sample corpus and the tiny model: order, failures, outputs, DVC wiring."""
+
+import dataclasses
+import importlib.util
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from conftest import REPO, run_stage
+from whisper_ko import benchmark, discover, inference, manifest
+
+OPTIONS = benchmark.Options(
+    decoding=inference.Decoding(max_new_tokens=8), batch_size=4, cpu_workers=2, batch_timeout_s=120
+)
+
+
+@pytest.fixture(scope="module")
+def test_rows(sample_corpus) -> list[dict]:
+    splits, _ = discover.discover(sample_corpus, workers=2)
+    return splits["test"]
+
+
+@pytest.fixture(scope="module")
+def stage_module():
+    """stages/benchmark.py imported in-process (for CliRunner and its output writer)."""
+    spec = importlib.util.spec_from_file_location("benchmark_stage", REPO / "stages" / "benchmark.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def project(root: Path, rows: list[dict], tiny_model: Path, **overrides) -> Path:
+    """A work directory with the test manifest and quick params, as DVC would run the stage in."""
+    manifest.write(root / "data/manifests/test.jsonl", rows)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["benchmark"].update(
+        models={"base": str(tiny_model)}, max_new_tokens=8, batch_size=4, bootstrap_resamples=50, **overrides
+    )
+    (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
+    return root
+
+
+def weights_only(model: Path, out: Path) -> Path:
+    """A directory like a Trainer checkpoint: config and weights, no tokenizer or feature extractor."""
+    out.mkdir()
+    for name in ("config.json", "generation_config.json", "model.safetensors"):
+        shutil.copy(model / name, out)
+    return out
+
+
+def test_plan_sorts_by_duration_and_deals_batches_round_robin():
+    rows = [{"duration": d} for d in (1.0, 5.0, 3.0, 4.0, 2.0)]
+    assert benchmark.plan(rows, batch_size=2, n_workers=2) == [[[1, 3], [0]], [[2, 4]]]
+    assert benchmark.plan(rows, batch_size=8, n_workers=4) == [[[1, 3, 2, 4, 0]]]  # no idle workers
+
+
+def test_results_come_back_in_manifest_order_from_several_workers(test_rows, tiny_model, tmp_path):
+    rows = [dict(row) for row in test_rows[:12]]
+    vanished = tmp_path / "gone.wav"
+    shutil.copy(rows[3]["audio"], vanished)
+    rows[3]["audio"] = str(vanished)
+    vanished.unlink()  # since discover
+    rows[5]["text"] = ""
+    shards = benchmark.plan(rows, OPTIONS.batch_size, OPTIONS.cpu_workers)
+    worked_on = [i for shard in shards for batch in shard for i in batch]
+    assert len(shards) == 2 and worked_on != sorted(worked_on)  # the work is not in manifest order
+
+    checkpoint = weights_only(tiny_model, tmp_path / "checkpoint-4")
+    options = dataclasses.replace(OPTIONS, processor_fallback=str(tiny_model))
+    results = benchmark.run({"a": str(tiny_model), "b": str(checkpoint)}, rows, options, resamples=20)
+    alone = benchmark.transcribe({"a": str(tiny_model)}, rows, dataclasses.replace(OPTIONS, cpu_workers=1))
+
+    for result in results.values():
+        assert [p["id"] for p in result.predictions] == [r["id"] for r in rows]
+        assert [p["hypothesis"] for p in result.predictions] == alone["a"].hypotheses
+        assert "gone.wav" in result.predictions[3]["error"]
+        overall = result.metrics["overall"]
+        assert (overall["n"], overall["failed"], overall["empty_references"]) == (10, 1, 1)
+        assert sum(group["failed"] for group in result.metrics["by_category"].values()) == 1
+        assert overall["cer_nospace_ci_low"] <= overall["cer_nospace"] <= overall["cer_nospace_ci_high"]
+        assert overall["samples_per_s"] > 0 and overall["rtfx"] > 0
+        assert len(result.transcripts.decode_s) == 2  # one span per worker
+    assert results["a"].metrics == {**results["b"].metrics, "overall": results["a"].metrics["overall"]}
+
+
+def test_a_worker_that_raises_fails_the_run_naming_model_and_batch(test_rows, tiny_model, tmp_path):
+    outdated = tmp_path / "outdated"
+    shutil.copytree(tiny_model, outdated)
+    config = json.loads((outdated / "generation_config.json").read_text())
+    del config["lang_to_id"]  # as in checkpoints saved before transformers knew languages
+    (outdated / "generation_config.json").write_text(json.dumps(config))
+    rows = test_rows[:6]
+    first = benchmark.plan(rows, OPTIONS.batch_size, 1)[0][0]
+
+    with pytest.raises(benchmark.BenchmarkError) as failure:
+        benchmark.transcribe({"outdated": str(outdated)}, rows, dataclasses.replace(OPTIONS, cpu_workers=1))
+    message = str(failure.value)
+    assert "model 'outdated', batch 1/2" in message and rows[first[0]]["id"] in message
+    assert "ValueError" in message and "generation config is outdated" in message
+
+
+@pytest.mark.parametrize(
+    ("sig", "expected"), [(signal.SIGKILL, "died with exit code -9"), (signal.SIGSTOP, "sent nothing for")]
+)
+def test_a_worker_that_dies_or_hangs_fails_the_run(test_rows, tiny_model, sig, expected):
+    def strike():
+        while not multiprocessing.active_children():
+            time.sleep(0.05)
+        os.kill(multiprocessing.active_children()[0].pid, sig)
+
+    threading.Thread(target=strike, daemon=True).start()
+    options = dataclasses.replace(OPTIONS, cpu_workers=1, batch_timeout_s=2)
+    start = time.monotonic()
+    with pytest.raises(benchmark.BenchmarkError, match=expected) as failure:
+        benchmark.transcribe({"victim": str(tiny_model)}, test_rows[:4], options)
+    assert "model 'victim'" in str(failure.value)
+    assert time.monotonic() - start < 30 and not multiprocessing.active_children()
+
+
+def test_bad_models_fail_before_any_worker_starts(test_rows, tiny_model, tmp_path):
+    missing = r"model 'gone': '/no/such/model' is no directory here, nor a hub id"
+    with pytest.raises(inference.ModelError, match=missing):
+        benchmark.transcribe({"gone": "/no/such/model"}, test_rows[:2], OPTIONS)
+    mixed = tmp_path / "mixed"
+    shutil.copytree(tiny_model, mixed)
+    processor = json.loads((mixed / "processor_config.json").read_text())
+    processor["feature_extractor"]["feature_size"] = 128  # large-v3's preprocessor beside an 80-bin model
+    (mixed / "processor_config.json").write_text(json.dumps(processor))
+    with pytest.raises(inference.ModelError, match="expects 80 mel bins but its feature extractor makes 128"):
+        benchmark.transcribe({"mixed": str(mixed)}, test_rows[:2], OPTIONS)
+    with pytest.raises(inference.ModelError, match="'checkpoint': .* cannot be read: Can't load feature extractor"):
+        benchmark.transcribe({"checkpoint": str(weights_only(tiny_model, tmp_path / "c"))}, test_rows[:2], OPTIONS)
+    assert not multiprocessing.active_children()
+
+
+@pytest.mark.slow
+def test_stage_writes_metrics_report_predictions_and_plot(test_rows, tiny_model, tmp_path):
+    root = project(tmp_path, test_rows, tiny_model, group_by=["speaker_type"], max_samples=10)
+    proc = run_stage("benchmark", root)
+    assert "| Model | D01 | D02 | D03 | D04 | TOTAL |" in proc.stdout
+
+    metrics = json.loads((root / "metrics/benchmark.json").read_text())
+    assert set(metrics["base"]) == {"overall", "by_category", "by_speaker_type"}
+    leaves = [v for table in metrics["base"].values() for group in table.values() for v in _leaves(group)]
+    assert all(isinstance(v, (int, float)) for v in leaves)
+    assert metrics["base"]["overall"]["n"] == 10
+    predictions = manifest.read(root / "reports/predictions/base.jsonl")
+    assert len(predictions) == 10 and {"id", "category", "reference", "hypothesis", "cer"} <= set(predictions[0])
+    report = (root / "reports/benchmark.md").read_text()
+    for heading in ("## By category", "## By speaker_type", "## Overall", "## base: 10 random", "## base: 10 worst"):
+        assert heading in report
+    plot = json.loads((root / "reports/benchmark_plot.json").read_text())
+    assert {row["category"] for row in plot} == {"D01", "D02", "D03", "D04", "TOTAL"}
+
+
+def _leaves(value):
+    return [x for v in value.values() for x in _leaves(v)] if isinstance(value, dict) else [value]
+
+
+@pytest.mark.slow
+def test_quick_evaluation_prints_a_summary_and_writes_nothing(test_rows, tiny_model, tmp_path):
+    root = project(tmp_path, test_rows, tiny_model)
+    proc = run_stage("benchmark", root, "--model", str(tiny_model), "--max-samples", "6")
+    assert "samples 6 " in proc.stdout and "samples/s" in proc.stdout and "WER" in proc.stdout
+    assert proc.stdout.count("REF: ") == 6
+    assert sorted(p.name for p in root.iterdir()) == ["data", "params.yaml"]
+
+
+def test_stage_errors_are_clear(test_rows, tiny_model, tmp_path, stage_module, monkeypatch):
+    monkeypatch.chdir(project(tmp_path, [], tiny_model))
+    out = CliRunner().invoke(stage_module.main, [])
+    assert out.exit_code == 1 and "test.jsonl is empty" in out.output
+    project(tmp_path, test_rows[:2], tiny_model)
+    out = CliRunner().invoke(stage_module.main, ["--model", "models/typo"])
+    assert out.exit_code == 1 and "'models/typo' is no directory here, nor a hub id" in out.output
+    project(tmp_path, test_rows[:2], tiny_model, group_by=["dialect"])
+    out = CliRunner().invoke(stage_module.main, [])
+    assert out.exit_code == 1 and "no test utterance has ['dialect']" in out.output
+
+
+def test_dvc_metrics_diff_shows_the_change_per_category(test_rows, tmp_path, stage_module, monkeypatch):
+    """Two commits of outputs written by the stage's own writer, from fake hypotheses."""
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    shutil.copy(REPO / "dvc.yaml", tmp_path)
+    shutil.copy(REPO / "params.yaml", tmp_path)
+    monkeypatch.chdir(tmp_path)
+    subprocess.run([*git, "init", "-q"], check=True)
+    _dvc("init", "-q")
+    for drop in (0, 2):  # the second commit loses two characters of every D02 hypothesis
+        hypotheses = [row["text"][drop:] if row["category"] == "D02" else row["text"] for row in test_rows]
+        found = benchmark.Transcripts(hypotheses, {}, decode_s=[1.0])
+        table, predictions = benchmark.score(test_rows, found, resamples=0)
+        stage_module.write_outputs({"finetuned": benchmark.Result(table, predictions, found)}, seed=0)
+        subprocess.run([*git, "add", "-A"], check=True)
+        subprocess.run([*git, "commit", "-qm", f"drop {drop}"], check=True)
+
+    diff = json.loads(_dvc("metrics", "diff", "HEAD~1", "HEAD", "--json"))["metrics/benchmark.json"]
+    changed = {key for key, value in diff.items() if value["diff"]}
+    assert "finetuned.by_category.D02.cer" in changed and "finetuned.overall.cer" in changed
+    assert not any(".D01." in key or ".D03." in key for key in changed)
+    assert diff["finetuned.by_category.D02.cer"]["old"] == 0.0 and diff["finetuned.by_category.D02.cer"]["new"] > 0
+
+    html = _dvc("plots", "show", "--json")
+    assert "reports/benchmark_plot.json" in html and "D02 finetuned" in html
+
+
+def _dvc(*args: str) -> str:
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, f"dvc {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
