@@ -33,7 +33,7 @@ else
 	$(BIN)/pip install -q --no-index $(TORCH) 2>/dev/null \
 	  || $(BIN)/pip install -q $(TORCH) --index-url $(TORCH_CPU_INDEX) --extra-index-url https://pypi.org/simple
 endif
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,kocer]'
 	touch $(STAMP)
 
 espeak:

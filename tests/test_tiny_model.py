@@ -245,3 +245,10 @@ def test_cli_builds_on_the_sample_corpus_and_reuses_it(tmp_path):
     refused = CliRunner().invoke(tiny_model.main, ["--out", str(out), "--seed", "2"])
     assert refused.exit_code == 1
     assert "built with" in refused.output
+
+
+def test_labels_pad_like_an_openai_tokenizer(tokenizer, ids):
+    # The Hugging Face fine-tuning collator pads labels with the tokenizer: it needs a pad token.
+    assert tokenizer.pad_token == "<|endoftext|>"
+    batch = tokenizer.pad([{"input_ids": [1, 2, 3]}, {"input_ids": [4]}], return_tensors="pt")
+    assert batch["input_ids"][1].tolist() == [4, tokenizer.eos_token_id, tokenizer.eos_token_id]

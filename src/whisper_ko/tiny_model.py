@@ -68,7 +68,7 @@ MAX_INITIAL_TIMESTAMP = 1.0  # seconds, as in OpenAI's decoding options
 MAX_BPE_VOCAB = 16384
 
 # bump when the built files change for the same parameters
-BUILD_FORMAT = 1
+BUILD_FORMAT = 2
 BUILD_RECORD = "tiny_model.json"
 
 
@@ -103,6 +103,7 @@ def build_tokenizer(texts: list[str]) -> WhisperTokenizer:
         merges=merges,
         extra_special_tokens=SPECIAL_TOKENS,
         model_max_length=MAX_TARGET_POSITIONS,
+        pad_token="<|endoftext|>",  # as OpenAI's: collators that pad labels need one
     )
     # timestamps are not special in OpenAI's tokenizers: transformers locates them
     # as the ids following the last special token
