@@ -1,7 +1,7 @@
 """Batch assembly for training: Whisper's exact 3000-frame input and decoder labels."""
 
-import numpy as np
 import torch
+from torch.utils.data import get_worker_info
 
 from whisper_ko import features
 
@@ -21,13 +21,26 @@ class Collator:
         self.dtype = dtype
 
     def __call__(self, records: list[dict]) -> dict[str, torch.Tensor]:
-        inputs = np.stack([features.pad(r["input_features"]) for r in records])
         targets = [self.strip_sot(list(r["labels"])) for r in records]
         width = max(map(len, targets))
         labels = torch.full((len(targets), width), IGNORE_INDEX, dtype=torch.long)
         for row, ids in zip(labels, targets):
             row[: len(ids)] = torch.tensor(ids, dtype=torch.long)
-        return {"input_features": torch.from_numpy(inputs).to(self.dtype), "labels": labels}
+        return {"input_features": self.pad_batch(records), "labels": labels}
+
+    def pad_batch(self, records: list[dict]) -> torch.Tensor:
+        shape = (len(records), records[0]["input_features"].shape[0], features.N_FRAMES)
+        out = torch.empty(shape, dtype=self.dtype)
+        if get_worker_info() is not None:
+            # In a DataLoader worker, write the batch into shared memory: it then reaches the
+            # trainer without another copy (as torch's default collate does).
+            out.share_memory_()
+        padded = out if self.dtype == torch.float32 else torch.empty(shape)
+        for row, record in zip(padded.numpy(), records):
+            features.pad(record["input_features"], out=row)
+        if padded is not out:
+            out.copy_(padded)
+        return out
 
     def strip_sot(self, ids: list[int]) -> list[int]:
         return ids[1:] if ids and ids[0] == self.sot else ids

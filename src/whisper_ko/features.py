@@ -72,8 +72,14 @@ def pad_value(feats: np.ndarray) -> float:
     return max(float(feats.max()) - 2.0, -1.5)
 
 
-def pad(feats: np.ndarray, frames: int = N_FRAMES) -> np.ndarray:
-    """(n_mels, T) stored features → (n_mels, frames) float32, exactly the extractor's output."""
-    out = np.full((feats.shape[0], frames), pad_value(feats), dtype=np.float32)
-    out[:, : feats.shape[1]] = feats[:, :frames]
+def pad(feats: np.ndarray, frames: int = N_FRAMES, out: np.ndarray | None = None) -> np.ndarray:
+    """(n_mels, T) stored features → (n_mels, frames) float32, exactly the extractor's output.
+
+    `out`, when given, is filled in place (a row of a batch buffer: no extra copy per batch).
+    """
+    if out is None:
+        out = np.empty((feats.shape[0], frames), dtype=np.float32)
+    width = min(feats.shape[1], frames)
+    out[:, :width] = feats[:, :width]
+    out[:, width:] = pad_value(feats)
     return out
