@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -86,13 +87,19 @@ def test_rerun_after_a_kill_resumes_and_changed_params_start_fresh(features, tin
     run(features, tiny_model, tmp_path, log=messages.append)
     ckpt = tmp_path / "ckpt"
     assert sorted(p.name for p in ckpt.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
-    # killed after the step-2 checkpoint: the step-4 one never got written
-    import shutil
-
+    # killed after the step-2 checkpoint: the step-4 one never got written, nor the completion mark
+    marker = json.loads((ckpt / "run.json").read_text())
+    assert marker.pop("completed") is True
+    (ckpt / "run.json").write_text(json.dumps(marker))
     shutil.rmtree(ckpt / "checkpoint-4")
     summary = run(features, tiny_model, tmp_path, log=messages.append)
     assert any("resuming from" in m and m.endswith("checkpoint-2") for m in messages)
     assert summary["global_steps"] == 4
+    # a finished run is never "resumed" (it would train nothing): DVC reruns train only on a change
+    run(features, tiny_model, tmp_path, log=messages.append)
+    assert "starting fresh (the previous run completed)" in messages[-1]
+    marker = json.loads((ckpt / "run.json").read_text())
+    (ckpt / "run.json").write_text(json.dumps({"fingerprint": marker["fingerprint"]}))
     run(features, tiny_model, tmp_path, log=messages.append, learning_rate=5e-4)
     assert "starting fresh (parameters or data changed)" in messages[-1]
 

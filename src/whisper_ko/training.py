@@ -30,6 +30,7 @@ from whisper_ko import metrics, shards
 from whisper_ko.collate import IGNORE_INDEX, Collator
 
 METHODS = ("full", "lora", "freeze_encoder")
+RUN_MARKER = "run.json"
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 # Seq2SeqTrainingArguments fields the `train` params section passes through as they are.
 TRAINER_KEYS = {
@@ -243,20 +244,33 @@ def run_fingerprint(base: str, config: TrainConfig, trainer_args: dict, train_se
 
 
 def prepare_checkpoints(directory: Path, fingerprint: str, log=print) -> str | None:
-    """The checkpoint to resume from, or None after clearing a directory from another run."""
-    marker = directory / "run.json"
-    previous = json.loads(marker.read_text())["fingerprint"] if marker.exists() else None
+    """The checkpoint of an interrupted run with the same fingerprint to resume from, or None
+    after clearing the directory of any other run (a finished one included: DVC reruns a stage
+    only when something changed)."""
+    marker = directory / RUN_MARKER
+    previous = json.loads(marker.read_text()) if marker.exists() else {}
     last = get_last_checkpoint(str(directory)) if directory.is_dir() else None
-    if previous == fingerprint and last:
+    interrupted = previous.get("fingerprint") == fingerprint and not previous.get("completed")
+    if interrupted and last:
         log(f"resuming from {last}")
         return last
     if directory.exists():
-        why = "parameters or data changed" if previous and previous != fingerprint else "no complete checkpoint"
+        if previous.get("completed"):
+            why = "the previous run completed"
+        elif previous and previous.get("fingerprint") != fingerprint:
+            why = "parameters or data changed"
+        else:
+            why = "no complete checkpoint"
         log(f"starting fresh ({why}): clearing {directory}")
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
     marker.write_text(json.dumps({"fingerprint": fingerprint}) + "\n")
     return None
+
+
+def mark_completed(directory: Path) -> None:
+    marker = directory / RUN_MARKER
+    marker.write_text(json.dumps({**json.loads(marker.read_text()), "completed": True}) + "\n")
 
 
 # ---------------------------------------------------------------- the whole stage
@@ -332,7 +346,9 @@ def finetune(
     wall = time.perf_counter() - start
     if not trainer.is_world_process_zero():
         return {}
-    return save(trainer, processor, base, config, trainer_args, result, wall, len(train_set), len(val_set))
+    summary = save(trainer, processor, base, config, trainer_args, result, wall, len(train_set), len(val_set))
+    mark_completed(checkpoint_dir)
+    return summary
 
 
 def save(trainer, processor, base, config, trainer_args, result, wall, n_train, n_val) -> dict:
