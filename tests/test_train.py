@@ -92,9 +92,13 @@ def test_rerun_after_a_kill_resumes_and_changed_params_start_fresh(features, tin
     assert marker.pop("completed") is True
     (ckpt / "run.json").write_text(json.dumps(marker))
     shutil.rmtree(ckpt / "checkpoint-4")
+    shutil.rmtree(tmp_path / "dvclive")  # as DVC does before rerunning the stage
     summary = run(features, tiny_model, tmp_path, log=messages.append)
     assert any("resuming from" in m and m.endswith("checkpoint-2") for m in messages)
     assert summary["global_steps"] == 4
+    # the curves include the steps before the kill, replayed from the checkpoint's log history
+    loss = (tmp_path / "dvclive/plots/metrics/train/loss.tsv").read_text().splitlines()
+    assert [line.split("\t")[0] for line in loss[1:]] == ["1", "2", "3", "4"]
     # a finished run is never "resumed" (it would train nothing): DVC reruns train only on a change
     run(features, tiny_model, tmp_path, log=messages.append)
     assert "starting fresh (the previous run completed)" in messages[-1]

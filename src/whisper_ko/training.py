@@ -191,20 +191,28 @@ class DVCLiveLogger(TrainerCallback):
     KEYS = {"loss": "train/loss", "learning_rate": "train/learning_rate", "eval_loss": "eval/loss",
             "eval_cer": "eval/cer", "eval_cer_nospace": "eval/cer_nospace", "eval_wer": "eval/wer"}
 
-    def __init__(self, directory: str, resume: bool):
-        self.directory, self.resume, self.live = directory, resume, None
+    def __init__(self, directory: str):
+        self.directory, self.live = directory, None
 
     def on_train_begin(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
-            from dvclive import Live
+        if not state.is_world_process_zero:
+            return
+        from dvclive import Live
 
-            self.live = Live(self.directory, resume=self.resume, dvcyaml=False, save_dvc_exp=False, report=None)
+        self.live = Live(self.directory, dvcyaml=False, save_dvc_exp=False, report=None)
+        # A resumed run restores its log history from the checkpoint: redraw the curves so far
+        # (DVC removed dvclive/ before rerunning the stage).
+        for entry in state.log_history:
+            self._log(entry, entry.get("step", 0))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        values = {name: logs[key] for key, name in self.KEYS.items() if key in (logs or {})}
+        self._log(logs or {}, state.global_step)
+
+    def _log(self, logs: dict, step: int) -> None:
+        values = {name: logs[key] for key, name in self.KEYS.items() if key in logs}
         if self.live is None or not values:
             return
-        self.live.step = state.global_step
+        self.live.step = step
         for name, value in values.items():
             self.live.log_metric(name, float(value))
         self.live.next_step()
@@ -329,7 +337,7 @@ def finetune(
         **cuda_args(),
     )
     dtype = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else torch.float32
-    callbacks = [DVCLiveLogger(config.dvclive_dir, resume=resume_from is not None)]
+    callbacks = [DVCLiveLogger(config.dvclive_dir)]
     if config.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(config.early_stopping_patience, config.early_stopping_threshold))
     trainer = ShardTrainer(
