@@ -18,8 +18,7 @@ import torch
 from tqdm import tqdm
 
 from whisper_ko import audio, features, labels, shards
-
-MAX_EXAMPLES = 5
+from whisper_ko.discover import record_skip
 
 
 @dataclass(frozen=True)
@@ -158,8 +157,8 @@ def _split_report(out_dir, stats, n_rows, n_processed, elapsed, n_mels, settings
     skipped = defaultdict(lambda: {"count": 0, "examples": []})
     for s in stats:
         for reason, ids in s["skipped"].items():
-            skipped[reason]["count"] += len(ids)
-            skipped[reason]["examples"] = (skipped[reason]["examples"] + ids)[:MAX_EXAMPLES]
+            for uid in ids:
+                record_skip(skipped, reason, uid)
     kept = sum(s["kept"] for s in stats)
     hours = sum(s["seconds"] for s in stats) / 3600
     size = sum(p.stat().st_size for p in out_dir.iterdir())
