@@ -183,12 +183,12 @@ def load_records(corpus: Path, clips: int, n_mels: int, model: str) -> list[dict
     rows = sorted((r for rs in splits.values() for r in rs), key=lambda r: r["id"])
     tokenizer = labels.load_tokenizer(model)
     sources = []
-    for row in rows[:clips]:
+    for row, ids in zip(rows[:clips], labels.encode(tokenizer, [row["text"] for row in rows[:clips]])):
         wave = audio.load(row["audio"])
         sources.append(
             {
                 "feats": features.log_mel(wave, n_mels).astype(np.float16),
-                "labels": np.array(labels.encode(tokenizer, row["text"]), dtype=np.int32),
+                "labels": np.array(ids, dtype=np.int32),
                 "duration": len(wave) / audio.SAMPLE_RATE,
                 "id": row["id"],
             }

@@ -13,7 +13,7 @@ def test_decoder_sees_one_sot_then_language_task_and_text(tiny_model):
     sot, ko, transcribe, no_ts, eot = tok.convert_tokens_to_ids(
         ["<|startoftranscript|>", "<|ko|>", "<|transcribe|>", "<|notimestamps|>", "<|endoftext|>"]
     )
-    short, long = labels.encode(tok, "네"), labels.encode(tok, "주문하신 상품은 내일 도착합니다")
+    short, long = labels.encode(tok, ["네", "주문하신 상품은 내일 도착합니다"])
     assert short[:4] == [sot, ko, transcribe, no_ts] and short[-1] == eot
 
     records = [

@@ -39,27 +39,65 @@ def _mel_filters(n_mels: int) -> torch.Tensor:
     return torch.from_numpy(filters.T).to(torch.float32)
 
 
+@lru_cache(maxsize=4)
+def _mel_blocks(n_mels: int, size: int = 8) -> list[tuple[slice, slice, torch.Tensor]]:
+    """The filter bank as dense blocks of `size` adjacent filters over the bins they cover.
+
+    Each triangular filter spans at most 14 of the 201 bins, so the full matrix is 98% zeros; the
+    blocks do a ninth of the multiply-adds and halve the mel step's time (128 mels: 0.40 vs 0.77 ms
+    for a 7.8 s clip). The sums are the same products as the dense product's, to float rounding.
+    """
+    filters = _mel_filters(n_mels)
+    blocks = []
+    for first in range(0, n_mels, size):
+        rows = filters[first : first + size]
+        bins = torch.nonzero(rows.any(dim=0)).flatten()
+        lo, hi = int(bins.min()), int(bins.max()) + 1
+        blocks.append((slice(first, first + len(rows)), slice(lo, hi), rows[:, lo:hi].contiguous()))
+    return blocks
+
+
 def log_mel(audio: np.ndarray, n_mels: int) -> np.ndarray:
     """Normalised log-mel (n_mels, T) of 16 kHz float audio, T = `num_frames(len(audio))`.
 
     Equal, frame for frame, to `WhisperFeatureExtractor` on the same audio padded to 30 s.
     Audio longer than 30 s is cut at 30 s, as the extractor does.
     """
-    audio = np.asarray(audio, dtype=np.float32)[: N_FRAMES * HOP_LENGTH]
-    frames = num_frames(len(audio))
-    # Zeros past the end, as Whisper's own padding: the last frames must see zeros, not a
-    # reflection of the signal. torch.stft reflects at the buffer's end, which only frames past
-    # `frames` see, except for a full 30 s buffer, where the extractor reflects there too.
-    padded = np.zeros(min(frames * HOP_LENGTH + N_FFT, N_FRAMES * HOP_LENGTH), dtype=np.float32)
-    padded[: len(audio)] = audio
-    stft = torch.stft(torch.from_numpy(padded), N_FFT, HOP_LENGTH, window=_window(), return_complex=True)
-    stft = stft[:, :frames]
-    # |z|² as re² + im²: the same value as abs() ** 2 (to 1 ulp) without the square root.
-    power = stft.real.square() + stft.imag.square()
-    log_spec = (_mel_filters(n_mels) @ power).clamp_(min=1e-10).log10_()
+    power = _power_spectrum(np.asarray(audio, dtype=np.float32)[: N_FRAMES * HOP_LENGTH])
+    mel = torch.empty(n_mels, power.shape[0])
+    for mels, bins, weights in _mel_blocks(n_mels):
+        torch.mm(weights, power[:, bins].T, out=mel[mels])
+    log_spec = mel.clamp_(min=1e-10).log10_()
     # Frames that see only padding are 1e-10 → −10, so the clip's max equals the padded input's.
-    log_spec = torch.maximum(log_spec, torch.clamp(log_spec.max(), min=-10.0) - 8.0)
+    log_spec.clamp_(min=max(log_spec.max().item(), -10.0) - 8.0)
     return log_spec.add_(4.0).div_(4.0).numpy()
+
+
+def _power_spectrum(audio: np.ndarray) -> torch.Tensor:
+    """|STFT|² (T, 201) of the frames that see real audio, framed as `torch.stft(center=True)` does.
+
+    Framing by hand and one rfft over the frames costs half of `torch.stft` with its strided
+    output; batching several clips into one rfft does not pay (measured).
+    """
+    frames = num_frames(len(audio))
+    spectrum = torch.fft.rfft(_centred(audio, frames).unfold(0, N_FFT, HOP_LENGTH)[:frames] * _window()).numpy()
+    # |z|² as re² + im²: the same value as abs() ** 2 (to 1 ulp) without the square root.
+    return torch.from_numpy(spectrum.real**2 + spectrum.imag**2)
+
+
+def _centred(audio: np.ndarray, frames: int) -> torch.Tensor:
+    """The audio zero-padded to cover `frames` frames, then reflected by 200 samples at each end.
+
+    Zeros past the end, as Whisper's own padding: the last frames must see zeros, not a reflection
+    of the signal. The end reflection only reaches frames past `frames`, except for a full 30 s
+    buffer, where the extractor reflects there too. One buffer instead of np.pad's second copy.
+    """
+    length = min(frames * HOP_LENGTH + N_FFT, N_FRAMES * HOP_LENGTH)
+    buffer = np.zeros(length + N_FFT, dtype=np.float32)
+    buffer[_HALF_WINDOW : _HALF_WINDOW + len(audio)] = audio
+    buffer[:_HALF_WINDOW] = buffer[N_FFT:_HALF_WINDOW:-1]
+    buffer[-_HALF_WINDOW:] = buffer[-_HALF_WINDOW - 2 : -N_FFT - 2 : -1]
+    return torch.from_numpy(buffer)
 
 
 @lru_cache(maxsize=1)
