@@ -19,12 +19,13 @@ HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo yes)
 SAMPLE_DIR := data/sample
 TINY_MODEL := models/tiny-ko
 SEED ?= 0
+comma := ,
 
-.PHONY: setup espeak sample-data tiny-model demo test repro clean
+.PHONY: setup lock espeak sample-data tiny-model demo test repro clean docker-build docker-repro test-docker
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 ifeq ($(HAS_GPU),yes)
@@ -33,8 +34,14 @@ else
 	$(BIN)/pip install -q --no-index $(TORCH) 2>/dev/null \
 	  || $(BIN)/pip install -q $(TORCH) --index-url $(TORCH_CPU_INDEX) --extra-index-url https://pypi.org/simple
 endif
-	$(BIN)/pip install -q -e '.[dev,kocer]'
+	$(BIN)/pip install -q -c requirements.lock -e '.[dev,kocer]'
 	touch $(STAMP)
+
+# requirements.lock: the versions tested together, every package but torch (see setup, Docker).
+lock:
+	{ echo "# pip freeze of a tested environment without torch: make lock"; \
+	  $(BIN)/pip freeze --exclude-editable | grep -v -E '^torch[=@ ]' \
+	    | sed -E 's/^([^ ]+) @ .*\/[^/]+-([0-9][^-]*)-py[^/]*$$/\1==\2/'; } > requirements.lock
 
 espeak:
 	@command -v espeak-ng >/dev/null || { \
@@ -59,6 +66,40 @@ demo: sample-data tiny-model
 
 test: setup espeak
 	python -m pytest -q
+
+# Docker (README, "Docker"): the image for GPU hosts, the pipeline run in it, and the real test.
+IMAGE ?= whisper-ko
+BASE_IMAGE ?= pytorch/pytorch:2.13.0-cuda12.8-cudnn9-runtime
+DOCKER ?= docker
+# The container user takes the host user's UID so that outputs in the mounted repo stay yours.
+# root has no non-root UID to match: its builds use 1000.
+DOCKER_UID ?= $(if $(filter 0,$(shell id -u)),1000,$(shell id -u))
+DOCKER_GID ?= $(if $(filter 0,$(shell id -u)),1000,$(shell id -g))
+CA_BUNDLE ?=
+GPUS ?= --gpus all
+DATA_ROOT ?=
+HF_CACHE ?= $(HOME)/.cache/huggingface
+DVC_CACHE_VOLUME ?= whisper-ko-dvc-cache
+DOCKER_CMD ?= repro
+
+docker-build:
+	DOCKER_BUILDKIT=1 $(DOCKER) build -f docker/Dockerfile -t $(IMAGE) \
+	  --build-arg BASE_IMAGE=$(BASE_IMAGE) --build-arg UID=$(DOCKER_UID) --build-arg GID=$(DOCKER_GID) \
+	  $(if $(CA_BUNDLE),--secret id=ca_bundle$(comma)src=$(abspath $(CA_BUNDLE))) .
+
+# The repo at /workspace, the DVC cache on a named volume, the data root (an absolute
+# discover.root outside the repo) read-only at its own path, so dvc.lock reads the same inside and out.
+docker-repro:
+	mkdir -p $(HF_CACHE)
+	$(DOCKER) run --rm $(GPUS) --ipc host \
+	  -v $(CURDIR):/workspace \
+	  -v $(DVC_CACHE_VOLUME):/cache/dvc \
+	  -v $(HF_CACHE):/cache/huggingface \
+	  $(if $(DATA_ROOT),-v $(abspath $(DATA_ROOT)):$(abspath $(DATA_ROOT)):ro) \
+	  $(IMAGE) $(DOCKER_CMD)
+
+test-docker: setup
+	docker/test-image.sh
 
 clean:
 	rm -rf data/manifests data/features models/finetuned reports checkpoints dvclive

@@ -104,3 +104,24 @@ def test_training_curves_render_as_dvc_plots(project):
     curve = next((n for n in rendered if n.endswith("eval/cer_nospace.tsv")), None)
     assert curve, list(out["data"])
     assert "cer_nospace" in json.dumps(out["data"][curve])
+
+
+def test_an_experiment_is_recorded_beside_the_baseline(project):
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "baseline")  # dvc.lock and metrics in git, as the repository keeps them
+    for key, value in (("user.name", "whisper-ko test"), ("user.email", "test@localhost")):
+        git(project, "config", key, value)  # experiments are git commits: CI machines may have no identity
+    out = dvc(project, "exp", "run", "-n", "lr-high", "-S", "train.learning_rate=0.02")
+    ran = {stage for stage in ("discover", "preprocess", "train", "benchmark") if f"Running stage '{stage}'" in out}
+    assert ran == {"train", "benchmark"}, out
+
+    assert "lr-high" in dvc(project, "exp", "list", "--name-only")
+    params = json.loads(dvc(project, "params", "diff", "--json", "HEAD", "lr-high"))["params.yaml"]
+    assert set(params) == {"train.learning_rate"} and params["train.learning_rate"]["new"] == 0.02
+    # Only what the experiment changed: the fine-tune's scores move, the base model's are identical
+    # (its timings, wall_s and the rates, vary from run to run).
+    diff = json.loads(dvc(project, "metrics", "diff", "--json", "HEAD", "lr-high"))["metrics/benchmark.json"]
+    moved = {key for key, change in diff.items() if change["new"] != change["old"]}
+    assert "finetuned.overall.cer" in moved and "finetuned.by_category.D01.cer" in moved, sorted(moved)
+    timings = {"wall_s", "samples_per_s", "rtfx"}
+    assert not {key for key in moved if key.startswith("base.") and key.rsplit(".", 1)[1] not in timings}, sorted(moved)

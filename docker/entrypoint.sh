@@ -1,0 +1,22 @@
+#!/bin/sh
+# docker run IMAGE [COMMAND]: in the repository mounted at /workspace, run
+#   repro | exp … | metrics … | plots … | params … | status | dag | queue …   as `dvc COMMAND …`
+#   discover | preprocess | train | benchmark [OPTIONS]                     one stage's script
+#   anything else                                                          as given
+# With no command: dvc repro.
+set -e
+if [ ! -f dvc.yaml ]; then
+    echo "whisper-ko: no dvc.yaml in $(pwd): mount the repository there (docker run -v \"\$PWD\":/workspace ...)" >&2
+    exit 2
+fi
+[ $# -gt 0 ] || set -- repro
+case "$1" in
+    repro | exp | metrics | plots | params | status | dag | queue)
+        exec dvc "$@" ;;
+    discover | preprocess | train | benchmark)
+        stage=$1
+        shift
+        exec python "stages/$stage.py" --params params.yaml "$@" ;;
+    *)
+        exec "$@" ;;
+esac
