@@ -62,3 +62,15 @@ def test_audio_load_reads_headerless_pcm_and_rejects_garbage(tmp_path):
     (tmp_path / "bad.wav").write_bytes(b"RIFF not really a wav")
     with pytest.raises(audio.AudioError, match="bad.wav"):
         audio.load(tmp_path / "bad.wav")
+
+
+@pytest.mark.parametrize(("fmt", "subtype"), [("WAV", "PCM_16"), ("FLAC", "PCM_16"), ("WAV", "PCM_24"), ("WAV", "FLOAT")])
+def test_audio_load_gives_libsndfiles_samples_for_every_encoding(tmp_path, fmt, subtype):
+    import soundfile as sf
+
+    # Full scale, both extremes and every small value: 16-bit files are read as int16 and scaled.
+    signal = np.concatenate([np.linspace(-1, 1 - 2**-15, 16000), np.arange(-300, 300) / 32768]).astype(np.float32)
+    path = tmp_path / f"x.{fmt.lower()}"
+    sf.write(path, signal, 16000, format=fmt, subtype=subtype)
+    expected, _ = sf.read(path, dtype="float32")
+    np.testing.assert_array_equal(audio.load(path), expected)
