@@ -11,8 +11,8 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
 TORCH := torch==2.13.0
-# CPU machines take torch's CPU build: a local wheel if pip is configured with one, else the
-# PyTorch CPU index. GPU hosts (nvidia-smi present) take PyPI's CUDA build. See README.
+# CPU machines take torch's CPU build: a local wheel if pip is configured with one (its
+# dependencies from PyPI), else the PyTorch CPU index. GPU hosts (nvidia-smi present) take PyPI's CUDA build. See README.
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo yes)
 
@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml requirements.lock
 ifeq ($(HAS_GPU),yes)
 	$(BIN)/pip install -q $(TORCH)
 else
-	$(BIN)/pip install -q --no-index $(TORCH) 2>/dev/null \
+	$(BIN)/pip install -q --no-index --no-deps $(TORCH) 2>/dev/null && $(BIN)/pip install -q $(TORCH) \
 	  || $(BIN)/pip install -q $(TORCH) --index-url $(TORCH_CPU_INDEX) --extra-index-url https://pypi.org/simple
 endif
 	$(BIN)/pip install -q -c requirements.lock -e '.[dev,kocer]'
