@@ -12,7 +12,8 @@ export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
 TORCH := torch==2.13.0
 # CPU machines take torch's CPU build: a local wheel if pip is configured with one (its
-# dependencies from PyPI), else the PyTorch CPU index. GPU hosts (nvidia-smi present) take PyPI's CUDA build. See README.
+# dependencies from PyPI), else the PyTorch CPU index. GPU hosts (nvidia-smi present) take
+# PyPI's CUDA build. See README.
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo yes)
 

@@ -25,6 +25,10 @@ def dvc(project: Path, *args: str) -> str:
     return proc.stdout + proc.stderr
 
 
+def stages_run(dvc_output: str) -> set[str]:
+    return {stage for stage in ("discover", "preprocess", "train", "benchmark") if f"Running stage '{stage}'" in dvc_output}
+
+
 def git(project: Path, *args: str) -> None:
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=project, check=True, capture_output=True)
 
@@ -93,7 +97,7 @@ def test_changing_a_train_param_reruns_only_train_and_benchmark(project):
     status = dvc(project, "status", "--json")
     assert set(json.loads(status)) == {"train"}
     out = dvc(project, "repro")
-    ran = {stage for stage in ("discover", "preprocess", "train", "benchmark") if f"Running stage '{stage}'" in out}
+    ran = stages_run(out)
     assert ran == {"train", "benchmark"}, out
 
 
@@ -112,7 +116,7 @@ def test_an_experiment_is_recorded_beside_the_baseline(project):
     for key, value in (("user.name", "whisper-ko test"), ("user.email", "test@localhost")):
         git(project, "config", key, value)  # experiments are git commits: CI machines may have no identity
     out = dvc(project, "exp", "run", "-n", "lr-high", "-S", "train.learning_rate=0.02")
-    ran = {stage for stage in ("discover", "preprocess", "train", "benchmark") if f"Running stage '{stage}'" in out}
+    ran = stages_run(out)
     assert ran == {"train", "benchmark"}, out
 
     assert "lr-high" in dvc(project, "exp", "list", "--name-only")
