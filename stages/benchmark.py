@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from whisper_ko import benchmark, inference, manifest, metrics, params, report
+from whisper_ko import benchmark, inference, manifest, metrics, params, report, runtime
 
 TEST_MANIFEST = Path("data/manifests/test.jsonl")
 METRICS = Path("metrics/benchmark.json")
@@ -17,8 +17,8 @@ REPORT = Path("reports/benchmark.md")
 PLOT = Path("reports/benchmark_plot.json")
 PREDICTIONS = Path("reports/predictions")
 KEYS = {
-    "models", "group_by", "batch_size", "num_beams", "max_new_tokens", "max_samples", "seed", "cpu_workers",
-    "dtype", "batch_timeout_s", "bootstrap_resamples", "kocer",
+    "models", "group_by", "batch_size", "warmup_batches", "num_beams", "max_new_tokens", "max_samples", "seed",
+    "cpu_workers", "dtype", "batch_timeout_s", "bootstrap_resamples", "kocer",
 }
 
 
@@ -30,6 +30,7 @@ KEYS = {
 def main(params_file, single_model, max_samples):
     cfg, model_cfg = params.load(params_file, "benchmark", "model")
     params.check_keys("benchmark", cfg, KEYS)
+    params.check_keys("model", model_cfg, params.MODEL_KEYS)
     if not TEST_MANIFEST.is_file():
         raise click.ClickException(f"{TEST_MANIFEST} not found: run the discover stage first")
     rows = manifest.read(TEST_MANIFEST)
@@ -44,8 +45,10 @@ def main(params_file, single_model, max_samples):
             num_beams=cfg.get("num_beams", 1),
             max_new_tokens=cfg.get("max_new_tokens", 128),
         ),
-        batch_size=cfg.get("batch_size", 16),
+        batch_size=cfg.get("batch_size"),
+        warmup_batches=cfg.get("warmup_batches", 1),
         dtype=cfg.get("dtype", "auto"),
+        attention=model_cfg.get("attention", "sdpa"),
         cpu_workers=cfg.get("cpu_workers", 1),
         processor_fallback=model_cfg.get("base"),
         batch_timeout_s=cfg.get("batch_timeout_s", 600),
@@ -61,7 +64,7 @@ def main(params_file, single_model, max_samples):
             resamples=cfg.get("bootstrap_resamples", 1000),
             seed=seed,
         )
-    except (benchmark.BenchmarkError, inference.ModelError, metrics.ScoringError, ValueError) as err:
+    except (benchmark.BenchmarkError, inference.ModelError, metrics.ScoringError, runtime.DeviceError, ValueError) as err:
         raise click.ClickException(str(err)) from err
     if single_model:
         click.echo(f"{single_model} on {len(rows)} test utterances\n{report.summary(results[single_model], seed)}")

@@ -20,7 +20,7 @@ KEYS = {"dtype", "max_label_tokens", "min_duration", "shard_size", "workers"}
 def main(params_file):
     cfg, model = params.load(params_file, "preprocess", "model")
     params.check_keys("preprocess", cfg, KEYS)
-    params.check_keys("model", model, {"base", "language", "task"})
+    params.check_keys("model", model, params.MODEL_KEYS)
     settings = Settings(
         model=model["base"],
         language=model.get("language", "ko"),

@@ -1,21 +1,26 @@
 """Training on the tiny model: methods, resume, generation config, DDP, bad input."""
 
 import json
+import math
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import textwrap
 
 import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
-from transformers import WhisperForConditionalGeneration, pipeline
+from transformers import WhisperForConditionalGeneration, WhisperProcessor, pipeline
 
 from conftest import REPO
+from whisper_ko import shards
+from whisper_ko.collate import Collator
 from whisper_ko.discover import discover
 from whisper_ko.preprocess import Settings, preprocess_split
-from whisper_ko.training import TrainConfig, finetune
+from whisper_ko.training import METHODS, TrainConfig, apply_method, finetune, trainer_kwargs
 
 pytestmark = pytest.mark.slow
 QUICK = {"max_steps": 4, "per_device_train_batch_size": 4, "per_device_eval_batch_size": 8, "learning_rate": 1e-3,
@@ -119,18 +124,162 @@ def test_bad_input_fails_before_training(features, tiny_model, tmp_path):
         TrainConfig(method="qlora")
 
 
-def test_two_process_ddp_on_cpu(features, tiny_model, tmp_path):
+def stage_project(root, features, tiny_model, **train):
+    """A work directory for stages/train.py: params with quick settings, the features linked in."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["model"]["base"] = str(tiny_model)
-    params["train"].update(QUICK, nproc_per_node=2, eval_steps=2, eval_max_samples=4, generation_max_length=12,
-                           checkpoint_dir=str(tmp_path / "ckpt"), output_dir=str(tmp_path / "out"))
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "features").symlink_to(features)
+    params["train"].update(QUICK, eval_steps=2, eval_max_samples=4, generation_max_length=12,
+                           checkpoint_dir=str(root / "ckpt"), output_dir=str(root / "out"), **train)
+    root.mkdir(exist_ok=True)
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    (root / "data").mkdir()
+    (root / "data" / "features").symlink_to(features)
+    return root
+
+
+def train_stage(*launch, cwd, **popen):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, str(REPO / "stages/train.py")], cwd=tmp_path, capture_output=True,
-                          text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    return subprocess.Popen([sys.executable, *launch, str(REPO / "stages/train.py")], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+
+
+def finished(proc):
+    output, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, output[-3000:]
+    return output
+
+
+def test_two_process_ddp_on_cpu(features, tiny_model, tmp_path):
+    project = stage_project(tmp_path, features, tiny_model, nproc_per_node=2)
+    # torchrun's default rendezvous port is taken (another run on this host): --standalone picks a free one
+    with socket.socket() as taken:
+        try:
+            taken.bind(("127.0.0.1", 29500))
+            taken.listen()
+        except OSError:
+            pass  # already taken by someone else, which tests the same
+        finished(train_stage(cwd=project))
     summary = json.loads((tmp_path / "out" / "training_summary.json").read_text())
     # two processes, 4 per device: each optimizer step sees 8 utterances, so 4 steps cover 2 epochs of 16
-    assert summary["global_steps"] == 4 and summary["samples_seen"] == 32
+    assert summary["global_steps"] == 4 and summary["samples_seen"] == 32 and summary["world_size"] == 2
+
+
+def test_the_readme_multi_node_command_trains_like_one_process_with_the_same_global_batch(
+    features, tiny_model, tmp_path
+):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    nodes = stage_project(tmp_path / "nodes", features, tiny_model)  # nproc_per_node: 1, per device 4
+    # As the README writes it, with two nodes on the loopback address and one process each.
+    launches = [
+        train_stage("-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(rank), "--master_addr",
+                    "127.0.0.1", "--master_port", str(port), "--nproc_per_node", "1", cwd=nodes)
+        for rank in (0, 1)
+    ]
+    for launch in launches:
+        finished(launch)
+    single = stage_project(tmp_path / "single", features, tiny_model, per_device_train_batch_size=8)
+    finished(train_stage(cwd=single))
+
+    two = json.loads((nodes / "out" / "training_summary.json").read_text())
+    one = json.loads((single / "out" / "training_summary.json").read_text())
+    assert (two["world_size"], one["world_size"]) == (2, 1)
+    for key in ("global_steps", "samples_seen", "epochs", "train_utterances"):
+        assert two[key] == one[key], key
+    assert list((nodes / "out").iterdir()) and not (nodes / "out-1").exists()
+    assert sorted(p.name for p in (nodes / "ckpt").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+
+
+# Each rank of a torchrun launch claims the checkpoint directory as finetune does, over the three
+# states a rerun can find; prints what it saw as one JSON line.
+CLAIM = textwrap.dedent("""
+    import json, sys
+    from pathlib import Path
+    from accelerate import PartialState
+    from whisper_ko.training import claim_checkpoints, mark_completed
+
+    state = PartialState(cpu=True)
+    directory = Path(sys.argv[1])
+    seen = {}
+    for case, fingerprint in (("fresh", "a"), ("interrupted", "a"), ("completed", "a")):
+        if case == "interrupted" and state.is_main_process:
+            (directory / "checkpoint-2").mkdir()
+        if case == "completed" and state.is_main_process:
+            mark_completed(directory)
+        state.wait_for_everyone()
+        messages = []
+        resume = claim_checkpoints(directory, fingerprint, messages.append)
+        seen[case] = {"resume": resume, "messages": messages, "marker": (directory / "run.json").read_text()}
+        state.wait_for_everyone()
+    print(json.dumps({"rank": state.process_index, **seen}))
+""")
+
+
+def test_only_the_main_rank_clears_and_marks_the_checkpoint_directory(tmp_path):
+    (tmp_path / "claim.py").write_text(CLAIM)
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "claim.py",
+         str(tmp_path / "ckpt")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = sorted((json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")),
+                   key=lambda r: r["rank"])
+    assert [r["rank"] for r in ranks] == [0, 1]
+    main, other = ranks
+    checkpoint = str(tmp_path / "ckpt" / "checkpoint-2")
+    # both ranks agree on where to resume; only the main process said (and did) anything
+    assert [r["fresh"]["resume"] for r in ranks] == [None, None]
+    assert [r["interrupted"]["resume"] for r in ranks] == [checkpoint, checkpoint]
+    assert [r["completed"]["resume"] for r in ranks] == [None, None]
+    assert main["interrupted"]["messages"] == [f"resuming from {checkpoint}"]
+    assert main["completed"]["messages"] == [f"starting fresh (the previous run completed): clearing {tmp_path / 'ckpt'}"]
+    assert all(not other[case]["messages"] for case in ("fresh", "interrupted", "completed"))
+    assert json.loads(main["completed"]["marker"]) == {"fingerprint": "a"}  # cleared, marked once
+    assert not (tmp_path / "ckpt" / "checkpoint-2").exists()
+
+
+def test_bf16_on_cpu_trains_and_evaluates_under_autocast(features, tiny_model, tmp_path):
+    """The first evaluation's generate() ran the encoder outside autocast: bf16 features met fp32 conv1
+    weights ("Input type (c10::BFloat16) and bias type (float) should be the same")."""
+    summary = run(features, tiny_model, tmp_path, precision="bf16")
+    assert (summary["precision"], summary["attention"], summary["global_steps"]) == ("bf16", "sdpa", 4)
+    assert math.isfinite(summary["train_loss"]) and summary["best_val_cer_nospace"] is not None
+    curves = tmp_path / "dvclive" / "plots" / "metrics"
+    for curve in ("eval/cer.tsv", "eval/loss.tsv", "system/peak_memory_gib.tsv"):  # one row per evaluation
+        rows = [line.split("\t") for line in (curves / curve).read_text().splitlines()[1:]]
+        assert [row[0] for row in rows] == ["2", "4"] and all(math.isfinite(float(row[1])) for row in rows), curve
+    assert summary["peak_memory_gib"] > 0 and summary["peak_memory_of"] == "CPU process, resident"
+
+
+def test_a_float16_checkpoint_trains_fp32_master_weights(features, tiny_model, tmp_path):
+    """large-v3 and turbo declare float16; transformers 5 would load them so and train pure fp16."""
+    half = tmp_path / "half"
+    WhisperForConditionalGeneration.from_pretrained(tiny_model).half().save_pretrained(half)
+    WhisperProcessor.from_pretrained(tiny_model).save_pretrained(half)
+    assert json.loads((half / "config.json").read_text())["dtype"] == "float16"
+    summary = run(features, half, tmp_path)
+    assert math.isfinite(summary["train_loss"])
+    assert {tensor.dtype for tensor in weights(tmp_path / "out").values()} == {torch.float32}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_trainable_parameter_gets_a_gradient(features, tiny_model, method):
+    """DDP runs with find_unused_parameters=False: a trainable parameter left without a gradient
+    would stall the next step's reduction."""
+    config = TrainConfig(method=method, lora={"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]})
+    model = apply_method(WhisperForConditionalGeneration.from_pretrained(tiny_model), config)
+    data = shards.open(features / "train")
+    batch = Collator(model.config.decoder_start_token_id)([data[i] for i in range(4)])
+    model(**batch).loss.backward()
+    trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable and [name for name, p in trainable.items() if p.grad is None] == []
+
+
+def test_trainer_settings_on_a_gpu_host():
+    kwargs = trainer_kwargs(TrainConfig(), {"learning_rate": 1e-5}, "bf16", cuda=True)
+    assert kwargs["ddp_find_unused_parameters"] is False and kwargs["optim"] == "adamw_torch_fused"
+    assert (kwargs["bf16"], kwargs["fp16"], kwargs["learning_rate"]) == (True, False, 1e-5)
+    # TF32 is set by runtime.set_matmul_precision alone: TrainingArguments' tf32 mixes torch's APIs
+    assert "tf32" not in kwargs and "use_cpu" not in kwargs

@@ -2,9 +2,14 @@
 
 The main process plans the work (utterances sorted by duration, cut into batches, dealt
 round-robin to the workers) and then only collects. Each worker loads one model at a time, reads
-and featurises the audio of one batch at a time, and sends the hypotheses back through a queue, so
-its memory depends on the batch size, never on the size of the test set. A worker that raises,
-dies or stays silent for `batch_timeout_s` ends the run with an error naming the model and batch.
+and featurises the audio of one batch at a time (the next one in a thread while the current one
+decodes), and sends the hypotheses back through a queue, so its memory depends on the batch size,
+never on the size of the test set. A worker that raises, dies or stays silent for
+`batch_timeout_s` ends the run with an error naming the model and batch.
+
+Speed is measured as the Open ASR Leaderboard measures it: warm-up batches first, untimed (CUDA
+start-up, cuDNN autotuning, allocator growth), then RTFx = audio seconds / decoding seconds per
+device, beside the node's figure over the slowest worker's wall time.
 """
 
 import multiprocessing as mp
@@ -13,7 +18,8 @@ import queue
 import resource
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -22,10 +28,14 @@ import torch
 import transformers
 from tqdm import tqdm
 
-from whisper_ko import inference, metrics
+from whisper_ko import inference, metrics, runtime
 
 # How often the main process looks at its workers while waiting for results.
 _POLL_S = 1.0
+# Default batch sizes: the Open ASR Leaderboard's on a GPU; on a single-threaded CPU worker a larger
+# batch only pads more hypotheses to the longest one.
+GPU_BATCH_SIZE = 64
+CPU_BATCH_SIZE = 16
 
 
 class BenchmarkError(RuntimeError):
@@ -35,18 +45,34 @@ class BenchmarkError(RuntimeError):
 @dataclass(frozen=True)
 class Options:
     decoding: inference.Decoding = inference.Decoding()
-    batch_size: int = 16
-    dtype: str = "auto"  # see inference.resolve_dtype
+    batch_size: int | None = None  # None: GPU_BATCH_SIZE on GPUs, CPU_BATCH_SIZE on CPU workers
+    warmup_batches: int = 1  # each worker's first batches decoded once more before timing starts, untimed
+    dtype: str = "auto"  # see runtime.precision
+    attention: str = "sdpa"  # see runtime.attention_candidates
     cpu_workers: int = 1  # worker processes when there is no GPU (one thread each)
     processor_fallback: str | None = None  # processor of weights-only directories (training checkpoints)
     batch_timeout_s: float = 600.0  # longest silence of a worker: one batch, or loading a model
 
     def __post_init__(self):
         # Checked here, not in the workers, so a typo fails before any model loads.
-        if self.dtype not in inference.DTYPES:
-            raise ValueError(f"benchmark.dtype must be one of {inference.DTYPES}, got {self.dtype!r}")
-        if self.batch_size < 1 or self.batch_timeout_s <= 0:
+        if self.dtype not in runtime.PRECISIONS:
+            raise ValueError(f"benchmark.dtype must be one of {runtime.PRECISIONS}, got {self.dtype!r}")
+        if self.attention not in runtime.ATTENTIONS:
+            raise ValueError(f"model.attention must be one of {runtime.ATTENTIONS}, got {self.attention!r}")
+        if (self.batch_size is not None and self.batch_size < 1) or self.batch_timeout_s <= 0:
             raise ValueError("benchmark.batch_size and benchmark.batch_timeout_s must be positive")
+        if self.warmup_batches < 0:
+            raise ValueError("benchmark.warmup_batches must be 0 or more")
+
+
+@dataclass(frozen=True)
+class Timing:
+    """One worker's pass over its batches with one model (warm-up and model load excluded)."""
+
+    device: str
+    audio_s: float  # audio in this worker's batches
+    decode_s: float  # inside generate(), synchronised with the GPU
+    wall_s: float  # first timed batch to the last one's result, reading and featurising included
 
 
 @dataclass
@@ -55,9 +81,11 @@ class Transcripts:
 
     hypotheses: list[str | None]  # None: the audio could not be read (see errors)
     errors: dict[int, str]  # manifest index → why its audio could not be read
-    decode_s: list[float] = field(default_factory=list)  # per worker, model load excluded
+    timings: list[Timing] = field(default_factory=list)  # one per worker
     peak_rss_mb: float = 0.0  # largest worker's peak resident memory
     attention: str = ""  # attention implementation the workers ended up with
+    dtype: str = ""  # the weights' and activations' dtype
+    batch_size: int = 0
 
 
 @dataclass
@@ -111,9 +139,13 @@ def transcribe(models: dict[str, str], rows: list[dict], options: Options) -> di
         raise ValueError("no utterances to transcribe")
     sources = {alias: (path, _check(alias, path, options.processor_fallback)) for alias, path in models.items()}
     devices = worker_devices(options.cpu_workers)
-    shards = plan(rows, options.batch_size, len(devices))
+    batch_size = options.batch_size or (GPU_BATCH_SIZE if devices[0].startswith("cuda") else CPU_BATCH_SIZE)
+    shards = plan(rows, batch_size, len(devices))
     with _Workers(sources, rows, shards, devices, options) as workers:
-        return workers.collect()
+        found = workers.collect()
+    for transcripts in found.values():
+        transcripts.batch_size = batch_size
+    return found
 
 
 def _check(alias: str, path: str, processor_fallback: str | None) -> str:
@@ -125,7 +157,7 @@ def _check(alias: str, path: str, processor_fallback: str | None) -> str:
 
 def worker_devices(cpu_workers: int) -> list[str]:
     """One worker per GPU; without GPUs, `cpu_workers` single-threaded workers."""
-    if torch.cuda.is_available():
+    if runtime.cuda_available():
         return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
     return ["cpu"] * max(1, cpu_workers)
 
@@ -155,7 +187,7 @@ class _Workers:
         self.processes = []
         with _single_threaded_children():
             for rank, shard in enumerate(shards):
-                batches = [[(i, rows[i]["audio"]) for i in batch] for batch in shard]
+                batches = [[(i, rows[i]["audio"], rows[i]["duration"]) for i in batch] for batch in shard]
                 process = context.Process(
                     target=_worker,
                     args=(rank, devices[rank], list(sources.values()), batches, options, self.queue),
@@ -209,10 +241,10 @@ class _Workers:
             bar.set_postfix_str(self.aliases[model])
             bar.update(len(hypotheses))
         elif kind == "done":
-            decode_s, peak_rss_mb, attention = rest
-            found.decode_s.append(decode_s)
+            timing, peak_rss_mb, attention, dtype = rest
+            found.timings.append(timing)
             found.peak_rss_mb = max(found.peak_rss_mb, peak_rss_mb)
-            found.attention = attention
+            found.attention, found.dtype = attention, dtype
             self.position[rank] = (model + 1, None)
             if model + 1 == len(self.aliases):
                 busy.discard(rank)
@@ -267,20 +299,67 @@ def _worker(rank, device, models, batches, options, results) -> None:
     """Body of a worker process: every model in turn over this worker's batches."""
     try:
         _configure(device)
+        cuda = device.startswith("cuda")
+        audio_s = sum(duration for batch in batches for _, _, duration in batch)
         for model_index, (path, processor_path) in enumerate(models):
-            model, processor = inference.load(path, device, options.dtype, processor_path)
+            model, processor = inference.load(path, device, options.dtype, processor_path, options.attention)
             results.put(("ready", rank, model_index))
-            start = time.perf_counter()
-            for batch_index, batch in enumerate(batches):
-                indices, paths = zip(*batch)
-                hypotheses, errors = inference.transcribe(model, processor, list(paths), options.decoding)
-                errors = {indices[i]: message for i, message in errors.items()}
+
+            def prepare(batch, model=model):
+                return inference.prepare([path for _, path, _ in batch], model.config.num_mel_bins, model.dtype, cuda)
+
+            def decode(prepared, model=model, processor=processor):
+                return inference.decode(model, processor, prepared, options.decoding)
+
+            def send(batch_index, prepared, hypotheses, model_index=model_index):
+                indices = [i for i, _, _ in batches[batch_index]]
+                errors = {indices[i]: message for i, message in prepared.errors.items()}
                 results.put(("batch", rank, model_index, batch_index, hypotheses, errors))
-            attention = model.config._attn_implementation
-            results.put(("done", rank, model_index, time.perf_counter() - start, _peak_rss_mb(), attention))
+
+            decode_s, wall_s = run_batches(
+                batches, prepare, decode, send, warmup=options.warmup_batches,
+                synchronize=(lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None),
+            )
+            timing = Timing(device, audio_s, decode_s, wall_s)
+            dtype = str(model.dtype).removeprefix("torch.")
+            results.put(("done", rank, model_index, timing, _peak_rss_mb(), model.config._attn_implementation, dtype))
             del model, processor  # free this model before the next one loads
     except BaseException:
         results.put(("error", rank, traceback.format_exc()))
+
+
+def run_batches(
+    batches: list,
+    prepare: Callable,
+    decode: Callable,
+    send: Callable,
+    *,
+    warmup: int = 0,
+    synchronize: Callable[[], None] = lambda: None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> tuple[float, float]:
+    """`send(i, prepared, decode(prepared))` for each batch in order, where `prepared = prepare(batch)`
+    runs in a thread while the batch before is decoding; returns (decoding s, wall s).
+
+    The first `warmup` batches are decoded once before, untimed, and their output discarded: the
+    first calls pay for CUDA start-up and cuDNN autotuning, and on the longest batch at that.
+    """
+    for batch in batches[:warmup]:
+        decode(prepare(batch))
+    synchronize()
+    decode_s, start = 0.0, clock()
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        upcoming = reader.submit(prepare, batches[0]) if batches else None
+        for index in range(len(batches)):
+            prepared = upcoming.result()
+            if index + 1 < len(batches):
+                upcoming = reader.submit(prepare, batches[index + 1])
+            began = clock()
+            hypotheses = decode(prepared)
+            synchronize()
+            decode_s += clock() - began
+            send(index, prepared, hypotheses)
+    return decode_s, clock() - start
 
 
 def _configure(device: str) -> None:
@@ -288,8 +367,7 @@ def _configure(device: str) -> None:
     torch.set_num_threads(1)
     if device.startswith("cuda"):
         torch.cuda.set_device(device)
-        torch.set_float32_matmul_precision("high")  # TF32 matmuls on Ampere and later
-        torch.backends.cudnn.allow_tf32 = True
+        runtime.set_matmul_precision()
         torch.backends.cudnn.benchmark = True  # every input is 3000 frames: autotuning pays off once
 
 
@@ -344,11 +422,15 @@ def _prediction(row: dict, hypothesis: str | None) -> dict:
 
 
 def speed(rows: list[dict], found: Transcripts) -> dict:
-    """Samples/s and RTFx over decoding wall time (the slowest worker; model load excluded)."""
-    wall = max(found.decode_s, default=0.0)
+    """Samples/s and RTFx of the node (over the slowest worker's wall time) and RTFx per device
+    (audio over decoding time, summed over workers: the Open ASR Leaderboard's figure for one device).
+    Model load and warm-up are excluded from both."""
+    wall = max((t.wall_s for t in found.timings), default=0.0)
+    decode = sum(t.decode_s for t in found.timings)
     audio_s = sum(row["duration"] for row in rows)
     return {
         "wall_s": round(wall, 2),
         "samples_per_s": round(len(rows) / wall, 2) if wall else 0.0,
         "rtfx": round(audio_s / wall, 2) if wall else 0.0,
+        "rtfx_per_device": round(audio_s / decode, 2) if decode else 0.0,
     }

@@ -4,7 +4,6 @@ Audio is decoded and featurised with `whisper_ko.audio` and `whisper_ko.features
 made the training features, so a model is scored on exactly the inputs it was trained on.
 """
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,9 +17,7 @@ from transformers import (
     WhisperTokenizer,
 )
 
-from whisper_ko import audio, features
-
-DTYPES = ("auto", "bfloat16", "float16", "float32")
+from whisper_ko import audio, features, runtime
 
 
 class ModelError(ValueError):
@@ -70,43 +67,49 @@ def _has_processor(model: str) -> bool:
     return True
 
 
-def resolve_dtype(dtype: str, device: str) -> torch.dtype:
-    """`auto`: fp32 on CPU (half precision is slower there), bf16 on GPUs that have it, else fp16."""
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-    if dtype != "auto":
-        return getattr(torch, dtype)
-    if not device.startswith("cuda"):
-        return torch.float32
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
 def load(
-    model: str, device: str = "cpu", dtype: str = "auto", processor: str | None = None
+    model: str, device: str = "cpu", dtype: str = "auto", processor: str | None = None, attention: str = "sdpa", log=print
 ) -> tuple[WhisperForConditionalGeneration, WhisperProcessor]:
-    """The model on `device` in eval mode with the fastest attention that loads, and its processor
-    (from `processor` where given, see `check`)."""
-    net = _from_pretrained(model, resolve_dtype(dtype, device), device).to(device).eval()
+    """The model on `device` in eval mode, its weights in the dtype `runtime.precision` gives for
+    `dtype` (fp32 on CPU, bf16 or fp16 on GPU for auto), attention by the training's policy, and
+    its processor (from `processor` where given, see `check`)."""
+    cuda = device.startswith("cuda")
+    compute = runtime.DTYPES[runtime.precision(dtype, cuda, "benchmark.dtype")]
+    net = runtime.load_whisper(model, weights=compute, compute_dtype=compute, attention=attention, cuda=cuda, log=log)
+    net = net.to(device).eval()
     # Generation is bounded by max_new_tokens; a max_length left in the checkpoint's generation
     # config makes every generate() call warn that both are set.
     net.generation_config.max_length = None
     return net, WhisperProcessor.from_pretrained(processor or model)
 
 
-def _from_pretrained(model: str, dtype: torch.dtype, device: str) -> WhisperForConditionalGeneration:
-    error = None
-    for attention in _attention_candidates(dtype, device):
-        try:
-            return WhisperForConditionalGeneration.from_pretrained(model, dtype=dtype, attn_implementation=attention)
-        except (ImportError, ValueError) as err:  # implementation not installed or not supported here
-            error = err
-    raise error
+@dataclass
+class Batch:
+    """The audio of one batch, read and featurised, ready for `decode`."""
+
+    size: int
+    features: torch.Tensor | None  # (len(ok), n_mels, 3000) in the model's dtype; None if nothing was read
+    ok: list[int]  # positions in the batch whose audio was read
+    errors: dict[int, str]  # position → why its audio could not be read
 
 
-def _attention_candidates(dtype: torch.dtype, device: str) -> list[str]:
-    # flash-attention-2 runs only on CUDA in half precision, and only when the package is installed.
-    flash = device.startswith("cuda") and dtype != torch.float32 and importlib.util.find_spec("flash_attn")
-    return ["flash_attention_2", "sdpa", "eager"] if flash else ["sdpa", "eager"]
+def prepare(paths: list[str], n_mels: int, dtype: torch.dtype = torch.float32, pin: bool = False) -> Batch:
+    """Read and featurise `paths` (CPU work that can overlap the previous batch's decoding).
+    `pin`: page-locked memory, so the copy to the GPU runs asynchronously."""
+    feats, ok, errors = featurize(paths, n_mels)
+    tensor = None if feats is None else torch.from_numpy(feats).to(dtype)
+    return Batch(len(paths), tensor.pin_memory() if pin and tensor is not None else tensor, ok, errors)
+
+
+def decode(
+    model: WhisperForConditionalGeneration, processor: WhisperProcessor, batch: Batch, decoding: Decoding
+) -> list[str | None]:
+    """Hypotheses for a prepared batch, None where its audio could not be read."""
+    hypotheses: list[str | None] = [None] * batch.size
+    if batch.features is not None:
+        for i, text in zip(batch.ok, generate(model, processor, batch.features, decoding)):
+            hypotheses[i] = text
+    return hypotheses
 
 
 def featurize(paths: list[str], n_mels: int) -> tuple[np.ndarray | None, list[int], dict[int, str]]:
@@ -123,10 +126,13 @@ def featurize(paths: list[str], n_mels: int) -> tuple[np.ndarray | None, list[in
 
 
 def generate(
-    model: WhisperForConditionalGeneration, processor: WhisperProcessor, feats: np.ndarray, decoding: Decoding
+    model: WhisperForConditionalGeneration,
+    processor: WhisperProcessor,
+    feats: np.ndarray | torch.Tensor,
+    decoding: Decoding,
 ) -> list[str]:
     """Decoded text of a batch of Whisper inputs, language and task forced."""
-    inputs = torch.from_numpy(feats).to(model.device, model.dtype)
+    inputs = torch.as_tensor(feats).to(model.device, model.dtype, non_blocking=True)
     # Every frame is real model input (the padding is Whisper's own), so the mask is all ones;
     # without one, generate warns about batched inputs whose padding it cannot infer.
     mask = torch.ones(inputs.shape[0], inputs.shape[-1], dtype=torch.long, device=model.device)
@@ -141,15 +147,3 @@ def generate(
             max_length=None,
         )
     return [text.strip() for text in processor.batch_decode(ids, skip_special_tokens=True)]
-
-
-def transcribe(
-    model: WhisperForConditionalGeneration, processor: WhisperProcessor, paths: list[str], decoding: Decoding
-) -> tuple[list[str | None], dict[int, str]]:
-    """Hypotheses for `paths` (None where the audio could not be read) and the read errors by position."""
-    feats, ok, errors = featurize(paths, model.config.num_mel_bins)
-    hypotheses: list[str | None] = [None] * len(paths)
-    if feats is not None:
-        for i, text in zip(ok, generate(model, processor, feats, decoding)):
-            hypotheses[i] = text
-    return hypotheses, errors

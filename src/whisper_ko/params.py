@@ -5,6 +5,10 @@ from pathlib import Path
 import yaml
 
 
+# The `model` section, read by preprocess (the tokenizer and mel size), train and benchmark.
+MODEL_KEYS = {"base", "language", "task", "attention"}
+
+
 class ParamsError(ValueError):
     pass
 

@@ -33,6 +33,11 @@ def markdown(results: dict[str, Result], seed: int = 0) -> str:
             if metric in overall:
                 parts.append(f"### {label}\n\n{group_table(results, breakdown, metric)}")
     parts.append(f"## Overall\n\n{overall_table(results)}")
+    parts.append(
+        "## Speed per worker\n\nWarm-up batches and model loading are not timed. RTFx node: all audio over the "
+        "slowest worker's wall time; RTFx per device: audio over time spent decoding, as the Open ASR "
+        f"Leaderboard reports it.\n\n{workers_table(results)}"
+    )
     for alias, result in results.items():
         parts.append(f"## {alias}: {SHOWN} random predictions\n\n{predictions_table(sample(result, seed))}")
         parts.append(f"## {alias}: {SHOWN} worst utterances\n\n{predictions_table(worst(result))}")
@@ -51,14 +56,25 @@ def group_table(results: dict[str, Result], breakdown: str = "by_category", metr
 
 def overall_table(results: dict[str, Result]) -> str:
     header = ["Model", "n", "hours", "failed", "empty refs", "CER %", "CER no-space %", "95% CI", "WER %",
-              "samples/s", "RTFx", "worker peak RSS MB", "attention"]
+              "samples/s", "RTFx node", "RTFx per device", "worker peak RSS MB", "dtype", "attention", "batch"]
     lines = [_row(header), _row(["---"] * len(header))]
     for alias, r in results.items():
         m, t = r.metrics["overall"], r.transcripts
         interval = f"{_pct(m.get('cer_nospace_ci_low'))}–{_pct(m.get('cer_nospace_ci_high'))}"
         lines.append(_row([alias, m["n"], m["hours"], m["failed"], m["empty_references"], _pct(m["cer"]),
                            _pct(m["cer_nospace"]), interval, _pct(m["wer"]), m["samples_per_s"], m["rtfx"],
-                           round(t.peak_rss_mb), t.attention]))
+                           m["rtfx_per_device"], round(t.peak_rss_mb), t.dtype, t.attention, t.batch_size]))
+    return "\n".join(lines) + "\n"
+
+
+def workers_table(results: dict[str, Result]) -> str:
+    """Each worker's share: RTFx per device is its audio over its decoding time, warm-up excluded."""
+    header = ["Model", "device", "audio s", "decoding s", "wall s", "RTFx"]
+    lines = [_row(header), _row(["---"] * len(header))]
+    for alias, r in results.items():
+        for t in r.transcripts.timings:
+            rtfx = round(t.audio_s / t.decode_s, 2) if t.decode_s else "–"
+            lines.append(_row([alias, t.device, round(t.audio_s, 1), round(t.decode_s, 2), round(t.wall_s, 2), rtfx]))
     return "\n".join(lines) + "\n"
 
 
@@ -101,7 +117,7 @@ def summary(result: Result, seed: int = 0) -> str:
         f"CER {_pct(m['cer'])}%  CER no-space {_pct(m['cer_nospace'])}% "
         f"(95% CI {_pct(m.get('cer_nospace_ci_low'))}–{_pct(m.get('cer_nospace_ci_high'))})  WER {_pct(m['wer'])}%",
         f"samples {m['n']} (failed {m['failed']}, empty references {m['empty_references']})  "
-        f"wall {m['wall_s']} s  {m['samples_per_s']} samples/s  RTFx {m['rtfx']}",
+        f"wall {m['wall_s']} s  {m['samples_per_s']} samples/s  RTFx {m['rtfx']} (per device {m['rtfx_per_device']})",
     ]
     for p in sample(result, seed):
         lines += ["", f"  {p['id']}  CER {_pct(p['cer'])}%", f"  REF: {p['reference']}", f"  HYP: {p['hypothesis']}"]

@@ -6,7 +6,6 @@ by no-space CER is kept, early stopping on it; curves through DVCLive; resumable
 """
 
 import hashlib
-import importlib.util
 import json
 import shutil
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate import PartialState
 from transformers import (
     EarlyStoppingCallback,
     Seq2SeqTrainer,
@@ -26,12 +26,11 @@ from transformers import (
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import get_last_checkpoint
 
-from whisper_ko import metrics, shards
+from whisper_ko import metrics, runtime, shards
 from whisper_ko.collate import IGNORE_INDEX, Collator
 
 METHODS = ("full", "lora", "freeze_encoder")
 RUN_MARKER = "run.json"
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 # Seq2SeqTrainingArguments fields the `train` params section passes through as they are.
 TRAINER_KEYS = {
     "learning_rate",
@@ -45,6 +44,7 @@ TRAINER_KEYS = {
     "max_grad_norm",
     "seed",
     "dataloader_num_workers",
+    "dataloader_persistent_workers",
     "logging_steps",
     "save_total_limit",
 }
@@ -74,40 +74,49 @@ class TrainConfig:
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"train.method {self.method!r}: choose one of {', '.join(METHODS)}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"train.precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
+        if self.precision not in runtime.PRECISIONS:
+            raise ValueError(f"train.precision {self.precision!r}: choose one of {', '.join(runtime.PRECISIONS)}")
 
 
 OWN_KEYS = set(TrainConfig.__dataclass_fields__)
 
 
-# ---------------------------------------------------------------- hardware-dependent settings
+# ---------------------------------------------------------------- arguments
 
 
-def precision_args(choice: str) -> dict:
-    """bf16 where the GPU supports it, fp16 on older GPUs, fp32 on CPU (unless chosen)."""
-    if choice == "auto":
-        if not torch.cuda.is_available():
-            return {}
-        choice = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if choice != "fp32" and not torch.cuda.is_available():
-        raise ValueError(f"train.precision {choice}: mixed precision needs a GPU; use auto or fp32 on CPU")
-    return {"bf16": True} if choice == "bf16" else {"fp16": True} if choice == "fp16" else {}
-
-
-def cuda_args() -> dict:
-    if not torch.cuda.is_available():
-        # use_cpu makes a torchrun launch on CPU a real DDP run over gloo.
-        return {"use_cpu": True, "dataloader_pin_memory": False}
-    ampere = torch.cuda.get_device_capability()[0] >= 8
-    return {"optim": "adamw_torch_fused", "tf32": ampere}
-
-
-def attention_implementation() -> str:
-    """flash-attention-2 when installed on a GPU, else PyTorch's SDPA."""
-    if torch.cuda.is_available() and importlib.util.find_spec("flash_attn"):
-        return "flash_attention_2"
-    return "sdpa"
+def trainer_kwargs(config: TrainConfig, trainer_args: dict, precision: str, cuda: bool) -> dict:
+    """Seq2SeqTrainingArguments of this run (creating them sets up the process group under torchrun)."""
+    if config.eval_steps:
+        strategy = {"eval_strategy": "steps", "save_strategy": "steps", "eval_steps": config.eval_steps,
+                    "save_steps": config.eval_steps}
+    else:
+        strategy = {"eval_strategy": "epoch", "save_strategy": "epoch"}
+    # use_cpu makes a torchrun launch on CPU a real DDP run over gloo. No tf32 here: TF32 is set
+    # once by runtime.set_matmul_precision, the same way as in inference.
+    device = {"optim": "adamw_torch_fused"} if cuda else {"use_cpu": True, "dataloader_pin_memory": False}
+    return dict(
+        output_dir=config.checkpoint_dir,
+        **strategy,
+        load_best_model_at_end=True,
+        metric_for_best_model=config.metric_for_best_model,
+        greater_is_better=False,
+        predict_with_generate=True,
+        generation_max_length=config.generation_max_length,
+        warmup_steps=config.warmup_ratio,  # transformers 5: a float below 1 is a ratio of all steps
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
+        activation_checkpointing=config.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False},
+        # Every method trains all of its trainable parameters in every step: DDP need not search
+        # the graph for unused ones after each backward.
+        ddp_find_unused_parameters=False,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        report_to=[],
+        remove_unused_columns=False,
+        label_names=["labels"],
+        **{"logging_steps": 10, "save_total_limit": 2, **trainer_args},
+        **device,
+    )
 
 
 # ---------------------------------------------------------------- data and checks
@@ -189,7 +198,8 @@ class DVCLiveLogger(TrainerCallback):
     """Train loss and eval CER/WER per step into dvclive/ (no TrainingArguments dumped as params)."""
 
     KEYS = {"loss": "train/loss", "learning_rate": "train/learning_rate", "eval_loss": "eval/loss",
-            "eval_cer": "eval/cer", "eval_cer_nospace": "eval/cer_nospace", "eval_wer": "eval/wer"}
+            "eval_cer": "eval/cer", "eval_cer_nospace": "eval/cer_nospace", "eval_wer": "eval/wer",
+            "eval_peak_memory_gib": "system/peak_memory_gib"}
 
     def __init__(self, directory: str):
         self.directory, self.live = directory, None
@@ -223,7 +233,19 @@ class DVCLiveLogger(TrainerCallback):
 
 
 class ShardTrainer(Seq2SeqTrainer):
-    """Seq2SeqTrainer whose length grouping reads label lengths from the shard index."""
+    """Seq2SeqTrainer whose length grouping reads label lengths from the shard index, whose
+    evaluation generates under autocast, and whose evaluation logs carry peak memory."""
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):
+        # Accelerate wraps only forward() in autocast; generate() runs the encoder outside it, so
+        # bf16/fp16 features would meet fp32 weights in conv1 at the first evaluation.
+        with self.accelerator.autocast():
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys, **gen_kwargs)
+
+    def log(self, logs: dict, *args, **kwargs) -> None:
+        if "eval_loss" in logs:
+            logs["eval_peak_memory_gib"] = round(runtime.peak_memory_gib(self.args.device.type == "cuda"), 3)
+        super().log(logs, *args, **kwargs)
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
@@ -251,18 +273,25 @@ def run_fingerprint(base: str, config: TrainConfig, trainer_args: dict, train_se
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def prepare_checkpoints(directory: Path, fingerprint: str, log=print) -> str | None:
-    """The checkpoint of an interrupted run with the same fingerprint to resume from, or None
-    after clearing the directory of any other run (a finished one included: DVC reruns a stage
-    only when something changed)."""
+def resume_point(directory: Path, fingerprint: str) -> str | None:
+    """The last checkpoint of an interrupted run with this fingerprint, or None."""
     marker = directory / RUN_MARKER
     previous = json.loads(marker.read_text()) if marker.exists() else {}
-    last = get_last_checkpoint(str(directory)) if directory.is_dir() else None
-    interrupted = previous.get("fingerprint") == fingerprint and not previous.get("completed")
-    if interrupted and last:
+    if previous.get("fingerprint") != fingerprint or previous.get("completed"):
+        return None
+    return get_last_checkpoint(str(directory))
+
+
+def prepare_checkpoints(directory: Path, fingerprint: str, log=print) -> None:
+    """Keep the directory for `resume_point`, or clear it of any other run (a finished one
+    included: DVC reruns a stage only when something changed) and mark it as this run's."""
+    last = resume_point(directory, fingerprint)
+    if last:
         log(f"resuming from {last}")
-        return last
+        return
     if directory.exists():
+        marker = directory / RUN_MARKER
+        previous = json.loads(marker.read_text()) if marker.exists() else {}
         if previous.get("completed"):
             why = "the previous run completed"
         elif previous and previous.get("fingerprint") != fingerprint:
@@ -272,8 +301,17 @@ def prepare_checkpoints(directory: Path, fingerprint: str, log=print) -> str | N
         log(f"starting fresh ({why}): clearing {directory}")
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
-    marker.write_text(json.dumps({"fingerprint": fingerprint}) + "\n")
-    return None
+    (directory / RUN_MARKER).write_text(json.dumps({"fingerprint": fingerprint}) + "\n")
+
+
+def claim_checkpoints(directory: Path, fingerprint: str, log=print) -> str | None:
+    """`prepare_checkpoints` by the main process alone, then every process's checkpoint to resume
+    from. Under torchrun the ranks would otherwise delete and recreate the directory at once."""
+    state = PartialState()
+    if state.is_main_process:
+        prepare_checkpoints(directory, fingerprint, log)
+    state.wait_for_everyone()
+    return resume_point(directory, fingerprint)
 
 
 def mark_completed(directory: Path) -> None:
@@ -293,10 +331,19 @@ def finetune(
     task: str,
     config: TrainConfig,
     trainer_args: dict,
+    attention: str = "sdpa",
     log=print,
 ) -> dict:
     """Fine-tune `base`; save a plain Whisper directory in `config.output_dir`; return the summary."""
-    model = WhisperForConditionalGeneration.from_pretrained(base, attn_implementation=attention_implementation())
+    cuda = runtime.cuda_available()
+    precision = runtime.precision(config.precision, cuda, "train.precision")
+    if cuda:
+        runtime.set_matmul_precision()
+    args = Seq2SeqTrainingArguments(**trainer_kwargs(config, trainer_args, precision, cuda))
+    # fp32 master weights whatever the checkpoint declares: bf16/fp16 only through autocast.
+    model = runtime.load_whisper(
+        base, weights=torch.float32, compute_dtype=runtime.DTYPES[precision], attention=attention, cuda=cuda, log=log
+    )
     processor = WhisperProcessor.from_pretrained(base)
     train_set = open_split(train_dir, model.config.num_mel_bins)
     val_set = open_split(val_dir, model.config.num_mel_bins)
@@ -312,31 +359,9 @@ def finetune(
 
     checkpoint_dir = Path(config.checkpoint_dir)
     fingerprint = run_fingerprint(base, config, trainer_args, train_set, val_set, language, task)
-    resume_from = prepare_checkpoints(checkpoint_dir, fingerprint, log)
+    resume_from = claim_checkpoints(checkpoint_dir, fingerprint, log)
     model = apply_method(model, config)
 
-    strategy = {"eval_strategy": "steps", "save_strategy": "steps", "eval_steps": config.eval_steps,
-                "save_steps": config.eval_steps} if config.eval_steps else {"eval_strategy": "epoch", "save_strategy": "epoch"}
-    args = Seq2SeqTrainingArguments(
-        output_dir=str(checkpoint_dir),
-        **strategy,
-        load_best_model_at_end=True,
-        metric_for_best_model=config.metric_for_best_model,
-        greater_is_better=False,
-        predict_with_generate=True,
-        generation_max_length=config.generation_max_length,
-        warmup_steps=config.warmup_ratio,  # transformers 5: a float below 1 is a ratio of all steps
-        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
-        activation_checkpointing=config.gradient_checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": False},
-        report_to=[],
-        remove_unused_columns=False,
-        label_names=["labels"],
-        **{"logging_steps": 10, "save_total_limit": 2, **trainer_args},
-        **precision_args(config.precision),
-        **cuda_args(),
-    )
-    dtype = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else torch.float32
     callbacks = [DVCLiveLogger(config.dvclive_dir)]
     if config.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(config.early_stopping_patience, config.early_stopping_threshold))
@@ -345,7 +370,7 @@ def finetune(
         args=args,
         train_dataset=train_set,
         eval_dataset=eval_subset(val_set, config.eval_max_samples, args.seed),
-        data_collator=Collator(model.config.decoder_start_token_id, dtype),
+        data_collator=Collator(model.config.decoder_start_token_id, runtime.DTYPES[precision]),
         compute_metrics=cer_metrics(processor),
         callbacks=callbacks,
     )
@@ -354,12 +379,21 @@ def finetune(
     wall = time.perf_counter() - start
     if not trainer.is_world_process_zero():
         return {}
-    summary = save(trainer, processor, base, config, trainer_args, result, wall, len(train_set), len(val_set))
+    runtime_info = {
+        "precision": precision,
+        "attention": trainer.model.config._attn_implementation,
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
+        "world_size": args.world_size,
+        "peak_memory_gib": round(runtime.peak_memory_gib(cuda), 3),
+        "peak_memory_of": "GPU, allocated" if cuda else "CPU process, resident",
+    }
+    summary = save(trainer, processor, base, config, trainer_args, result, wall, len(train_set), len(val_set),
+                   runtime_info)
     mark_completed(checkpoint_dir)
     return summary
 
 
-def save(trainer, processor, base, config, trainer_args, result, wall, n_train, n_val) -> dict:
+def save(trainer, processor, base, config, trainer_args, result, wall, n_train, n_val, runtime_info) -> dict:
     output_dir = Path(config.output_dir)
     shutil.rmtree(output_dir, ignore_errors=True)
     model = plain_model(trainer.model)
@@ -379,6 +413,7 @@ def save(trainer, processor, base, config, trainer_args, result, wall, n_train, 
         "wall_time_s": round(wall, 1),
         "samples_per_s": round(result.metrics.get("train_samples_per_second", 0.0), 2),
         "train_loss": result.training_loss,
+        **runtime_info,
         "params": {**trainer_args, **asdict(config)},
     }
     (output_dir / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")

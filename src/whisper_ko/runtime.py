@@ -1,0 +1,124 @@
+"""Where and how a Whisper model runs, one policy for training and inference: the device, the
+compute dtype, the attention implementation, TF32, and peak memory.
+
+Training keeps fp32 weights (the master copy AdamW updates) and computes in bf16/fp16 only
+through autocast; inference loads the weights in the compute dtype. Both resolve the dtype and the
+attention implementation here, so a model is scored the way it was trained.
+"""
+
+import importlib
+import os
+import resource
+import shutil
+
+import torch
+from transformers import WhisperForConditionalGeneration
+
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+# sdpa: PyTorch's fused attention, everywhere. auto: flash-attention-2 where it can run, else sdpa.
+ATTENTIONS = ("sdpa", "auto", "flash_attention_2", "eager")
+
+
+class DeviceError(RuntimeError):
+    """A host whose GPU torch cannot use, or a setting this device cannot run."""
+
+
+def cuda_available() -> bool:
+    """Whether torch can use a CUDA GPU here.
+
+    A host with NVIDIA's driver (nvidia-smi on PATH) whose torch cannot use it (a CPU build, a
+    driver older than the build's CUDA) fails instead of training on CPU for days.
+    `CUDA_VISIBLE_DEVICES=` (empty) asks for the CPU on purpose.
+    """
+    if torch.cuda.is_available():
+        return True
+    if shutil.which("nvidia-smi") and os.environ.get("CUDA_VISIBLE_DEVICES") != "":
+        raise DeviceError(
+            f"nvidia-smi is present but torch {torch.__version__} (CUDA {torch.version.cuda}) cannot use the GPU: "
+            "install torch's CUDA build (`make setup` on this host), check the driver with nvidia-smi, "
+            "or set CUDA_VISIBLE_DEVICES= to run on the CPU on purpose"
+        )
+    return False
+
+
+def native_bf16() -> bool:
+    """bf16 in hardware (Ampere and later); V100 and T4 only emulate it, slower than fp32."""
+    return torch.cuda.is_bf16_supported(including_emulation=False)
+
+
+def precision(choice: str, cuda: bool, param: str) -> str:
+    """bf16, fp16 or fp32 for `choice` (one of PRECISIONS; `param` names it in errors).
+
+    auto: bf16 on GPUs that have it natively, fp16 on older GPUs, fp32 on CPU. bf16 runs on CPU
+    too (torch's CPU autocast: slow, but the same code path as on a GPU); fp16 needs CUDA.
+    """
+    if choice not in PRECISIONS:
+        raise ValueError(f"{param} {choice!r}: choose one of {', '.join(PRECISIONS)}")
+    if choice == "auto":
+        return ("bf16" if native_bf16() else "fp16") if cuda else "fp32"
+    if choice == "fp16" and not cuda:
+        raise DeviceError(f"{param} fp16 needs a CUDA GPU; on CPU use bf16 (autocast) or fp32")
+    if choice == "bf16" and cuda and not native_bf16():
+        raise DeviceError(f"{param} bf16: {torch.cuda.get_device_name()} only emulates bf16; use fp16 or auto")
+    return choice
+
+
+def flash_attention_problem(compute_dtype: torch.dtype, cuda: bool) -> str | None:
+    """Why flash-attention-2 cannot run here, or None when it can."""
+    if not cuda:
+        return "it needs a CUDA GPU"
+    if compute_dtype == torch.float32:
+        return "it runs only in bf16/fp16"
+    try:
+        # A wheel built for another torch imports with an undefined symbol (ImportError or OSError).
+        importlib.import_module("flash_attn")
+    except Exception as err:  # noqa: BLE001 - any failure to import means it cannot be used
+        return f"flash_attn does not import ({type(err).__name__}: {err})"
+    return None
+
+
+def attention_candidates(choice: str, compute_dtype: torch.dtype, cuda: bool) -> tuple[list[str], str]:
+    """Implementations to try in order, and why flash-attention-2 is not among them (or "")."""
+    if choice not in ATTENTIONS:
+        raise ValueError(f"model.attention {choice!r}: choose one of {', '.join(ATTENTIONS)}")
+    if choice not in ("auto", "flash_attention_2"):
+        return [choice], ""
+    problem = flash_attention_problem(compute_dtype, cuda)
+    if choice == "flash_attention_2" and problem:
+        raise DeviceError(f"model.attention flash_attention_2 cannot run here: {problem}; use sdpa")
+    return (["sdpa"], f"flash-attention-2 not used: {problem}") if problem else (["flash_attention_2", "sdpa"], "")
+
+
+def load_whisper(
+    path: str, *, weights: torch.dtype, compute_dtype: torch.dtype, attention: str, cuda: bool, log=print
+) -> WhisperForConditionalGeneration:
+    """The model with weights in `weights` whatever dtype its config declares (transformers 5 would
+    otherwise load large-v3 and turbo in float16), attention chosen by `attention_candidates`."""
+    candidates, note = attention_candidates(attention, compute_dtype, cuda)
+    if note and attention == "auto":
+        log(note)
+    for i, name in enumerate(candidates):
+        try:
+            return WhisperForConditionalGeneration.from_pretrained(path, dtype=weights, attn_implementation=name)
+        except (ImportError, ValueError) as err:  # the implementation is not installed or not supported here
+            if i + 1 == len(candidates):
+                raise
+            log(f"attention {name} did not load ({err}); using {candidates[i + 1]}")
+    raise AssertionError("unreachable: candidates is never empty")
+
+
+def set_matmul_precision() -> None:
+    """TF32 for fp32 matmuls and convolutions on Ampere and later, set once the same way in training
+    and inference. Through the legacy call on purpose: it also sets the new per-backend flags, and
+    both APIs stay readable, while setting only the new ones makes every later read through the
+    legacy API raise (torch.compile reads it; TrainingArguments(tf32=True) sets the new ones)."""
+    torch.set_float32_matmul_precision("high")
+    torch.backends.cudnn.allow_tf32 = True
+
+
+def peak_memory_gib(cuda: bool) -> float:
+    """Peak memory of this process so far: allocated on the GPU, else resident on the CPU."""
+    if cuda:
+        return torch.cuda.max_memory_allocated() / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kB on Linux

@@ -1,0 +1,112 @@
+"""The device, dtype, attention and TF32 policy shared by training and inference (runtime.py)."""
+
+import pytest
+import torch
+
+from whisper_ko import runtime
+
+
+@pytest.fixture
+def emulated_bf16_gpu(monkeypatch):
+    """A V100/T4 as torch sees it: CUDA, and bf16 only through emulation."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *_: "Tesla V100-SXM2-32GB")
+
+
+def test_auto_precision_means_native_bf16_else_fp16_and_fp32_on_cpu(emulated_bf16_gpu, monkeypatch):
+    assert runtime.precision("auto", cuda=True, param="train.precision") == "fp16"  # emulated bf16 is slow
+    with pytest.raises(runtime.DeviceError, match="V100.*only emulates bf16"):
+        runtime.precision("bf16", cuda=True, param="train.precision")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)  # an H100
+    assert runtime.precision("auto", cuda=True, param="train.precision") == "bf16"
+    assert runtime.precision("auto", cuda=False, param="train.precision") == "fp32"
+
+
+def test_bf16_runs_on_cpu_and_fp16_needs_cuda():
+    assert runtime.precision("bf16", cuda=False, param="train.precision") == "bf16"
+    with pytest.raises(runtime.DeviceError, match="train.precision fp16 needs a CUDA GPU"):
+        runtime.precision("fp16", cuda=False, param="train.precision")
+    with pytest.raises(ValueError, match="benchmark.dtype 'bfloat16': choose one of auto, bf16, fp16, fp32"):
+        runtime.precision("bfloat16", cuda=False, param="benchmark.dtype")
+
+
+def test_a_gpu_host_whose_torch_cannot_use_cuda_fails_loudly(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(runtime.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    with pytest.raises(runtime.DeviceError, match="nvidia-smi is present but torch .* cannot use the GPU"):
+        runtime.cuda_available()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # the CPU on purpose
+    assert runtime.cuda_available() is False
+    monkeypatch.setattr(runtime.shutil, "which", lambda name: None)  # no driver: a CPU machine
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert runtime.cuda_available() is False
+
+
+@pytest.fixture
+def fake_flash_attn(tmp_path, monkeypatch):
+    """Install a `flash_attn` package whose import runs `body`, as a real wheel would."""
+
+    def install(body: str) -> None:
+        package = tmp_path / "flash_attn"
+        package.mkdir()
+        (package / "__init__.py").write_text(body)
+        monkeypatch.syspath_prepend(str(tmp_path))
+        monkeypatch.delitem(__import__("sys").modules, "flash_attn", raising=False)
+
+    return install
+
+
+def test_flash_attention_only_in_half_precision_on_cuda(fake_flash_attn):
+    fake_flash_attn("__version__ = '2.8.3'\n")
+    assert runtime.attention_candidates("auto", torch.bfloat16, cuda=True) == (["flash_attention_2", "sdpa"], "")
+    for dtype, cuda, why in ((torch.float32, True, "only in bf16/fp16"), (torch.bfloat16, False, "needs a CUDA GPU")):
+        names, note = runtime.attention_candidates("auto", dtype, cuda)
+        assert names == ["sdpa"] and why in note
+        with pytest.raises(runtime.DeviceError, match=why):
+            runtime.attention_candidates("flash_attention_2", dtype, cuda)
+    # the default never tries flash-attention-2, whatever is installed
+    assert runtime.attention_candidates("sdpa", torch.bfloat16, cuda=True) == (["sdpa"], "")
+
+
+def test_a_flash_attn_wheel_built_for_another_torch_falls_back_to_sdpa(fake_flash_attn):
+    fake_flash_attn("raise ImportError('flash_attn_2_cuda.so: undefined symbol: _ZN3c104cuda9SetDeviceEi')\n")
+    names, note = runtime.attention_candidates("auto", torch.bfloat16, cuda=True)
+    assert names == ["sdpa"] and "undefined symbol" in note
+    with pytest.raises(runtime.DeviceError, match="flash_attention_2 cannot run here: .*undefined symbol"):
+        runtime.attention_candidates("flash_attention_2", torch.bfloat16, cuda=True)
+    with pytest.raises(ValueError, match="model.attention 'flash': choose one of"):
+        runtime.attention_candidates("flash", torch.bfloat16, cuda=True)
+
+
+def test_a_flash_attn_that_imports_but_transformers_rejects_loads_sdpa(fake_flash_attn, tiny_model):
+    fake_flash_attn("__version__ = '2.8.3'\n")  # importable, but no installed distribution: transformers refuses it
+    messages = []
+    model = runtime.load_whisper(str(tiny_model), weights=torch.float32, compute_dtype=torch.bfloat16,
+                                 attention="auto", cuda=True, log=messages.append)
+    assert model.config._attn_implementation == "sdpa"
+    assert any(m.startswith("attention flash_attention_2 did not load") for m in messages)
+
+
+def test_weights_load_in_the_requested_dtype_whatever_the_config_declares(tiny_model, tmp_path):
+    from transformers import WhisperForConditionalGeneration
+
+    half = tmp_path / "half"
+    WhisperForConditionalGeneration.from_pretrained(tiny_model).half().save_pretrained(half)
+    assert WhisperForConditionalGeneration.from_pretrained(half).dtype == torch.float16  # transformers 5's default
+    model = runtime.load_whisper(str(half), weights=torch.float32, compute_dtype=torch.bfloat16, attention="sdpa",
+                                 cuda=False)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
+def test_matmul_precision_is_set_once_and_readable_through_both_apis():
+    saved = torch.get_float32_matmul_precision()
+    try:
+        runtime.set_matmul_precision()
+        # torch.compile and libraries read the legacy API; the new per-backend flags must agree
+        assert torch.get_float32_matmul_precision() == "high"
+        assert torch.backends.cuda.matmul.allow_tf32 is True
+        assert torch.backends.cuda.matmul.fp32_precision == "tf32"
+        assert torch.backends.cudnn.allow_tf32 is True
+    finally:
+        torch.set_float32_matmul_precision(saved)
