@@ -137,10 +137,10 @@ def stage_project(root, features, tiny_model, **train):
     return root
 
 
-def train_stage(*launch, cwd, **popen):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def train_stage(*launch, cwd, env=None):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.Popen([sys.executable, *launch, str(REPO / "stages/train.py")], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def finished(proc):
@@ -151,14 +151,12 @@ def finished(proc):
 
 def test_two_process_ddp_on_cpu(features, tiny_model, tmp_path):
     project = stage_project(tmp_path, features, tiny_model, nproc_per_node=2)
-    # torchrun's default rendezvous port is taken (another run on this host): --standalone picks a free one
+    # Another run on this host holds the port this environment gives torchrun (PET_MASTER_PORT, the
+    # variable behind --master_port): the relaunch's --standalone rendezvous picks a free port instead.
     with socket.socket() as taken:
-        try:
-            taken.bind(("127.0.0.1", 29500))
-            taken.listen()
-        except OSError:
-            pass  # already taken by someone else, which tests the same
-        finished(train_stage(cwd=project))
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        finished(train_stage(cwd=project, env={"PET_MASTER_PORT": str(taken.getsockname()[1])}))
     summary = json.loads((tmp_path / "out" / "training_summary.json").read_text())
     # two processes, 4 per device: each optimizer step sees 8 utterances, so 4 steps cover 2 epochs of 16
     assert summary["global_steps"] == 4 and summary["samples_seen"] == 32 and summary["world_size"] == 2
