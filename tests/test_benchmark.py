@@ -225,3 +225,56 @@ def _dvc(*args: str) -> str:
     proc = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, f"dvc {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
+
+
+class FakeClock:
+    """Time that passes only when the fake decoder says so: timing checks without real timings."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_warm_up_batches_are_decoded_first_and_not_timed():
+    clock, decoded, sent = FakeClock(), [], []
+
+    def decode(batch):
+        clock.now += 100.0 if not decoded else 1.0  # the first call pays for start-up and autotuning
+        decoded.append(batch)
+        return [f"hyp {batch}"]
+
+    batches = ["longest", "b", "c"]
+    decode_s, wall_s = benchmark.run_batches(
+        batches, prepare=str.upper, decode=decode, send=lambda *message: sent.append(message), warmup=1, clock=clock
+    )
+    assert decoded == ["LONGEST", "LONGEST", "B", "C"]  # the warm-up batch is decoded again, timed
+    assert (decode_s, wall_s) == (3.0, 3.0)
+    assert sent == [(0, "LONGEST", ["hyp LONGEST"]), (1, "B", ["hyp B"]), (2, "C", ["hyp C"])]  # warm-up output dropped
+
+    clock, decoded = FakeClock(), []
+    decode_s, _ = benchmark.run_batches(batches, prepare=str.upper, decode=decode, send=lambda *m: None, clock=clock)
+    assert decode_s == 102.0  # without warm-up the start-up is in the figure
+
+
+def test_the_next_batch_is_read_while_the_current_one_decodes():
+    started = {}
+
+    def prepare(batch):
+        started[batch] = threading.Event()
+        started[batch].set()
+        return batch
+
+    def decode(batch):
+        following = chr(ord(batch) + 1)
+        if following <= "c":  # decoding waits until the next batch's reading has begun beside it
+            deadline = time.monotonic() + 10
+            while following not in started and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert following in started, f"batch {following} was not read while {batch} decoded"
+        return [batch]
+
+    sent = []
+    benchmark.run_batches(["a", "b", "c"], prepare, decode, lambda i, prepared, hyps: sent.append(hyps))
+    assert sent == [["a"], ["b"], ["c"]]

@@ -46,7 +46,9 @@ def project(tmp_path_factory, sample_corpus, tiny_model) -> Path:
     params["discover"].update(root=str(sample_corpus), val_fraction=0.2, workers=2)
     params["model"]["base"] = str(tiny_model)
     params["preprocess"].update(workers=2, shard_size=32)
+    # bf16 on CPU: the stage trains and evaluates through the same autocast path as on a GPU
     params["train"].update(
+        precision="bf16",
         max_steps=4, per_device_train_batch_size=8, per_device_eval_batch_size=8, eval_steps=2, eval_max_samples=4,
         generation_max_length=12,
     )
@@ -70,7 +72,7 @@ def test_repro_writes_every_contract_output(project):
     model = WhisperForConditionalGeneration.from_pretrained(project / "models/finetuned")
     assert model.generation_config.language in ("ko", "<|ko|>") and model.generation_config.suppress_tokens
     summary = json.loads((project / "models/finetuned/training_summary.json").read_text())
-    assert summary["global_steps"] == 4
+    assert summary["global_steps"] == 4 and summary["precision"] == "bf16"
 
     metrics = json.loads((project / "metrics/benchmark.json").read_text())
     assert set(metrics) == {"base", "finetuned"}
@@ -127,5 +129,5 @@ def test_an_experiment_is_recorded_beside_the_baseline(project):
     diff = json.loads(dvc(project, "metrics", "diff", "--json", "HEAD", "lr-high"))["metrics/benchmark.json"]
     moved = {key for key, change in diff.items() if change["new"] != change["old"]}
     assert "finetuned.overall.cer" in moved and "finetuned.by_category.D01.cer" in moved, sorted(moved)
-    timings = {"wall_s", "samples_per_s", "rtfx"}
+    timings = {"wall_s", "samples_per_s", "rtfx", "rtfx_per_device"}
     assert not {key for key in moved if key.startswith("base.") and key.rsplit(".", 1)[1] not in timings}, sorted(moved)

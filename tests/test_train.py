@@ -281,3 +281,17 @@ def test_trainer_settings_on_a_gpu_host():
     assert (kwargs["bf16"], kwargs["fp16"], kwargs["learning_rate"]) == (True, False, 1e-5)
     # TF32 is set by runtime.set_matmul_precision alone: TrainingArguments' tf32 mixes torch's APIs
     assert "tf32" not in kwargs and "use_cpu" not in kwargs
+
+
+def test_a_gpu_host_whose_torch_cannot_use_cuda_stops_before_training(features, tiny_model, tmp_path, monkeypatch):
+    project = stage_project(tmp_path / "project", features, tiny_model)
+    driver = tmp_path / "bin" / "nvidia-smi"
+    driver.parent.mkdir()
+    driver.write_text("#!/bin/sh\necho 'NVIDIA-SMI 580.65'\n")
+    driver.chmod(0o755)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    proc = train_stage(cwd=project, env={"PATH": f"{driver.parent}{os.pathsep}{os.environ['PATH']}"})
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in output
+    assert output.strip().splitlines()[-1].startswith("Error: nvidia-smi is present but torch")
+    assert not (tmp_path / "project" / "ckpt").exists()  # nothing touched
