@@ -22,7 +22,7 @@ TINY_MODEL := models/tiny-ko
 SEED ?= 0
 comma := ,
 
-.PHONY: setup lock espeak sample-data tiny-model demo test repro clean docker-build docker-repro test-docker
+.PHONY: setup lock espeak sample-data tiny-model demo test repro clean gpu-check docker-build docker-repro test-docker
 
 setup: $(STAMP)
 
@@ -67,6 +67,10 @@ demo: sample-data tiny-model
 
 test: setup espeak
 	python -m pytest -q
+
+# A GPU host verified offline in under ten minutes (README, "Checking a GPU host"); JSON summary last.
+gpu-check: setup
+	python tools/gpu_check.py --out gpu-check
 
 # Docker (README, "Docker"): the image for GPU hosts, the pipeline run in it, and the real test.
 IMAGE ?= whisper-ko
