@@ -22,7 +22,7 @@ TINY_MODEL := models/tiny-ko
 SEED ?= 0
 comma := ,
 
-.PHONY: setup lock espeak sample-data tiny-model demo test repro clean gpu-check docker-build docker-repro test-docker
+.PHONY: setup lock espeak sample-data tiny-model demo test repro clean gpu-check preset docker-build docker-repro test-docker
 
 setup: $(STAMP)
 
@@ -67,6 +67,11 @@ demo: sample-data tiny-model
 
 test: setup espeak
 	python -m pytest -q
+
+# presets/$(PRESET).yaml's model, train and benchmark sections into params.yaml (README, "Presets").
+preset: setup
+	@test -n "$(PRESET)" || { echo "usage: make preset PRESET=whisper-large-v3 (one of: $(basename $(notdir $(wildcard presets/*.yaml))))"; exit 1; }
+	python tools/preset.py presets/$(PRESET).yaml params.yaml
 
 # A GPU host verified offline in under ten minutes (README, "Checking a GPU host"); JSON summary last.
 gpu-check: setup

@@ -15,11 +15,15 @@ Checks:
    end, and that the saved directory generates; records samples/s, peak memory, attention used.
 3. with two or more GPUs, the train stage with nproc_per_node 2, fresh and after a completed run.
 4. the multi-process benchmark over two models.
-5. generate() on a random large-v3-shaped model (d_model 1280, 32+32 layers, 128 mels, bf16) at
+5. each preset (presets/*.yaml): training steps of a random model of its shape at its per-GPU
+   batch and activation checkpointing, as the trainer takes them (fp32 master weights, bf16
+   autocast, fused AdamW): the measured peak memory and samples/s beside the README's estimates.
+6. generate() on a random large-v3-shaped model (d_model 1280, 32+32 layers, 128 mels, bf16) at
    batch 16/64/128 after warm-up: encoder ms, ms per decoding step, utterances/s and the implied
    RTFx for 4 s and 10 s clips.
 Without a GPU (--allow-cpu) fp16 and the multi-GPU stage are skipped, bf16 runs through CPU
-autocast, and the generate timing uses a small shape, so the code paths stay tested in CI.
+autocast, and the presets and the generate timing use a small shape, so the code paths stay
+tested in CI.
 """
 
 import json
@@ -40,9 +44,9 @@ import soundfile as sf
 import torch
 import yaml
 from safetensors.torch import load_file
-from transformers import WhisperConfig, WhisperForConditionalGeneration, WhisperProcessor
+from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
-from whisper_ko import benchmark, inference, runtime, tiny_model
+from whisper_ko import benchmark, inference, runtime, shapes, tiny_model
 from whisper_ko.preprocess import Settings, preprocess_split
 from whisper_ko.sample_corpus import training_texts
 from whisper_ko.training import TrainConfig, finetune
@@ -52,12 +56,8 @@ REPO = Path(__file__).resolve().parents[1]
 GPU_SIZE = {"d_model": 384, "encoder_layers": 4, "decoder_layers": 4, "encoder_attention_heads": 6,
             "decoder_attention_heads": 6, "encoder_ffn_dim": 1536, "decoder_ffn_dim": 1536}
 CPU_SIZE = {}  # tiny_model's default: d_model 64, 2+2 layers
-LARGE_V3 = {"d_model": 1280, "encoder_layers": 32, "decoder_layers": 32, "encoder_attention_heads": 20,
-            "decoder_attention_heads": 20, "encoder_ffn_dim": 5120, "decoder_ffn_dim": 5120, "num_mel_bins": 128,
-            "vocab_size": 51866}
-SMALL_SHAPE = {"d_model": 64, "encoder_layers": 2, "decoder_layers": 2, "encoder_attention_heads": 4,
-               "decoder_attention_heads": 4, "encoder_ffn_dim": 256, "decoder_ffn_dim": 256, "num_mel_bins": 80,
-               "vocab_size": 51866}
+# The random models of sections 5 and 6 on CPU (a shape of whisper_ko.shapes.SHAPES' form).
+CPU_SHAPE = (64, 2, 2, 4, 256, 80, 51866)
 # Korean speech in Whisper's byte-level BPE, for the implied RTFx: an assumption, printed with it.
 TOKENS_PER_SECOND = 8
 LORA = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
@@ -256,21 +256,57 @@ def benchmark_two_models(models: dict[str, str], rows: list[dict], cuda: bool) -
 # ---------------------------------------------------------------- 5. generate timing
 
 
+def random_model(shape, cuda: bool) -> WhisperForConditionalGeneration:
+    """A randomly initialised Whisper of `shape`, created on the device (seconds even for large-v3)."""
+    config = shapes.config(shape, suppress_tokens=None, begin_suppress_tokens=None)
+    with torch.device("cuda" if cuda else "cpu"):
+        return WhisperForConditionalGeneration(config)
+
+
+def preset_steps(preset: Path, cuda: bool, steps: int = 3) -> dict:
+    """Peak memory and samples/s of the preset's training step on a random model of its shape."""
+    params = yaml.safe_load(preset.read_text())
+    train = params["train"]
+    shape = params["model"]["base"].removeprefix("openai/whisper-") if cuda else CPU_SHAPE
+    batch = train["per_device_train_batch_size"] if cuda else 2
+    model = random_model(shape, cuda).train()
+    if train["gradient_checkpointing"]:
+        model.gradient_checkpointing_enable({"use_reentrant": False})
+        model.config.use_cache = False
+    optimizer = torch.optim.AdamW(model.parameters(), lr=train["learning_rate"], fused=cuda)
+    device = "cuda" if cuda else "cpu"
+    features = torch.randn(batch, model.config.num_mel_bins, 3000, dtype=torch.bfloat16, device=device)
+    labels = torch.randint(0, model.config.vocab_size, (batch, 128), device=device)
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    for step in range(steps + 1):  # the first step is warm-up: it also creates AdamW's states
+        if step == 1:
+            sync()
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+            start = time.perf_counter()
+        with torch.autocast(device, dtype=torch.bfloat16):
+            loss = model(input_features=features, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), train["max_grad_norm"])
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    sync()
+    elapsed = time.perf_counter() - start
+    check(math.isfinite(loss.item()), f"{preset.stem}: loss {loss.item()}")
+    return {"preset": preset.stem, "shape": shape if cuda else "d_model 64 (CPU)", "batch": batch,
+            "gradient_checkpointing": train["gradient_checkpointing"],
+            "peak_memory_gib": round(runtime.peak_memory_gib(cuda), 1), "samples_per_s": round(batch * steps / elapsed, 1)}
+
+
 def generate_timing(cuda: bool, batches: list[int], steps: int = 32) -> list[dict]:
     """Encoder and per-step decoder cost of a random model (large-v3's shape on a GPU)."""
-    shape = LARGE_V3 if cuda else SMALL_SHAPE
-    device, dtype = ("cuda", torch.bfloat16) if cuda else ("cpu", torch.float32)
-    config = WhisperConfig(**shape, max_source_positions=1500, max_target_positions=448, suppress_tokens=None,
-                           begin_suppress_tokens=None, decoder_start_token_id=50258, eos_token_id=50257,
-                           pad_token_id=50257, bos_token_id=50257)
-    with torch.device(device):
-        model = WhisperForConditionalGeneration(config).to(dtype).eval()  # initialised on the device: seconds
-    model.generation_config.forced_decoder_ids = None
+    model = random_model("large-v3" if cuda else CPU_SHAPE, cuda).to(torch.bfloat16 if cuda else torch.float32).eval()
+    device, dtype = model.device, model.dtype
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     rows = []
     for batch in batches:
-        feats = torch.randn(batch, shape["num_mel_bins"], 3000, device=device, dtype=dtype)
-        decode = {"decoder_input_ids": torch.full((batch, 1), 50258, device=device),
+        feats = torch.randn(batch, model.config.num_mel_bins, 3000, device=device, dtype=dtype)
+        decode = {"decoder_input_ids": torch.full((batch, 1), model.config.decoder_start_token_id, device=device),
                   "attention_mask": torch.ones(batch, 3000, dtype=torch.long, device=device),
                   "min_new_tokens": steps, "max_new_tokens": steps}
         with torch.inference_mode():
@@ -299,7 +335,8 @@ def generate_timing(cuda: bool, batches: list[int], steps: int = 32) -> list[dic
 
 
 def run_checks(work: Path, cuda: bool) -> dict:
-    summary = {"host": host(), "train": [], "ddp": None, "benchmark": None, "generate": None, "failures": []}
+    summary = {"host": host(), "train": [], "ddp": None, "benchmark": None, "presets": [], "generate": None,
+               "failures": []}
 
     def attempt(section: str, action, record=None):
         try:
@@ -335,7 +372,9 @@ def run_checks(work: Path, cuda: bool) -> dict:
     finetuned = work / "bf16_full" / "model"
     attempt("benchmark", lambda: benchmark_two_models({"base": str(base), "finetuned": str(finetuned)},
                                                       _val_rows(features), cuda))
-    attempt("generate", lambda: {"ok": True, "shape": "large-v3" if cuda else "small (CPU)",
+    for preset in sorted((REPO / "presets").glob("*.yaml")):
+        attempt(f"preset {preset.stem}", lambda: {"ok": True, **preset_steps(preset, cuda)}, summary["presets"].append)
+    attempt("generate", lambda: {"ok": True, "shape": "large-v3" if cuda else "d_model 64 (CPU)",
                                  "tokens_per_second_assumed": TOKENS_PER_SECOND,
                                  "rows": generate_timing(cuda, [16, 64, 128] if cuda else [2, 4])})
     summary["ok"] = not summary["failures"]
