@@ -344,6 +344,8 @@ def finetune(
     model = runtime.load_whisper(
         base, weights=torch.float32, compute_dtype=runtime.DTYPES[precision], attention=attention, cuda=cuda, log=log
     )
+    log(f"training in {precision} with {model.config._attn_implementation} attention on {args.device} "
+        f"(world size {args.world_size})")
     processor = WhisperProcessor.from_pretrained(base)
     train_set = open_split(train_dir, model.config.num_mel_bins)
     val_set = open_split(val_dir, model.config.num_mel_bins)
