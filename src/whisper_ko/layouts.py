@@ -28,6 +28,7 @@ SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "va
                "dev": "val", "test": "test", "eval": "test", "evaluation": "test"}
 UNKNOWN_VALUES = {"", "none", "null", "알수없음", "unknown", "-"}
 METADATA_KEYS = ("subcategory", "speaker_type", "gender", "age", "network")
+AIHUB_DIALOG_KEYS = {"speaker", "audioPath", "duration", "text"}
 
 
 @dataclass
@@ -160,12 +161,16 @@ def read_aihub_session(path: Path) -> dict[str, dict]:
     out = {}
     for dialog in dialogs:
         speaker = speakers.get(dialog.get("speaker"), {})
+        # Keys a dialog entry has beyond AI Hub's own (the sample corpus marks test sentences
+        # never heard in training, `sentence`) travel into the manifest for benchmark.group_by.
+        extra = {k: v for k, v in dialog.items() if k not in AIHUB_DIALOG_KEYS and isinstance(v, (str, int, float))}
         out[str(Path(dialog["audioPath"]).with_suffix("").as_posix())] = {
             "subcategory": known(info.get("subcategory")),
             "speaker_type": known(speaker.get("type")),
             "gender": known(speaker.get("gender")),
             "age": known(speaker.get("age")),
             "network": known(speaker.get("telephone_network")),
+            **extra,
         }
     return out
 

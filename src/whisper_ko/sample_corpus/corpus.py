@@ -14,7 +14,7 @@ from .bank import DOMAINS
 from .sentences import Sentence, add_markers, fill, slots_for, tags_only, templates
 from .speech import SAMPLE_RATE, Voice, render, require_espeak
 
-VERSION = "1"
+VERSION = "2"
 INFO_FILE = "sample_info.json"
 # split name -> (top folder, source zip prefix, label zip prefix)
 SPLITS = {
@@ -42,6 +42,9 @@ BROKEN_KINDS = [
     "tags_only",
 ]
 LONG_SECONDS = 32.0  # past Whisper's 30 s window
+# Test utterances whose template training never says (sentences.templates) measure listening; the
+# others, new slot fillings of seen templates, also reward remembering the frames.
+UNSEEN_SHARE = 0.5  # of the test side's utterances
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class Utterance:
     sentences: tuple[Sentence, ...]
     seed: int
     kind: str = "good"
+    unseen: bool = False  # its sentence's template is reserved for the test side
 
     @property
     def has_audio(self) -> bool:
@@ -256,17 +260,20 @@ def plan_session(
         roles[-1] = "closing"
     used: set[str] = set()
     for number, role in enumerate(roles, start=1):
-        sentence = plan_sentence(rng, session, role, used)
+        unseen = split == "validation" and rng.random() < UNSEEN_SHARE
+        sentence = plan_sentence(rng, session, role, used, unseen)
         speaker = customer if role == "customer" else session.counsellor
-        session.utterances.append(Utterance(number, speaker, (sentence,), seed=new_seed(rng)))
+        session.utterances.append(Utterance(number, speaker, (sentence,), seed=new_seed(rng), unseen=unseen))
     return session
 
 
 def plan_sentence(
-    rng: np.random.Generator, session: Session, role: str, used: set[str]
+    rng: np.random.Generator, session: Session, role: str, used: set[str], unseen: bool = False
 ) -> Sentence:
-    """A marked-up sentence for `role`, avoiding templates already said in this session."""
-    pool = templates(session.domain, session.subcategory, role)
+    """A marked-up sentence for `role` from the templates training may say (or, `unseen`, from the
+    one reserved for the test side), avoiding templates already said in this session."""
+    seen, reserved = templates(session.domain, session.subcategory, role)
+    pool = reserved if unseen else seen
     fresh = [template for template in pool if template not in used] or pool
     template = pick(rng, fresh)
     used.add(template)
@@ -342,6 +349,8 @@ def write_utterance(out: Path, session: Session, utterance: Utterance) -> dict |
         "audioPath": f"{session.key}/{utterance.number:04d}.wav",
         "duration": 0.0 if kind == "empty_audio" else round(len(audio) / SAMPLE_RATE, 3),
         "text": text,
+        # not an AI Hub field: discover keeps it in the manifest, the benchmark groups by it
+        "sentence": "unseen" if utterance.unseen else "seen",
     }
 
 
@@ -401,13 +410,16 @@ def write_session_json(path: Path, session: Session, dialogs: list[dict], bom: b
 
 
 def describe(sessions: list[Session]) -> dict:
-    """Counts of good utterances per split and domain, the domain names, and the broken entries."""
+    """Counts of good utterances per split and domain (and of those with a test-only sentence),
+    the domain names, and the broken entries."""
     counts = {split: {domain: 0 for domain in sorted(DOMAINS)} for split in SPLITS}
+    unseen = {split: 0 for split in SPLITS}
     broken = []
     for session in sessions:
         for utterance in session.utterances:
             if utterance.kind == "good":
                 counts[session.split][session.domain] += 1
+                unseen[session.split] += utterance.unseen
                 continue
             number = utterance.number
             audio = session.audio_path(number) if utterance.has_audio else None
@@ -423,7 +435,8 @@ def describe(sessions: list[Session]) -> dict:
         }
         for domain, spec in sorted(DOMAINS.items())
     }
-    return {"sample_rate": SAMPLE_RATE, "counts": counts, "domains": domains, "broken": broken}
+    return {"sample_rate": SAMPLE_RATE, "counts": counts, "unseen_sentences": unseen, "domains": domains,
+            "broken": broken}
 
 
 def repeated_sessions(sessions: list[Session]) -> list[str]:

