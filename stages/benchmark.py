@@ -70,7 +70,7 @@ def main(params_file, single_model, max_samples):
         click.echo(f"{single_model} on {len(rows)} test utterances\n{report.summary(results[single_model], seed)}")
         return
     write_outputs(results, seed)
-    click.echo(report.group_table(results))
+    click.echo(report.group_tables(results))
 
 
 def write_outputs(results: dict[str, benchmark.Result], seed: int) -> None:

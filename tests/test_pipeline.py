@@ -50,7 +50,7 @@ def project(tmp_path_factory, sample_corpus, tiny_model) -> Path:
     params["train"].update(
         precision="bf16",
         max_steps=4, per_device_train_batch_size=8, per_device_eval_batch_size=8, eval_steps=2, eval_max_samples=4,
-        generation_max_length=12,
+        eval_max_new_tokens=12,
     )
     params["benchmark"].update(models={"base": str(tiny_model), "finetuned": "models/finetuned"}, max_new_tokens=16)
     (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))

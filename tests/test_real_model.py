@@ -244,3 +244,84 @@ def test_sizes_agree_with_tiny_model():
     assert {name: real_model.parameter_count(shapes.SHAPES[name]) for name in real_model.PACKAGES} == (
         real_model.PUBLISHED_PARAMETERS
     )
+
+
+# ---------------------------------------------------------------- the pipeline on the real checkpoint
+
+
+@pytest.fixture(scope="module")
+def tuned(rebuilt, sample_corpus, tmp_path_factory):
+    """Two training steps of the real whisper-base on real features, through the project's
+    preprocess, collator and trainer; one evaluation at the end."""
+    from whisper_ko.discover import discover
+    from whisper_ko.preprocess import Settings, preprocess_split
+    from whisper_ko.training import TrainConfig, finetune
+
+    root = tmp_path_factory.mktemp("tuned")
+    splits, _ = discover(sample_corpus, val_fraction=0.2, seed=0, workers=1)
+    val_rows = splits["val"][:4]
+    for split, rows in (("train", splits["train"][:8]), ("val", val_rows)):
+        preprocess_split(rows, root / split, Settings(model=str(rebuilt)), workers=1)
+    config = TrainConfig(output_dir=str(root / "out"), checkpoint_dir=str(root / "ckpt"),
+                         dvclive_dir=str(root / "dvclive"), method="freeze_encoder", eval_steps=2,
+                         eval_max_samples=4, eval_max_new_tokens=32, early_stopping_patience=None)
+    summary = finetune(base=str(rebuilt), train_dir=root / "train", val_dir=root / "val", language="ko",
+                       task="transcribe", config=config, log=lambda _: None,
+                       trainer_args={"max_steps": 2, "per_device_train_batch_size": 4, "per_device_eval_batch_size": 4,
+                                     "learning_rate": 1e-5, "logging_steps": 1, "seed": 0})
+    return root / "out", summary, val_rows
+
+
+def test_the_collators_prefix_is_the_one_the_real_model_expects(rebuilt, tuned):
+    """OpenAI's model scores `SOT <|ko|> <|transcribe|> <|notimestamps|> text` as likely and a
+    doubled start token or a wrong language as unlikely: a wrong prefix shows in the loss."""
+    from transformers import WhisperForConditionalGeneration
+
+    from whisper_ko import labels, shards
+    from whisper_ko.collate import Collator
+
+    model = WhisperForConditionalGeneration.from_pretrained(rebuilt).eval()
+    tokenizer = labels.load_tokenizer(str(rebuilt), "ko", "transcribe")
+    records = [shards.open(tuned[0].parent / "train")[i] for i in range(4)]
+    assert all(list(r["labels"][:4]) == [SOT, KO, TRANSCRIBE, NO_TIMESTAMPS] and r["labels"][-1] == EOT for r in records)
+    assert tokenizer.decode(records[0]["labels"], skip_special_tokens=True).strip()
+
+    def loss(edit) -> float:
+        batch = Collator(model.config.decoder_start_token_id)([{**r, "labels": edit(list(r["labels"]))} for r in records])
+        with torch.no_grad():
+            return model(**batch).loss.item()
+
+    right = loss(lambda ids: ids)
+    assert right < 4.0  # a random model starts near ln(51865) ≈ 10.9
+    assert loss(lambda ids: [SOT, *ids]) > right + 0.3  # SOT SOT <|ko|> …
+    assert loss(lambda ids: [SOT, KO + 1, *ids[2:]]) > right + 0.3  # <|ja|> on Korean speech
+
+
+def test_two_training_steps_save_a_model_that_keeps_openais_generation_config(rebuilt, tuned):
+    from transformers import GenerationConfig, pipeline
+
+    from whisper_ko import audio
+
+    out, summary, val_rows = tuned
+    assert summary["global_steps"] == 2 and np.isfinite(summary["train_loss"]) and summary["train_loss"] < 6
+    saved, base = GenerationConfig.from_pretrained(out), GenerationConfig.from_pretrained(rebuilt)
+    for name in ("suppress_tokens", "begin_suppress_tokens", "alignment_heads", "lang_to_id", "task_to_id",
+                 "no_timestamps_token_id"):
+        assert getattr(saved, name) == getattr(base, name) and getattr(saved, name), name
+    assert len(saved.suppress_tokens) == 88 and saved.lang_to_id["<|ko|>"] == KO
+    assert (saved.language, saved.task) == ("ko", "transcribe")
+    asr = pipeline("automatic-speech-recognition", model=str(out))
+    text = asr(audio.load(val_rows[0]["audio"]), generate_kwargs={"max_new_tokens": 24})["text"]
+    assert HANGUL.search(text), text  # language and task travel with the model
+
+
+def test_the_trainers_validation_cer_is_the_benchmarks_cer(tuned):
+    """Users of other tools report the trainer's eval WER and the pipeline's disagreeing: here the
+    same features, decoding bound, normaliser and corpus-level scoring give the same number."""
+    from whisper_ko import benchmark, inference
+
+    out, summary, val_rows = tuned
+    options = benchmark.Options(decoding=inference.Decoding(max_new_tokens=32), batch_size=4, cpu_workers=1,
+                                warmup_batches=0)
+    scored = benchmark.run({"tuned": str(out)}, val_rows, options, resamples=0)["tuned"].metrics["overall"]
+    assert scored["n"] == 4 and scored["cer_nospace"] == pytest.approx(summary["best_val_cer_nospace"], abs=1e-6)

@@ -39,7 +39,7 @@ def features(sample_corpus, tiny_model, tmp_path_factory):
 def run(features, tiny_model, tmp_path, log=None, **overrides):
     config = TrainConfig(
         output_dir=str(tmp_path / "out"), checkpoint_dir=str(tmp_path / "ckpt"), dvclive_dir=str(tmp_path / "dvclive"),
-        eval_steps=2, eval_max_samples=4, generation_max_length=12, early_stopping_patience=None,
+        eval_steps=2, eval_max_samples=4, eval_max_new_tokens=12, early_stopping_patience=None,
         **{k: v for k, v in overrides.items() if k in TrainConfig.__dataclass_fields__},
     )
     trainer_args = {**QUICK, **{k: v for k, v in overrides.items() if k not in TrainConfig.__dataclass_fields__}}
@@ -128,7 +128,7 @@ def stage_project(root, features, tiny_model, **train):
     """A work directory for stages/train.py: params with quick settings, the features linked in."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["model"]["base"] = str(tiny_model)
-    params["train"].update(QUICK, eval_steps=2, eval_max_samples=4, generation_max_length=12,
+    params["train"].update(QUICK, eval_steps=2, eval_max_samples=4, eval_max_new_tokens=12,
                            checkpoint_dir=str(root / "ckpt"), output_dir=str(root / "out"), **train)
     root.mkdir(exist_ok=True)
     (root / "params.yaml").write_text(yaml.safe_dump(params))

@@ -165,7 +165,7 @@ def train_run(name: str, fields: dict, base: Path, features: Path, work: Path, c
     out = work / name
     config = TrainConfig(
         output_dir=str(out / "model"), checkpoint_dir=str(out / "checkpoints"), dvclive_dir=str(out / "dvclive"),
-        eval_steps=steps // 2, eval_max_samples=8, generation_max_length=16, early_stopping_patience=None,
+        eval_steps=steps // 2, eval_max_samples=8, eval_max_new_tokens=16, early_stopping_patience=None,
         warmup_ratio=0.0, **fields,
     )
     trainer_args = {"max_steps": steps, "per_device_train_batch_size": 8, "per_device_eval_batch_size": 8,
@@ -221,7 +221,7 @@ def ddp_stage(base: Path, features: Path, work: Path) -> dict:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["model"].update(base=str(base))
     params["train"].update(nproc_per_node=2, max_steps=4, eval_steps=2, eval_max_samples=8, per_device_train_batch_size=8,
-                           generation_max_length=16, checkpoint_dir="checkpoints/train", output_dir="models/finetuned")
+                           eval_max_new_tokens=16, checkpoint_dir="checkpoints/train", output_dir="models/finetuned")
     (project / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
     outputs = []
     for _ in range(2):

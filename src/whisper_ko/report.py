@@ -54,6 +54,12 @@ def group_table(results: dict[str, Result], breakdown: str = "by_category", metr
     return "\n".join(lines) + "\n"
 
 
+def group_tables(results: dict[str, Result], metric: str = "cer_nospace") -> str:
+    """`metric` per model for each breakdown, category first: what the stage prints."""
+    breakdowns = [key for key in next(iter(results.values())).metrics if key.startswith("by_")]
+    return "\n".join(f"{METRICS[metric]} by {b[3:]}:\n\n{group_table(results, b, metric)}" for b in breakdowns)
+
+
 def overall_table(results: dict[str, Result]) -> str:
     header = ["Model", "n", "hours", "failed", "empty refs", "CER %", "CER no-space %", "95% CI", "WER %",
               "samples/s", "RTFx node", "RTFx per device", "worker peak RSS MB", "dtype", "attention", "batch"]

@@ -64,7 +64,7 @@ class TrainConfig:
     group_by_length: bool = False
     eval_steps: int | None = None  # None: evaluate (and checkpoint) once per epoch
     eval_max_samples: int | None = 200
-    generation_max_length: int = 128
+    eval_max_new_tokens: int = 128  # as benchmark.max_new_tokens: the trainer's CER is the benchmark's
     metric_for_best_model: str = "cer_nospace"
     early_stopping_patience: int | None = 3
     early_stopping_threshold: float = 0.0
@@ -101,7 +101,6 @@ def trainer_kwargs(config: TrainConfig, trainer_args: dict, precision: str, cuda
         metric_for_best_model=config.metric_for_best_model,
         greater_is_better=False,
         predict_with_generate=True,
-        generation_max_length=config.generation_max_length,
         warmup_steps=config.warmup_ratio,  # transformers 5: a float below 1 is a ratio of all steps
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
         activation_checkpointing=config.gradient_checkpointing,
@@ -235,6 +234,15 @@ class DVCLiveLogger(TrainerCallback):
 class ShardTrainer(Seq2SeqTrainer):
     """Seq2SeqTrainer whose length grouping reads label lengths from the shard index, whose
     evaluation generates under autocast, and whose evaluation logs carry peak memory."""
+
+    def __init__(self, *args, max_new_tokens: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_new_tokens = max_new_tokens
+
+    def evaluate(self, *args, **gen_kwargs):
+        # Bounded like the benchmark's decoding (new tokens, not a total length), so that the
+        # validation CER and the benchmark's CER of the same model on the same clips are equal.
+        return super().evaluate(*args, **{"max_new_tokens": self.max_new_tokens, **gen_kwargs})
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):
         # Accelerate wraps only forward() in autocast; generate() runs the encoder outside it, so
@@ -375,6 +383,7 @@ def finetune(
         data_collator=Collator(model.config.decoder_start_token_id, runtime.DTYPES[precision]),
         compute_metrics=cer_metrics(processor),
         callbacks=callbacks,
+        max_new_tokens=config.eval_max_new_tokens,
     )
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume_from)
