@@ -325,3 +325,33 @@ def test_the_trainers_validation_cer_is_the_benchmarks_cer(tuned):
                                 warmup_batches=0)
     scored = benchmark.run({"tuned": str(out)}, val_rows, options, resamples=0)["tuned"].metrics["overall"]
     assert scored["n"] == 4 and scored["cer_nospace"] == pytest.approx(summary["best_val_cer_nospace"], abs=1e-6)
+
+
+def test_a_hub_id_works_as_a_local_directory_does(rebuilt, tuned, tmp_path):
+    """`model.base: openai/whisper-base` where the hub is reachable: here the same files in a
+    Hugging Face cache, read offline, through the stages' own loading (tokenizer, mel size,
+    benchmark)."""
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    from whisper_ko import manifest
+
+    repo = tmp_path / "hf" / "hub" / "models--openai--whisper-base"
+    revision = "0" * 40
+    shutil.copytree(rebuilt, repo / "snapshots" / revision)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    env = {**__import__("os").environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    probe = ("from whisper_ko import labels; t = labels.load_tokenizer('openai/whisper-base'); "
+             "print(labels.n_mels('openai/whisper-base'), t.convert_tokens_to_ids('<|ko|>'))")
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["80", str(KO)]
+
+    manifest.write(tmp_path / "data/manifests/test.jsonl", tuned[2])
+    shutil.copy(REPO / "params.yaml", tmp_path)
+    proc = subprocess.run([sys.executable, str(REPO / "stages/benchmark.py"), "--model", "openai/whisper-base",
+                           "--max-samples", "4"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "openai/whisper-base on 4 test utterances" in proc.stdout and "CER no-space" in proc.stdout
