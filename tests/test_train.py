@@ -128,7 +128,7 @@ def stage_project(root, features, tiny_model, **train):
     """A work directory for stages/train.py: params with quick settings, the features linked in."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["model"]["base"] = str(tiny_model)
-    params["train"].update(QUICK, eval_steps=2, eval_max_samples=4, eval_max_new_tokens=12,
+    params["train"].update(QUICK, method="full", eval_steps=2, eval_max_samples=4, eval_max_new_tokens=12,
                            checkpoint_dir=str(root / "ckpt"), output_dir=str(root / "out"), **train)
     root.mkdir(exist_ok=True)
     (root / "params.yaml").write_text(yaml.safe_dump(params))
