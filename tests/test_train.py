@@ -190,7 +190,7 @@ def test_the_readme_multi_node_command_trains_like_one_process_with_the_same_glo
 
 
 # Each rank of a torchrun launch claims the checkpoint directory as finetune does, over the three
-# states a rerun can find; prints what it saw as one JSON line.
+# states a rerun can find; writes what it saw to rank-N.json (the ranks' stdout interleaves).
 CLAIM = textwrap.dedent("""
     import json, sys
     from pathlib import Path
@@ -210,7 +210,7 @@ CLAIM = textwrap.dedent("""
         resume = claim_checkpoints(directory, fingerprint, messages.append)
         seen[case] = {"resume": resume, "messages": messages, "marker": (directory / "run.json").read_text()}
         state.wait_for_everyone()
-    print(json.dumps({"rank": state.process_index, **seen}))
+    Path(f"rank-{state.process_index}.json").write_text(json.dumps({"rank": state.process_index, **seen}))
 """)
 
 
@@ -222,8 +222,7 @@ def test_only_the_main_rank_clears_and_marks_the_checkpoint_directory(tmp_path):
         cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ranks = sorted((json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")),
-                   key=lambda r: r["rank"])
+    ranks = [json.loads((tmp_path / f"rank-{rank}.json").read_text()) for rank in (0, 1)]
     assert [r["rank"] for r in ranks] == [0, 1]
     main, other = ranks
     checkpoint = str(tmp_path / "ckpt" / "checkpoint-2")
