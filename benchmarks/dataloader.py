@@ -26,7 +26,8 @@ from transformers import WhisperProcessor
 from whisper_ko import features, sample_corpus, shards, tiny_model
 from whisper_ko.collate import Collator
 from whisper_ko.discover import discover
-from whisper_ko.preprocess import Settings, preprocess_split
+from whisper_ko.config import Discover, Model, Preprocess
+from whisper_ko.preprocess import preprocess_split
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
@@ -54,8 +55,8 @@ def prepare(work: Path, corpus: Path, n_mels: int) -> tuple[Path, Path, Path]:
     model = tiny_model.build(work / f"tiny-{n_mels}", n_mels=n_mels, texts=sample_corpus.training_texts())
     ours, seed = work / f"shards-{n_mels}", work / f"arrow-{n_mels}"
     if not seed.exists():
-        rows = discover(corpus, val_fraction=0, workers=2)[0]["train"]
-        preprocess_split(rows, ours, Settings(model=str(model)), shard_size=500, workers=2)
+        rows = discover(Discover(root=str(corpus), val_fraction=0, workers=2))[0]["train"]
+        preprocess_split(rows, ours, Model(str(model)), Preprocess(shard_size=500, workers=2))
         data = shards.open(ours)
         records = [data[i] for i in range(len(data))]
         Dataset.from_dict(

@@ -24,6 +24,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from whisper_ko.config import Discover
 from whisper_ko.discover import discover
 
 SENTENCES = [
@@ -104,7 +105,7 @@ def main(tree, utterances, workers):
     files = int(marker.read_text())
 
     timings = {}
-    for name, run in (("seed", lambda: seed_discover(root, workers)), ("whisper_ko", lambda: discover(root, workers=workers))):
+    for name, run in (("seed", lambda: seed_discover(root, workers)), ("whisper_ko", lambda: discover(Discover(root=str(root), workers=workers)))):
         run()  # warm the page cache: both are then measured on a warm local disk
         start = time.perf_counter()
         result = run()

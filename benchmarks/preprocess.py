@@ -118,9 +118,10 @@ def run_seed(rows: list[dict], out: Path, model: str, workers: int, chunk_size: 
 
 
 def run_ours(rows: list[dict], out: Path, model: str, workers: int, shard_size: int, dtype: str = "float16") -> dict:
-    from whisper_ko.preprocess import Settings, preprocess_split
+    from whisper_ko.config import Model, Preprocess
+    from whisper_ko.preprocess import preprocess_split
 
-    return preprocess_split(rows, out, Settings(model=model, dtype=dtype), shard_size=shard_size, workers=workers)
+    return preprocess_split(rows, out, Model(model), Preprocess(dtype=dtype, shard_size=shard_size, workers=workers))
 
 
 # ---------------------------------------------------------------- clips, timing, checks
@@ -128,6 +129,7 @@ def run_ours(rows: list[dict], out: Path, model: str, workers: int, shard_size: 
 
 def make_clips(corpus: Path, n: int, mean_duration: float, clip_dir: Path, workers: int) -> list[dict]:
     """Manifest rows for n clips cut from the corpus's kept utterances (see the module docstring)."""
+    from whisper_ko.config import Discover
     from whisper_ko.discover import discover
 
     marker = clip_dir / "clips.json"
@@ -136,7 +138,7 @@ def make_clips(corpus: Path, n: int, mean_duration: float, clip_dir: Path, worke
         saved = json.loads(marker.read_text())
         if saved["params"] == params:
             return saved["rows"]
-    splits, _ = discover(corpus, workers=workers)
+    splits, _ = discover(Discover(root=str(corpus), workers=workers))
     sources = sorted((r for rows in splits.values() for r in rows), key=lambda r: r["id"])
     if not sources:
         raise click.UsageError(f"{corpus}: no usable utterances")

@@ -28,6 +28,7 @@ import click
 import numpy as np
 import zstandard
 
+from whisper_ko.config import Discover
 from whisper_ko import audio, features, labels, shards
 
 AIHUB_HOURS = 6500  # AI Hub's telephone corpus
@@ -179,7 +180,7 @@ FORMATS = [  # (directory, name, write, open)
 def load_records(corpus: Path, clips: int, n_mels: int, model: str) -> list[dict]:
     from whisper_ko.discover import discover
 
-    splits, _ = discover(corpus)
+    splits, _ = discover(Discover(root=str(corpus)))
     rows = sorted((r for rs in splits.values() for r in rs), key=lambda r: r["id"])
     tokenizer = labels.load_tokenizer(model)
     sources = []

@@ -5,36 +5,22 @@ from pathlib import Path
 
 import click
 
-from whisper_ko import manifest, params
-from whisper_ko.discover import TextPolicy, discover, report_markdown
+from whisper_ko import config, manifest
+from whisper_ko.discover import discover, report_markdown
+from whisper_ko.errors import UserError
 
 MANIFEST_DIR = Path("data/manifests")
 REPORT = Path("reports/discover.json")
-KEYS = {
-    "root", "layout", "category_pattern", "max_duration", "val_fraction", "val_max", "test_fraction",
-    "max_per_category", "seed", "workers",
-}
 
 
 @click.command()
 @click.option("--params", "params_file", default="params.yaml", show_default=True)
 def main(params_file):
-    cfg, text = params.load(params_file, "discover", "text")
-    params.check_keys("discover", cfg, KEYS)
-    params.check_keys("text", text, {"side", "fillers", "masked"})
-    splits, report = discover(
-        cfg["root"],
-        layout=cfg.get("layout", "auto"),
-        policy=TextPolicy(**text),
-        category_pattern=cfg.get("category_pattern", r"D\d\d"),
-        max_duration=cfg.get("max_duration", 30.0),
-        val_fraction=cfg.get("val_fraction", 0.1),
-        val_max=cfg.get("val_max"),
-        test_fraction=cfg.get("test_fraction", 0.0),
-        max_per_category=cfg.get("max_per_category"),
-        seed=cfg.get("seed", 0),
-        workers=cfg.get("workers"),
-    )
+    try:
+        settings, text = config.load(params_file, "discover", "text")
+        splits, report = discover(settings, text)
+    except UserError as err:
+        raise click.ClickException(str(err)) from err
     for split, rows in splits.items():
         manifest.write(MANIFEST_DIR / f"{split}.jsonl", rows)
     REPORT.parent.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ OPTIONS = benchmark.Options(
 
 @pytest.fixture(scope="module")
 def test_rows(sample_corpus) -> list[dict]:
-    splits, _ = discover.discover(sample_corpus, workers=2)
+    splits, _ = discover.discover(discover.Discover(root=str(sample_corpus), workers=2))
     return splits["test"]
 
 

@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from whisper_ko.config import Discover
 from whisper_ko.discover import discover
 
 # sample_info.json kind → the reason discover must give
@@ -19,7 +20,7 @@ LABEL_REASONS = {"label_without_audio", "empty_label"}
 
 @pytest.fixture(scope="module")
 def result(sample_corpus):
-    return discover(sample_corpus, val_fraction=0.2, seed=0, workers=2)
+    return discover(Discover(root=str(sample_corpus), val_fraction=0.2, seed=0, workers=2))
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +91,7 @@ def test_session_metadata_is_attached_and_unknowns_are_null(result):
 
 
 def test_manifests_are_identical_across_runs(result, sample_corpus):
-    again, _ = discover(sample_corpus, val_fraction=0.2, seed=0, workers=1)
+    again, _ = discover(Discover(root=str(sample_corpus), val_fraction=0.2, seed=0, workers=1))
     assert again == result[0]
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from whisper_ko.config import Discover
 from whisper_ko.discover import discover
 from whisper_ko.layouts import detect
 
@@ -28,8 +29,8 @@ def test_aihub_without_zip_level_and_date_suffix_gives_the_same_manifests(sample
             base = "원천데이터" if tree.name.startswith("원천") else "라벨링데이터"
             for zip_level in tree.iterdir():  # TS_D01 → merged away
                 shutil.copytree(zip_level, flat / split / base, dirs_exist_ok=True)
-    original, report = discover(sample_corpus, seed=0, workers=1)
-    renamed, report2 = discover(flat, seed=0, workers=1)
+    original, report = discover(Discover(root=str(sample_corpus), seed=0, workers=1))
+    renamed, report2 = discover(Discover(root=str(flat), seed=0, workers=1))
     assert detect(flat) == "aihub"
     for split in original:
         assert without_volatile(renamed[split]) == without_volatile(original[split])
@@ -43,7 +44,7 @@ def test_aihub_uppercase_wav_and_three_digit_j(tmp_path):
     label.parent.mkdir(parents=True)
     sf.write(audio, tone(1.0, 8000), 8000, subtype="PCM_16")
     label.write_text("네 (3)/(삼) 번이요", encoding="utf-8")
-    splits, report = discover(tmp_path, val_fraction=0, seed=0, workers=1)
+    splits, report = discover(Discover(root=str(tmp_path), val_fraction=0, seed=0, workers=1))
     (row,) = splits["train"]
     assert row["id"] == "D02/J020/S000001/0001" and row["category"] == "D02" and row["text"] == "네 3 번이요"
     assert report["found"] == 1
@@ -70,7 +71,7 @@ def kspon(tmp_path):
 
 def test_kspon_pcm_with_cp949_labels(kspon):
     root, texts = kspon
-    splits, report = discover(root, category_pattern=None, val_fraction=0, seed=0, workers=1)
+    splits, report = discover(Discover(root=str(root), category_pattern=None, val_fraction=0, seed=0, workers=1))
     assert report["layout"] == "kspon"
     assert {r["category"] for r in splits["test"]} == {"eval_clean", "eval_other"}
     assert {r["id"] for r in splits["train"]} == {k for k in texts if "eval" not in k}
@@ -91,7 +92,7 @@ def test_kspon_trn_scripts_give_splits_and_labels(kspon):
     for name in ("eval_clean", "eval_other"):
         lines = [f"{k}.pcm :: {v}\n" for k, v in texts.items() if name in k]
         (root / f"{name}.trn").write_text("".join(lines), encoding="utf-8")
-    splits, report = discover(root, category_pattern=None, val_fraction=0, seed=0, workers=1)
+    splits, report = discover(Discover(root=str(root), category_pattern=None, val_fraction=0, seed=0, workers=1))
     assert len(splits["train"]) == 3 and len(splits["test"]) == 2
     assert report["kept_input"]["label_encoding"] == {"inline": 5}
     assert report["skipped"]["audio_without_label"]["count"] == 1
@@ -104,7 +105,7 @@ def test_plain_pairs_with_split_folders_any_rate_and_stereo(tmp_path):
         sf.write(wav, tone(1.0, 22050 if i == 1 else 16000, channels=2 if i == 2 else 1), 22050 if i == 1 else 16000)
         wav.with_suffix(".txt").write_text("\ufeff안녕하세요" if i == 3 else "네 알겠습니다", encoding="utf-8")
     (tmp_path / "train/call/orphan.txt").write_text("소리 없는 라벨", encoding="utf-8")
-    splits, report = discover(tmp_path, layout="plain", category_pattern="news|call", val_fraction=0, workers=1)
+    splits, report = discover(Discover(root=str(tmp_path), layout="plain", category_pattern="news|call", val_fraction=0, workers=1))
     assert report["layout"] == "plain"
     assert [r["category"] for r in splits["train"]] == ["call", "call", "news"]
     assert splits["test"][0]["text"] == "안녕하세요"
@@ -120,7 +121,7 @@ def test_plain_tree_without_test_side_holds_out_sessions(tmp_path):
             wav.parent.mkdir(parents=True, exist_ok=True)
             sf.write(wav, tone(0.5), 16000)
             wav.with_suffix(".txt").write_text("네", encoding="utf-8")
-    splits, _ = discover(tmp_path, category_pattern=None, val_fraction=0.2, test_fraction=0.2, seed=1, workers=1)
+    splits, _ = discover(Discover(root=str(tmp_path), category_pattern=None, val_fraction=0.2, test_fraction=0.2, seed=1, workers=1))
     sessions = {name: {r["session"] for r in rows} for name, rows in splits.items()}
     assert len(sessions["test"]) == 2 and len(sessions["val"]) == 2 and len(sessions["train"]) == 6
     assert not (sessions["train"] & sessions["test"]) and not (sessions["train"] & sessions["val"])
@@ -138,7 +139,7 @@ def test_jsonl_manifest_passes_through_validation(tmp_path):
     ]
     manifest = tmp_path / "train.jsonl"
     manifest.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines) + "{not json\n")
-    splits, report = discover(manifest, category_pattern=None, val_fraction=0, seed=0, workers=1)
+    splits, report = discover(Discover(root=str(manifest), category_pattern=None, val_fraction=0, seed=0, workers=1))
     (row,) = splits["train"]
     assert row["text"] == "10시에 봬요" and row["gender"] == "여" and row["age"] is None
     assert {k: v["count"] for k, v in report["skipped"].items()} == {
@@ -151,8 +152,8 @@ def test_jsonl_manifest_passes_through_validation(tmp_path):
 
 
 def test_max_per_category_is_a_seeded_subset_and_counted(sample_corpus):
-    a, report = discover(sample_corpus, max_per_category=3, seed=0, workers=1)
-    b, _ = discover(sample_corpus, max_per_category=3, seed=0, workers=1)
+    a, report = discover(Discover(root=str(sample_corpus), max_per_category=3, seed=0, workers=1))
+    b, _ = discover(Discover(root=str(sample_corpus), max_per_category=3, seed=0, workers=1))
     assert a == b
     assert all(n <= 3 for per in report["kept"].values() for n in per.values())
     assert report["found"] == report["kept_total"] + report["skipped_total"]

@@ -3,15 +3,17 @@ import pytest
 import soundfile as sf
 import soxr
 
+from whisper_ko.config import Discover
 from whisper_ko import audio, features, labels, shards
 from whisper_ko.discover import discover
-from whisper_ko.preprocess import Settings, preprocess_split
+from whisper_ko.config import Model, Preprocess
+from whisper_ko.preprocess import preprocess_split
 from test_features import extractor_output
 
 
 @pytest.fixture(scope="module")
 def rows(sample_corpus):
-    splits, _ = discover(sample_corpus, val_fraction=0.2, seed=0, workers=1)
+    splits, _ = discover(Discover(root=str(sample_corpus), val_fraction=0.2, seed=0, workers=1))
     return splits["val"][:12]
 
 
@@ -28,7 +30,7 @@ def test_features_are_exact_whatever_the_input_rate(sample_corpus, tmp_path, rat
 
 
 def test_shards_hold_exact_features_and_prefixed_labels(rows, tiny_model, tmp_path):
-    report = preprocess_split(rows, tmp_path, Settings(model=str(tiny_model), dtype="float32"), shard_size=5, workers=2)
+    report = preprocess_split(rows, tmp_path, Model(str(tiny_model)), Preprocess(dtype="float32", shard_size=5, workers=2))
     assert report["kept"] == len(rows) and report["skipped"] == {}
     tok = labels.load_tokenizer(str(tiny_model))
     prefix = tok.convert_tokens_to_ids(["<|startoftranscript|>", "<|ko|>", "<|transcribe|>", "<|notimestamps|>"])
@@ -49,8 +51,8 @@ def test_skips_are_counted_with_reasons(rows, tiny_model, tmp_path):
     report = preprocess_split(
         [*rows[3:6], *broken, long_text],
         tmp_path,
-        Settings(model=str(tiny_model), max_label_tokens=40),
-        workers=1,
+        Model(str(tiny_model)),
+        Preprocess(max_label_tokens=40, workers=1),
     )
     assert report["kept"] == 3 and report["manifest"] == 6
     assert {k: v["examples"] for k, v in report["skipped"].items()} == {
@@ -61,20 +63,20 @@ def test_skips_are_counted_with_reasons(rows, tiny_model, tmp_path):
 
 
 def test_rerun_after_a_kill_resumes_and_a_changed_param_rebuilds(rows, tiny_model, tmp_path):
-    settings = Settings(model=str(tiny_model))
-    first = preprocess_split(rows, tmp_path, settings, shard_size=4, workers=2)
+    model, settings = Model(str(tiny_model)), Preprocess(shard_size=4, workers=2)
+    first = preprocess_split(rows, tmp_path, model, settings)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     assert first["processed_now"] == 12 and len(shards.shard_paths(tmp_path)) == 3
 
     # A kill while shard 1 was being written leaves its data file but no index.
     (tmp_path / "shard-00001.idx.npz").unlink()
     (tmp_path / "shard-00001.bin").write_bytes(b"partial")
-    resumed = preprocess_split(rows, tmp_path, settings, shard_size=4, workers=2)
+    resumed = preprocess_split(rows, tmp_path, model, settings)
     assert resumed["processed_now"] == 4
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
-    rebuilt = preprocess_split(rows, tmp_path, Settings(model=str(tiny_model), dtype="float32"), shard_size=4, workers=2)
+    rebuilt = preprocess_split(rows, tmp_path, model, Preprocess(dtype="float32", shard_size=4, workers=2))
     assert rebuilt["processed_now"] == 12 and shards.open(tmp_path)[0]["input_features"].dtype == np.float32
 
-    fewer = preprocess_split(rows[:4], tmp_path, Settings(model=str(tiny_model), dtype="float32"), shard_size=4, workers=1)
+    fewer = preprocess_split(rows[:4], tmp_path, model, Preprocess(dtype="float32", shard_size=4, workers=1))
     assert fewer["processed_now"] == 0 and len(shards.open(tmp_path)) == 4  # stale shards removed

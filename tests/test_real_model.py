@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from whisper_ko.config import Discover
 from whisper_ko_fixtures import real_model
 
 KOREAN = "안녕하세요, 주문하신 상품은 내일 도착합니다."
@@ -254,21 +255,20 @@ def tuned(rebuilt, sample_corpus, tmp_path_factory):
     """Two training steps of the real whisper-base on real features, through the project's
     preprocess, collator and trainer; one evaluation at the end."""
     from whisper_ko.discover import discover
-    from whisper_ko.preprocess import Settings, preprocess_split
-    from whisper_ko.training import TrainConfig, finetune
+    from whisper_ko.config import Model, Preprocess, Train
+    from whisper_ko.preprocess import preprocess_split
+    from whisper_ko.training import finetune
 
     root = tmp_path_factory.mktemp("tuned")
-    splits, _ = discover(sample_corpus, val_fraction=0.2, seed=0, workers=1)
+    splits, _ = discover(Discover(root=str(sample_corpus), val_fraction=0.2, seed=0, workers=1))
     val_rows = splits["val"][:4]
     for split, rows in (("train", splits["train"][:8]), ("val", val_rows)):
-        preprocess_split(rows, root / split, Settings(model=str(rebuilt)), workers=1)
-    config = TrainConfig(output_dir=str(root / "out"), checkpoint_dir=str(root / "ckpt"),
-                         dvclive_dir=str(root / "dvclive"), method="freeze_encoder", eval_steps=2,
-                         eval_max_samples=4, eval_max_new_tokens=32, early_stopping_patience=None)
-    summary = finetune(base=str(rebuilt), train_dir=root / "train", val_dir=root / "val", language="ko",
-                       task="transcribe", config=config, log=lambda _: None,
-                       trainer_args={"max_steps": 2, "per_device_train_batch_size": 4, "per_device_eval_batch_size": 4,
-                                     "learning_rate": 1e-5, "logging_steps": 1, "seed": 0})
+        preprocess_split(rows, root / split, Model(str(rebuilt)), Preprocess(workers=1))
+    config = Train(output_dir=str(root / "out"), checkpoint_dir=str(root / "ckpt"), dvclive_dir=str(root / "dvclive"),
+                   method="freeze_encoder", eval_steps=2, eval_max_samples=4, eval_max_new_tokens=32,
+                   early_stopping_patience=None, max_steps=2, per_device_train_batch_size=4,
+                   per_device_eval_batch_size=4, learning_rate=1e-5, logging_steps=1)
+    summary = finetune(Model(str(rebuilt)), config, root / "train", root / "val", log=lambda _: None)
     return root / "out", summary, val_rows
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
+from whisper_ko.config import Discover
 from whisper_ko.sample_corpus import EspeakNotFound, generate, training_texts
 from whisper_ko.sample_corpus.readings import native, sino
 
@@ -357,7 +358,7 @@ def test_test_only_sentences_are_never_said_in_training_and_marked_for_the_bench
         return fixed_words(template) <= set(row["text"].split())
 
     reserved = [pool[-1] for pool in lists]
-    splits, _ = discover(sample_corpus, val_fraction=0.2, seed=0, workers=1)
+    splits, _ = discover(Discover(root=str(sample_corpus), val_fraction=0.2, seed=0, workers=1))
     train_side = [row for split in ("train", "val") for row in splits[split]]
     assert all(row["sentence"] == "seen" for row in train_side)
     assert not [row["text"] for row in train_side if any(said(row, t) for t in reserved)]

@@ -16,11 +16,13 @@ from safetensors.torch import load_file
 from transformers import WhisperForConditionalGeneration, WhisperProcessor, pipeline
 
 from conftest import REPO
+from whisper_ko.config import Discover
 from whisper_ko import shards
 from whisper_ko.collate import Collator
 from whisper_ko.discover import discover
-from whisper_ko.preprocess import Settings, preprocess_split
-from whisper_ko.training import METHODS, TrainConfig, apply_method, finetune, trainer_kwargs
+from whisper_ko.config import Model, Preprocess, Train, parse
+from whisper_ko.preprocess import preprocess_split
+from whisper_ko.training import TrainingError, apply_method, finetune, trainer_kwargs
 
 pytestmark = pytest.mark.slow
 QUICK = {"max_steps": 4, "per_device_train_batch_size": 4, "per_device_eval_batch_size": 8, "learning_rate": 1e-3,
@@ -30,21 +32,23 @@ QUICK = {"max_steps": 4, "per_device_train_batch_size": 4, "per_device_eval_batc
 @pytest.fixture(scope="module")
 def features(sample_corpus, tiny_model, tmp_path_factory):
     root = tmp_path_factory.mktemp("features")
-    splits, _ = discover(sample_corpus, val_fraction=0.2, seed=0, workers=1)
+    splits, _ = discover(Discover(root=str(sample_corpus), val_fraction=0.2, seed=0, workers=1))
     for split, rows in (("train", splits["train"][:16]), ("val", splits["val"][:6])):
-        preprocess_split(rows, root / split, Settings(model=str(tiny_model)), shard_size=8, workers=1)
+        preprocess_split(rows, root / split, Model(str(tiny_model)), Preprocess(shard_size=8, workers=1))
     return root
 
 
+def train_config(tmp_path, **overrides) -> Train:
+    """QUICK settings writing under tmp_path, parsed as the stage parses params.yaml."""
+    values = {"output_dir": str(tmp_path / "out"), "checkpoint_dir": str(tmp_path / "ckpt"),
+              "dvclive_dir": str(tmp_path / "dvclive"), "eval_steps": 2, "eval_max_samples": 4,
+              "eval_max_new_tokens": 12, "early_stopping_patience": None, **QUICK, **overrides}
+    return parse(Train, values, "train")
+
+
 def run(features, tiny_model, tmp_path, log=None, **overrides):
-    config = TrainConfig(
-        output_dir=str(tmp_path / "out"), checkpoint_dir=str(tmp_path / "ckpt"), dvclive_dir=str(tmp_path / "dvclive"),
-        eval_steps=2, eval_max_samples=4, eval_max_new_tokens=12, early_stopping_patience=None,
-        **{k: v for k, v in overrides.items() if k in TrainConfig.__dataclass_fields__},
-    )
-    trainer_args = {**QUICK, **{k: v for k, v in overrides.items() if k not in TrainConfig.__dataclass_fields__}}
-    return finetune(base=str(tiny_model), train_dir=features / "train", val_dir=features / "val", language="ko",
-                    task="transcribe", config=config, trainer_args=trainer_args, log=log or (lambda _: None))
+    return finetune(Model(str(tiny_model)), train_config(tmp_path, **overrides), features / "train",
+                    features / "val", log=log or (lambda _: None))
 
 
 def weights(directory):
@@ -115,13 +119,10 @@ def test_rerun_after_a_kill_resumes_and_changed_params_start_fresh(features, tin
 
 def test_bad_input_fails_before_training(features, tiny_model, tmp_path):
     with pytest.raises(FileNotFoundError, match="preprocess"):
-        finetune(base=str(tiny_model), train_dir=tmp_path / "none", val_dir=features / "val", language="ko",
-                 task="transcribe", config=TrainConfig(checkpoint_dir=str(tmp_path / "c")), trainer_args=QUICK)
-    with pytest.raises(ValueError, match="<|xx|>"):
-        finetune(base=str(tiny_model), train_dir=features / "train", val_dir=features / "val", language="xx",
-                 task="transcribe", config=TrainConfig(checkpoint_dir=str(tmp_path / "c")), trainer_args=QUICK)
-    with pytest.raises(ValueError, match="train.method"):
-        TrainConfig(method="qlora")
+        finetune(Model(str(tiny_model)), train_config(tmp_path), tmp_path / "none", features / "val")
+    with pytest.raises(TrainingError, match="<|xx|>"):
+        finetune(Model(str(tiny_model), language="xx"), train_config(tmp_path), features / "train", features / "val")
+    assert not (tmp_path / "ckpt").exists()
 
 
 def stage_project(root, features, tiny_model, **train):
@@ -261,11 +262,11 @@ def test_a_float16_checkpoint_trains_fp32_master_weights(features, tiny_model, t
     assert {tensor.dtype for tensor in weights(tmp_path / "out").values()} == {torch.float32}
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", ["full", "lora", "freeze_encoder"])
 def test_every_trainable_parameter_gets_a_gradient(features, tiny_model, method):
     """DDP runs with find_unused_parameters=False: a trainable parameter left without a gradient
     would stall the next step's reduction."""
-    config = TrainConfig(method=method, lora={"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]})
+    config = parse(Train, {"method": method, "lora": {"r": 4, "alpha": 8, "dropout": 0.0}}, "train")
     model = apply_method(WhisperForConditionalGeneration.from_pretrained(tiny_model), config)
     data = shards.open(features / "train")
     batch = Collator(model.config.decoder_start_token_id)([data[i] for i in range(4)])
@@ -275,7 +276,7 @@ def test_every_trainable_parameter_gets_a_gradient(features, tiny_model, method)
 
 
 def test_trainer_settings_on_a_gpu_host():
-    kwargs = trainer_kwargs(TrainConfig(), {"learning_rate": 1e-5}, "bf16", cuda=True)
+    kwargs = trainer_kwargs(Train(learning_rate=1e-5), "bf16", cuda=True)
     assert kwargs["ddp_find_unused_parameters"] is False and kwargs["optim"] == "adamw_torch_fused"
     assert (kwargs["bf16"], kwargs["fp16"], kwargs["learning_rate"]) == (True, False, 1e-5)
     # TF32 is set by runtime.set_matmul_precision alone: TrainingArguments' tf32 mixes torch's APIs

@@ -47,9 +47,10 @@ from safetensors.torch import load_file
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
 from whisper_ko import benchmark, inference, runtime, shapes, tiny_model
-from whisper_ko.preprocess import Settings, preprocess_split
+from whisper_ko.config import Model, Preprocess, Train, parse
+from whisper_ko.preprocess import preprocess_split
 from whisper_ko.sample_corpus import training_texts
-from whisper_ko.training import TrainConfig, finetune
+from whisper_ko.training import finetune
 
 REPO = Path(__file__).resolve().parents[1]
 # The trained model: whisper-tiny's shape on a GPU (real kernels, seconds per run), smaller on CPU.
@@ -61,7 +62,7 @@ CPU_SHAPE = (64, 2, 2, 4, 256, 80, 51866)
 # Korean speech in Whisper's byte-level BPE, for the implied RTFx: an assumption, printed with it.
 TOKENS_PER_SECOND = 8
 LORA = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
-# name, TrainConfig fields, whether the base is the float16-config copy
+# name, train params, whether the base is the float16-config copy
 TRAIN_RUNS = [
     ("bf16_full", {"precision": "bf16"}, False),
     ("fp16_full", {"precision": "fp16"}, False),
@@ -163,16 +164,13 @@ def train_run(name: str, fields: dict, base: Path, features: Path, work: Path, c
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     out = work / name
-    config = TrainConfig(
-        output_dir=str(out / "model"), checkpoint_dir=str(out / "checkpoints"), dvclive_dir=str(out / "dvclive"),
-        eval_steps=steps // 2, eval_max_samples=8, eval_max_new_tokens=16, early_stopping_patience=None,
-        warmup_ratio=0.0, **fields,
-    )
-    trainer_args = {"max_steps": steps, "per_device_train_batch_size": 8, "per_device_eval_batch_size": 8,
-                    "learning_rate": 1e-3, "logging_steps": 1, "seed": 0, "save_total_limit": None}
+    config = parse(Train, {
+        "output_dir": str(out / "model"), "checkpoint_dir": str(out / "checkpoints"), "dvclive_dir": str(out / "dvclive"),
+        "eval_steps": steps // 2, "eval_max_samples": 8, "eval_max_new_tokens": 16, "early_stopping_patience": None,
+        "warmup_ratio": 0.0, "max_steps": steps, "per_device_train_batch_size": 8, "per_device_eval_batch_size": 8,
+        "learning_rate": 1e-3, "logging_steps": 1, "save_total_limit": None, **fields}, "train")
     start = time.perf_counter()
-    summary = finetune(base=str(base), train_dir=features / "train", val_dir=features / "val", language="ko",
-                       task="transcribe", config=config, trainer_args=trainer_args, attention="auto",
+    summary = finetune(Model(str(base), attention="auto"), config, features / "train", features / "val",
                        log=lambda message: None)
     wall = time.perf_counter() - start
     check(summary["global_steps"] == steps, f"{summary['global_steps']} steps, not {steps}")
@@ -352,10 +350,9 @@ def run_checks(work: Path, cuda: bool) -> dict:
     size = GPU_SIZE if cuda else CPU_SIZE
     base = tiny_model.build(work / "base", n_mels=80, seed=0, texts=training_texts(), **size)
     features = work / "features"
-    settings = Settings(model=str(base))
     for split, n, seed in (("train", 64, 0), ("val", 16, 1)):
         rows = synthetic_split(work / "audio" / split, n, seed)
-        preprocess_split(rows, features / split, settings, shard_size=32, workers=1)
+        preprocess_split(rows, features / split, Model(str(base)), Preprocess(shard_size=32, workers=1))
         (features / f"{split}_rows.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     half = float16_copy(base, work / "base-float16")
     steps = 8 if cuda else 4

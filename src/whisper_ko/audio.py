@@ -15,7 +15,11 @@ PCM_SAMPLE_RATE = 16000
 
 
 class AudioError(RuntimeError):
-    """Audio that cannot be read; stages record it as a skip with this message."""
+    """Audio that cannot be used; stages record it as a skip with `reason`."""
+
+    def __init__(self, message: str, reason: str = "audio_unreadable"):
+        super().__init__(message)
+        self.reason = reason
 
 
 def load(path: str | Path, sr: int = SAMPLE_RATE) -> np.ndarray:
@@ -28,6 +32,8 @@ def load(path: str | Path, sr: int = SAMPLE_RATE) -> np.ndarray:
             audio, native_sr = _read(path)
             if audio.ndim == 2:
                 audio = audio.mean(axis=1, dtype=np.float32)
+    except AudioError:
+        raise
     except (OSError, RuntimeError, ValueError) as err:  # soundfile raises LibsndfileError(RuntimeError)
         raise AudioError(f"cannot read audio {path}: {err}") from err
     if native_sr != sr:
@@ -41,7 +47,12 @@ def _read(path: Path) -> tuple[np.ndarray, int]:
             # libsndfile's own int16 → float loop costs a third of the read; x / 32768 is the value
             # it gives (exactly: the scale is a power of two). Most corpora are 16-bit WAV.
             return f.read(dtype="int16").astype(np.float32) * np.float32(1 / 32768), f.samplerate
-        return f.read(dtype="float32"), f.samplerate
+        audio = f.read(dtype="float32")
+    # Float WAV/FLAC can hold NaN or inf (integer PCM cannot): its features would be NaN, and so
+    # would every weight trained on them.
+    if not np.isfinite(audio).all():
+        raise AudioError(f"audio {path} has NaN or infinite samples", reason="audio_not_finite")
+    return audio, f.samplerate
 
 
 def _read_pcm(path: Path) -> np.ndarray:

@@ -29,6 +29,7 @@ import transformers
 from tqdm import tqdm
 
 from whisper_ko import inference, metrics, runtime
+from whisper_ko.errors import UserError
 
 # How often the main process looks at its workers while waiting for results.
 _POLL_S = 1.0
@@ -38,7 +39,7 @@ GPU_BATCH_SIZE = 64
 CPU_BATCH_SIZE = 16
 
 
-class BenchmarkError(RuntimeError):
+class BenchmarkError(UserError):
     """The run cannot go on: a worker raised, died or hung (the message names model and batch)."""
 
 
@@ -52,17 +53,6 @@ class Options:
     cpu_workers: int = 1  # worker processes when there is no GPU (one thread each)
     processor_fallback: str | None = None  # processor of weights-only directories (training checkpoints)
     batch_timeout_s: float = 600.0  # longest silence of a worker: one batch, or loading a model
-
-    def __post_init__(self):
-        # Checked here, not in the workers, so a typo fails before any model loads.
-        if self.dtype not in runtime.PRECISIONS:
-            raise ValueError(f"benchmark.dtype must be one of {runtime.PRECISIONS}, got {self.dtype!r}")
-        if self.attention not in runtime.ATTENTIONS:
-            raise ValueError(f"model.attention must be one of {runtime.ATTENTIONS}, got {self.attention!r}")
-        if (self.batch_size is not None and self.batch_size < 1) or self.batch_timeout_s <= 0:
-            raise ValueError("benchmark.batch_size and benchmark.batch_timeout_s must be positive")
-        if self.warmup_batches < 0:
-            raise ValueError("benchmark.warmup_batches must be 0 or more")
 
 
 @dataclass(frozen=True)
@@ -109,7 +99,7 @@ def group_fields(rows: list[dict], extra: list[str]) -> list[str]:
     present = set().union(*(row.keys() for row in rows))
     missing = [f for f in fields if f not in present]
     if missing:
-        raise ValueError(f"benchmark.group_by: no test utterance has {missing}; fields: {sorted(present)}")
+        raise UserError(f"benchmark.group_by: no test utterance has {missing}; fields: {sorted(present)}")
     return fields
 
 
@@ -136,7 +126,7 @@ def run(
 def transcribe(models: dict[str, str], rows: list[dict], options: Options) -> dict[str, Transcripts]:
     """Hypotheses of every model for `rows`, in manifest order, from one worker per device."""
     if not rows:
-        raise ValueError("no utterances to transcribe")
+        raise UserError("no utterances to transcribe")
     sources = {alias: (path, _check(alias, path, options.processor_fallback)) for alias, path in models.items()}
     devices = worker_devices(options.cpu_workers)
     batch_size = options.batch_size or (GPU_BATCH_SIZE if devices[0].startswith("cuda") else CPU_BATCH_SIZE)

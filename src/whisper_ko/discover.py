@@ -8,7 +8,6 @@ decoded as UTF-8 (with or without BOM), else CP949; the label normalised by `whi
 import os
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,19 +15,13 @@ import soundfile as sf
 from tqdm import tqdm
 
 from whisper_ko import text as textnorm
+from whisper_ko.config import Discover, Text
 from whisper_ko.layouts import Candidate, scan
+from whisper_ko.ledger import Ledger
 
 PCM_SAMPLE_RATE = 16000  # KsponSpeech: headerless 16 kHz 16-bit mono
-MAX_EXAMPLES = 5
 LABEL_ENCODINGS = ("utf-8", "utf-8-sig", "cp949")
 LEFTOVER_MARKUP = "/()（）"
-
-
-@dataclass(frozen=True)
-class TextPolicy:
-    side: str = "spelling"
-    fillers: str = "keep"
-    masked: str = "drop"
 
 
 class Skip(Exception):
@@ -67,7 +60,7 @@ def audio_header(path: str) -> tuple[int, int, int]:
     return info.samplerate, info.channels, info.frames
 
 
-def probe(candidate: Candidate, policy: TextPolicy, max_duration: float) -> tuple[dict, dict]:
+def probe(candidate: Candidate, policy: Text, max_duration: float) -> tuple[dict, dict]:
     """(manifest row, notes on unusual input) for a candidate, or raise Skip with its reason."""
     if candidate.problem:
         raise Skip(candidate.problem, candidate.label or candidate.audio)
@@ -114,7 +107,7 @@ def _probe_one(args) -> tuple:
         return "skipped", skip.reason, skip.path
 
 
-def probe_all(candidates: list[Candidate], policy: TextPolicy, max_duration: float, workers: int):
+def probe_all(candidates: list[Candidate], policy: Text, max_duration: float, workers: int):
     """Probe in manifest order, in parallel: label reads and header probes are I/O plus a little CPU."""
     jobs = [(c, policy, max_duration) for c in candidates]
     bar = dict(total=len(jobs), desc="discover", unit="utt", mininterval=1.0)
@@ -180,26 +173,13 @@ def make_splits(kept: dict[str, list[dict]], *, val_fraction, val_max, test_frac
 # ---------------------------------------------------------------- the whole stage
 
 
-def discover(
-    root: str | Path,
-    *,
-    layout: str = "auto",
-    policy: TextPolicy = TextPolicy(),
-    category_pattern: str | None = r"D\d\d",
-    max_duration: float = 30.0,
-    val_fraction: float = 0.1,
-    val_max: int | None = None,
-    test_fraction: float = 0.0,
-    max_per_category: int | None = None,
-    seed: int = 0,
-    workers: int | None = None,
-) -> tuple[dict[str, list[dict]], dict]:
+def discover(config: Discover, policy: Text = Text()) -> tuple[dict[str, list[dict]], dict]:
     """Manifests per split (rows sorted by id) and the report (found = kept + skipped)."""
-    found = scan(root, layout, category_pattern)
+    found = scan(config.root, config.layout, config.category_pattern)
     kept = {"train": [], "val": [], "test": []}
-    skipped = defaultdict(lambda: {"count": 0, "examples": []})
+    skipped = Ledger()
     notes = defaultdict(Counter)
-    results = probe_all(found.candidates, policy, max_duration, workers or os.cpu_count() or 1)
+    results = probe_all(found.candidates, policy, config.max_duration, config.workers or os.cpu_count() or 1)
     for candidate, (status, *value) in zip(found.candidates, results):
         if status == "kept":
             row, note = value
@@ -207,24 +187,18 @@ def discover(
             for name, v in note.items():
                 notes[name][str(v)] += 1
         else:
-            record_skip(skipped, *value)
+            skipped.add(*value)
 
-    splits = make_splits(kept, val_fraction=val_fraction, val_max=val_max, test_fraction=test_fraction, seed=seed)
+    splits = make_splits(kept, val_fraction=config.val_fraction, val_max=config.val_max,
+                         test_fraction=config.test_fraction, seed=config.seed)
     for name in splits:
-        splits[name], dropped = limit_per_category(splits[name], max_per_category, seed)
+        splits[name], dropped = limit_per_category(splits[name], config.max_per_category, config.seed)
         for row in dropped:
-            record_skip(skipped, "over_max_per_category", row["audio"])
+            skipped.add("over_max_per_category", row["audio"])
         splits[name].sort(key=lambda r: r["id"])
     check_leaks(splits)
     report = build_report(found.layout, len(found.candidates), found.session_files, splits, skipped, notes)
     return splits, report
-
-
-def record_skip(skipped: dict, reason: str, path: str | None) -> None:
-    entry = skipped[reason]
-    entry["count"] += 1
-    if len(entry["examples"]) < MAX_EXAMPLES:
-        entry["examples"].append(path)
 
 
 def check_leaks(splits: dict[str, list[dict]]) -> None:
@@ -241,7 +215,7 @@ def check_leaks(splits: dict[str, list[dict]]) -> None:
 
 def build_report(layout, found, session_files, splits, skipped, notes) -> dict:
     n_kept = sum(map(len, splits.values()))
-    n_skipped = sum(entry["count"] for entry in skipped.values())
+    n_skipped = skipped.total()
     if n_kept + n_skipped != found:
         raise AssertionError(f"discover lost utterances: found {found}, kept {n_kept} + skipped {n_skipped}")
     return {
@@ -252,7 +226,7 @@ def build_report(layout, found, session_files, splits, skipped, notes) -> dict:
         "kept": {s: dict(sorted(Counter(str(r["category"]) for r in rows).items())) for s, rows in splits.items()},
         "hours": {s: round(sum(r["duration"] for r in rows) / 3600, 4) for s, rows in splits.items()},
         "sessions": {s: len({r["session"] for r in rows}) for s, rows in splits.items()},
-        "skipped": dict(sorted(skipped.items())),
+        "skipped": skipped.as_dict(),
         "kept_input": {name: dict(sorted(counts.items())) for name, counts in sorted(notes.items())},
         "session_files": session_files,
     }

@@ -18,9 +18,10 @@ from transformers import (
 )
 
 from whisper_ko import audio, features, runtime
+from whisper_ko.errors import UserError
 
 
-class ModelError(ValueError):
+class ModelError(UserError):
     """A model that cannot be scored: missing, unreadable, or inconsistent with its features."""
 
 

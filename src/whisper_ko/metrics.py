@@ -14,6 +14,7 @@ from typing import NamedTuple
 import jiwer
 import numpy as np
 
+from whisper_ko.errors import UserError
 from whisper_ko.text import SCORING
 
 # kocer's reading rules change between releases; scores are comparable only under one version.
@@ -68,7 +69,7 @@ def utterance_scores(reference: str, hypothesis: str) -> dict:
     }
 
 
-class ScoringError(RuntimeError):
+class ScoringError(UserError):
     """A scorer that cannot run as configured (kocer missing or at another version)."""
 
 

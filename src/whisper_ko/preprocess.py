@@ -12,30 +12,26 @@ import json
 import os
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from multiprocessing import get_context
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
+import numpy as np
+
 from whisper_ko import audio, features, labels, shards
-from whisper_ko.discover import record_skip
+from whisper_ko.config import Model, Preprocess
+from whisper_ko.ledger import Ledger
 
 
-@dataclass(frozen=True)
-class Settings:
-    model: str
-    language: str = "ko"
-    task: str = "transcribe"
-    dtype: str = "float16"
-    max_label_tokens: int = 448
-    min_duration: float = 0.1
-
-
-def fingerprint(rows: list[dict], settings: Settings, n_mels: int) -> str:
+def fingerprint(rows: list[dict], model: Model, config: Preprocess, n_mels: int) -> str:
+    """What a shard's content depends on: its rows, the tokenizer and the feature settings."""
+    settings = {**asdict(config), "model": [model.base, model.language, model.task]}
+    del settings["workers"], settings["shard_size"]  # how the work is cut, not what it makes
     payload = json.dumps(
-        {"rows": [(r["id"], r["audio"], r["text"]) for r in rows], "settings": asdict(settings), "n_mels": n_mels},
+        {"rows": [(r["id"], r["audio"], r["text"]) for r in rows], "settings": settings, "n_mels": n_mels},
         ensure_ascii=False,
         sort_keys=True,
     )
@@ -49,9 +45,9 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _worker: dict = {}
 
 
-def _init_pool_worker(settings: Settings, n_mels: int) -> None:
+def _init_pool_worker(model: Model, config: Preprocess, n_mels: int) -> None:
     _avoid_page_faults()
-    _init_worker(settings, n_mels)
+    _init_worker(model, config, n_mels)
 
 
 def _avoid_page_faults() -> None:
@@ -69,63 +65,64 @@ def _avoid_page_faults() -> None:
         mallopt(_M_TRIM_THRESHOLD, 256 << 20)
 
 
-def _init_worker(settings: Settings, n_mels: int) -> None:
+def _init_worker(model: Model, config: Preprocess, n_mels: int) -> None:
     # One thread per worker: processes, not threads, provide the parallelism.
     torch.set_num_threads(1)
-    _worker.update(
-        settings=settings,
-        n_mels=n_mels,
-        tokenizer=labels.load_tokenizer(settings.model, settings.language, settings.task),
-    )
+    _worker.update(config=config, n_mels=n_mels, tokenizer=labels.load_tokenizer(model.base, model.language, model.task))
 
 
 def _write_shard(job: tuple[Path, list[dict], str]) -> dict:
     path, rows, digest = job
-    settings, n_mels, tokenizer = _worker["settings"], _worker["n_mels"], _worker["tokenizer"]
+    config, n_mels, tokenizer = _worker["config"], _worker["n_mels"], _worker["tokenizer"]
     skipped: dict[str, list[str]] = defaultdict(list)
-    writer = shards.ShardWriter(path, n_mels, settings.dtype, meta={"fingerprint": digest})
+    silent = []  # kept clips of digital silence: a label with text over no sound is worth a look
+    writer = shards.ShardWriter(path, n_mels, config.dtype, meta={"fingerprint": digest})
     seconds = 0.0
     for row, ids in zip(rows, labels.encode(tokenizer, [row["text"] for row in rows])):
-        reason = _skip_reason(row, settings)
-        if not reason and len(ids) > settings.max_label_tokens:
+        reason = _skip_reason(row, config)
+        if not reason and len(ids) > config.max_label_tokens:
             reason = "label_too_long"
         if not reason:
             try:
                 wave = audio.load(row["audio"])
-            except audio.AudioError:
-                reason = "audio_unreadable"
+            except audio.AudioError as err:
+                reason = err.reason
+        if not reason and not np.any(wave):
+            if config.silent_audio == "skip":
+                reason = "silent_audio"
+            else:
+                silent.append(row["id"])
         if reason:
             skipped[reason].append(row["id"])
             continue
         writer.add(row["id"], features.log_mel(wave, n_mels), ids, len(wave) / audio.SAMPLE_RATE, row.get("category"))
         seconds += len(wave) / audio.SAMPLE_RATE
-    writer.meta["stats"] = {"kept": len(writer), "seconds": seconds, "skipped": dict(skipped)}
+    writer.meta["stats"] = {"kept": len(writer), "seconds": seconds, "skipped": dict(skipped),
+                            "kept_silent": silent}
     writer.close()
     return writer.meta["stats"]
 
 
-def _skip_reason(row: dict, settings: Settings) -> str | None:
-    if row["duration"] < settings.min_duration:
+def _skip_reason(row: dict, config: Preprocess) -> str | None:
+    if row["duration"] < config.min_duration:
         return "audio_too_short"
     if row["duration"] > features.N_FRAMES / 100:
         return "audio_too_long"
     return None
 
 
-def preprocess_split(
-    rows: list[dict], out_dir: str | Path, settings: Settings, *, shard_size: int = 1000, workers: int | None = None
-) -> dict:
+def preprocess_split(rows: list[dict], out_dir: str | Path, model: Model, config: Preprocess = Preprocess()) -> dict:
     """Write the shards of one split into `out_dir`; returns the split's report."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    n_mels = labels.n_mels(settings.model)
-    chunks = [rows[i : i + shard_size] for i in range(0, len(rows), shard_size)]
+    n_mels = labels.n_mels(model.base)
+    chunks = [rows[i : i + config.shard_size] for i in range(0, len(rows), config.shard_size)]
     jobs, done = [], []
     wanted = set()
     for i, chunk in enumerate(chunks):
         path = out_dir / f"shard-{i:05d}"
         wanted.add(path.name)
-        digest = fingerprint(chunk, settings, n_mels)
+        digest = fingerprint(chunk, model, config, n_mels)
         stats = _completed_stats(path, digest)
         if stats is None:
             jobs.append((path, chunk, digest))
@@ -134,23 +131,23 @@ def preprocess_split(
     _remove_stale(out_dir, wanted)
 
     start = time.perf_counter()
-    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+    workers = max(1, min(config.workers or os.cpu_count() or 1, len(jobs)))
     if jobs:
         bar = tqdm(total=sum(len(j[1]) for j in jobs), desc=f"preprocess {out_dir.name}", unit="clip")
-        for stats in _run(jobs, workers, settings, n_mels):
+        for stats in _run(jobs, workers, model, config, n_mels):
             bar.update(stats["kept"] + sum(map(len, stats["skipped"].values())))
             done.append(stats)
         bar.close()
     elapsed = time.perf_counter() - start
-    return _split_report(out_dir, done, len(rows), sum(len(j[1]) for j in jobs), elapsed, n_mels, settings)
+    return _split_report(out_dir, done, len(rows), sum(len(j[1]) for j in jobs), elapsed, n_mels, config)
 
 
-def _run(jobs: list, workers: int, settings: Settings, n_mels: int):
+def _run(jobs: list, workers: int, model: Model, config: Preprocess, n_mels: int):
     """Shard stats as shards complete: in this process for one worker, else in a pool."""
     if workers == 1:
         threads = torch.get_num_threads()
         try:
-            _init_worker(settings, n_mels)
+            _init_worker(model, config, n_mels)
             yield from map(_write_shard, jobs)
         finally:
             torch.set_num_threads(threads)
@@ -159,7 +156,7 @@ def _run(jobs: list, workers: int, settings: Settings, n_mels: int):
     # cost ~3 s of CPU in imports, more than a 500-clip shard's real work.
     context = get_context("forkserver")
     context.set_forkserver_preload(["whisper_ko.preprocess"])
-    with context.Pool(workers, _init_pool_worker, (settings, n_mels)) as pool:
+    with context.Pool(workers, _init_pool_worker, (model, config, n_mels)) as pool:
         yield from pool.imap_unordered(_write_shard, jobs)
 
 
@@ -177,26 +174,29 @@ def _remove_stale(out_dir: Path, wanted: set[str]) -> None:
             path.unlink()
 
 
-def _split_report(out_dir, stats, n_rows, n_processed, elapsed, n_mels, settings) -> dict:
-    skipped = defaultdict(lambda: {"count": 0, "examples": []})
+def _split_report(out_dir, stats, n_rows, n_processed, elapsed, n_mels, config: Preprocess) -> dict:
+    skipped, flagged = Ledger(), Ledger()
     for s in stats:
         for reason, ids in s["skipped"].items():
             for uid in ids:
-                record_skip(skipped, reason, uid)
+                skipped.add(reason, uid)
+        for uid in s["kept_silent"]:
+            flagged.add("silent_audio", uid)
     kept = sum(s["kept"] for s in stats)
     hours = sum(s["seconds"] for s in stats) / 3600
     size = sum(p.stat().st_size for p in out_dir.iterdir())
-    if kept + sum(e["count"] for e in skipped.values()) != n_rows:
+    if kept + skipped.total() != n_rows:
         raise AssertionError(f"preprocess lost utterances in {out_dir}")
     return {
         "manifest": n_rows,
         "kept": kept,
-        "skipped": dict(sorted(skipped.items())),
+        "skipped": skipped.as_dict(),
+        "kept_but_flagged": flagged.as_dict(),  # silent_audio: digital silence under a label with text
         "hours": round(hours, 4),
         "bytes": size,
         "bytes_per_hour": round(size / hours) if hours else None,
         "n_mels": n_mels,
-        "dtype": settings.dtype,
+        "dtype": config.dtype,
         "processed_now": n_processed,
         "clips_per_s": round(n_processed / elapsed, 1) if n_processed and elapsed else None,
     }

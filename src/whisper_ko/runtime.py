@@ -10,17 +10,21 @@ import importlib
 import os
 import resource
 import shutil
+from typing import get_args
 
 import torch
 from transformers import WhisperForConditionalGeneration
 
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+from whisper_ko.config import Attention, Precision
+from whisper_ko.errors import UserError
+
+PRECISIONS = get_args(Precision)
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 # sdpa: PyTorch's fused attention, everywhere. auto: flash-attention-2 where it can run, else sdpa.
-ATTENTIONS = ("sdpa", "auto", "flash_attention_2", "eager")
+ATTENTIONS = get_args(Attention)
 
 
-class DeviceError(RuntimeError):
+class DeviceError(UserError):
     """A host whose GPU torch cannot use, or a setting this device cannot run."""
 
 

@@ -17,10 +17,16 @@ import numpy as np
 import torch
 import zstandard
 
+from whisper_ko.errors import UserError
+
 DATA_SUFFIX = ".bin"
 INDEX_SUFFIX = ".idx.npz"
 DTYPES = {"float16": np.float16, "float32": np.float32}
 ZSTD_LEVEL = 1  # level 3 saves ~0.3% of bytes for ~5% of the preprocessing time
+
+
+class MissingShards(UserError, FileNotFoundError):
+    """No complete shard where features were expected."""
 
 
 class ShardWriter:
@@ -160,5 +166,5 @@ def open(path: str | Path) -> ShardSet:  # noqa: A001 - the contract's name (sha
     else:
         paths = [path] if path.with_suffix(INDEX_SUFFIX).exists() else []
     if not paths:
-        raise FileNotFoundError(f"no feature shards in {path}: run the preprocess stage first")
+        raise MissingShards(f"no feature shards in {path}: run the preprocess stage first")
     return ShardSet([Shard(p) for p in paths])

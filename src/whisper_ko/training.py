@@ -9,7 +9,7 @@ import hashlib
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -28,63 +28,20 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from whisper_ko import metrics, runtime, shards
 from whisper_ko.collate import IGNORE_INDEX, Collator
+from whisper_ko.config import Model, Train
+from whisper_ko.errors import UserError
 
-METHODS = ("full", "lora", "freeze_encoder")
 RUN_MARKER = "run.json"
-# Seq2SeqTrainingArguments fields the `train` params section passes through as they are.
-TRAINER_KEYS = {
-    "learning_rate",
-    "lr_scheduler_type",
-    "num_train_epochs",
-    "max_steps",
-    "per_device_train_batch_size",
-    "per_device_eval_batch_size",
-    "gradient_accumulation_steps",
-    "weight_decay",
-    "max_grad_norm",
-    "seed",
-    "dataloader_num_workers",
-    "dataloader_persistent_workers",
-    "logging_steps",
-    "save_total_limit",
-}
 
 
-@dataclass
-class TrainConfig:
-    """The `train` params that are ours rather than Seq2SeqTrainingArguments'."""
-
-    output_dir: str = "models/finetuned"
-    checkpoint_dir: str = "checkpoints/train"
-    method: str = "full"
-    lora: dict = field(default_factory=lambda: {"r": 32, "alpha": 64, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]})
-    warmup_ratio: float = 0.0
-    precision: str = "auto"
-    gradient_checkpointing: bool = False
-    group_by_length: bool = False
-    eval_steps: int | None = None  # None: evaluate (and checkpoint) once per epoch
-    eval_max_samples: int | None = 200
-    eval_max_new_tokens: int = 128  # as benchmark.max_new_tokens: the trainer's CER is the benchmark's
-    metric_for_best_model: str = "cer_nospace"
-    early_stopping_patience: int | None = 3
-    early_stopping_threshold: float = 0.0
-    nproc_per_node: int = 1
-    dvclive_dir: str = "dvclive"
-
-    def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"train.method {self.method!r}: choose one of {', '.join(METHODS)}")
-        if self.precision not in runtime.PRECISIONS:
-            raise ValueError(f"train.precision {self.precision!r}: choose one of {', '.join(runtime.PRECISIONS)}")
-
-
-OWN_KEYS = set(TrainConfig.__dataclass_fields__)
+class TrainingError(UserError):
+    """Data or a base model this run cannot train on."""
 
 
 # ---------------------------------------------------------------- arguments
 
 
-def trainer_kwargs(config: TrainConfig, trainer_args: dict, precision: str, cuda: bool) -> dict:
+def trainer_kwargs(config: Train, precision: str, cuda: bool) -> dict:
     """Seq2SeqTrainingArguments of this run (creating them sets up the process group under torchrun)."""
     if config.eval_steps:
         strategy = {"eval_strategy": "steps", "save_strategy": "steps", "eval_steps": config.eval_steps,
@@ -113,7 +70,7 @@ def trainer_kwargs(config: TrainConfig, trainer_args: dict, precision: str, cuda
         report_to=[],
         remove_unused_columns=False,
         label_names=["labels"],
-        **{"logging_steps": 10, "save_total_limit": 2, **trainer_args},
+        **config.trainer_args(),
         **device,
     )
 
@@ -124,9 +81,9 @@ def trainer_kwargs(config: TrainConfig, trainer_args: dict, precision: str, cuda
 def open_split(directory: str | Path, n_mels: int) -> shards.ShardSet:
     data = shards.open(directory)
     if len(data) == 0:
-        raise ValueError(f"{directory}: the feature shards hold no utterances")
+        raise TrainingError(f"{directory}: the feature shards hold no utterances")
     if data.n_mels != n_mels:
-        raise ValueError(f"{directory}: features have {data.n_mels} mel bins, the model expects {n_mels}")
+        raise TrainingError(f"{directory}: features have {data.n_mels} mel bins, the model expects {n_mels}")
     return data
 
 
@@ -134,10 +91,10 @@ def check_model(model: WhisperForConditionalGeneration, language: str, train_set
     """Fail before any heavy work on a base model that cannot learn these labels."""
     lang_to_id = getattr(model.generation_config, "lang_to_id", None) or {}
     if f"<|{language}|>" not in lang_to_id:
-        raise ValueError(f"the base model has no <|{language}|> language token: it is not multilingual Whisper")
+        raise TrainingError(f"the base model has no <|{language}|> language token: it is not multilingual Whisper")
     longest = int(train_set.label_lengths().max())
     if longest - 1 > model.config.max_target_positions:  # minus the start token the collator strips
-        raise ValueError(
+        raise TrainingError(
             f"labels up to {longest} tokens, the model's decoder takes {model.config.max_target_positions}: "
             "lower preprocess.max_label_tokens"
         )
@@ -153,7 +110,7 @@ def eval_subset(val_set: shards.ShardSet, limit: int | None, seed: int):
 # ---------------------------------------------------------------- model
 
 
-def apply_method(model: WhisperForConditionalGeneration, config: TrainConfig):
+def apply_method(model: WhisperForConditionalGeneration, config: Train):
     if config.method == "freeze_encoder":
         model.freeze_encoder()
         return model
@@ -161,10 +118,10 @@ def apply_method(model: WhisperForConditionalGeneration, config: TrainConfig):
         from peft import LoraConfig, get_peft_model
 
         lora = LoraConfig(
-            r=config.lora["r"],
-            lora_alpha=config.lora["alpha"],
-            lora_dropout=config.lora["dropout"],
-            target_modules=list(config.lora["target_modules"]),
+            r=config.lora.r,
+            lora_alpha=config.lora.alpha,
+            lora_dropout=config.lora.dropout,
+            target_modules=list(config.lora.target_modules),
         )
         return get_peft_model(model, lora)
     return model
@@ -268,14 +225,11 @@ class ShardTrainer(Seq2SeqTrainer):
 # ---------------------------------------------------------------- resume
 
 
-def run_fingerprint(base: str, config: TrainConfig, trainer_args: dict, train_set, val_set, language, task) -> str:
+def run_fingerprint(model: Model, config: Train, train_set, val_set) -> str:
     """Identity of a run: resume only a run with the same inputs and parameters."""
     payload = {
-        "base": base,
+        "model": asdict(model),
         "config": asdict(config),
-        "trainer": trainer_args,
-        "language": language,
-        "task": task,
         "data": [s.header.get("fingerprint") for s in (*train_set.shards, *val_set.shards)],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -330,57 +284,44 @@ def mark_completed(directory: Path) -> None:
 # ---------------------------------------------------------------- the whole stage
 
 
-def finetune(
-    *,
-    base: str,
-    train_dir: str | Path,
-    val_dir: str | Path,
-    language: str,
-    task: str,
-    config: TrainConfig,
-    trainer_args: dict,
-    attention: str = "sdpa",
-    log=print,
-) -> dict:
-    """Fine-tune `base`; save a plain Whisper directory in `config.output_dir`; return the summary."""
+def finetune(model: Model, config: Train, train_dir: str | Path, val_dir: str | Path, log=print) -> dict:
+    """Fine-tune `model.base`; save a plain Whisper directory in `config.output_dir`; return the summary."""
     cuda = runtime.cuda_available()
     precision = runtime.precision(config.precision, cuda, "train.precision")
     if cuda:
         runtime.set_matmul_precision()
-    args = Seq2SeqTrainingArguments(**trainer_kwargs(config, trainer_args, precision, cuda))
+    args = Seq2SeqTrainingArguments(**trainer_kwargs(config, precision, cuda))
     # fp32 master weights whatever the checkpoint declares: bf16/fp16 only through autocast.
-    model = runtime.load_whisper(
-        base, weights=torch.float32, compute_dtype=runtime.DTYPES[precision], attention=attention, cuda=cuda, log=log
-    )
-    log(f"training in {precision} with {model.config._attn_implementation} attention on {args.device} "
+    net = runtime.load_whisper(model.base, weights=torch.float32, compute_dtype=runtime.DTYPES[precision],
+                               attention=model.attention, cuda=cuda, log=log)
+    log(f"training in {precision} with {net.config._attn_implementation} attention on {args.device} "
         f"(world size {args.world_size})")
-    processor = WhisperProcessor.from_pretrained(base)
-    train_set = open_split(train_dir, model.config.num_mel_bins)
-    val_set = open_split(val_dir, model.config.num_mel_bins)
-    check_model(model, language, train_set)
+    processor = WhisperProcessor.from_pretrained(model.base)
+    train_set = open_split(train_dir, net.config.num_mel_bins)
+    val_set = open_split(val_dir, net.config.num_mel_bins)
+    check_model(net, model.language, train_set)
     # Generation settings travel with the model. The base's suppress_tokens, alignment_heads and
     # lang_to_id stay as they are: an empty suppress list makes deployed models hallucinate.
-    model.generation_config.language = language
-    model.generation_config.task = task
-    model.generation_config.forced_decoder_ids = None
-    model.config.forced_decoder_ids = None
+    net.generation_config.language = model.language
+    net.generation_config.task = model.task
+    net.generation_config.forced_decoder_ids = None
+    net.config.forced_decoder_ids = None
     if config.gradient_checkpointing:
-        model.config.use_cache = False
+        net.config.use_cache = False
 
     checkpoint_dir = Path(config.checkpoint_dir)
-    fingerprint = run_fingerprint(base, config, trainer_args, train_set, val_set, language, task)
-    resume_from = claim_checkpoints(checkpoint_dir, fingerprint, log)
-    model = apply_method(model, config)
+    resume_from = claim_checkpoints(checkpoint_dir, run_fingerprint(model, config, train_set, val_set), log)
+    net = apply_method(net, config)
 
     callbacks = [DVCLiveLogger(config.dvclive_dir)]
     if config.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(config.early_stopping_patience, config.early_stopping_threshold))
     trainer = ShardTrainer(
-        model=model,
+        model=net,
         args=args,
         train_dataset=train_set,
         eval_dataset=eval_subset(val_set, config.eval_max_samples, args.seed),
-        data_collator=Collator(model.config.decoder_start_token_id, runtime.DTYPES[precision]),
+        data_collator=Collator(net.config.decoder_start_token_id, runtime.DTYPES[precision]),
         compute_metrics=cer_metrics(processor),
         callbacks=callbacks,
         max_new_tokens=config.eval_max_new_tokens,
@@ -398,21 +339,19 @@ def finetune(
         "peak_memory_gib": round(runtime.peak_memory_gib(cuda), 3),
         "peak_memory_of": "GPU, allocated" if cuda else "CPU process, resident",
     }
-    summary = save(trainer, processor, base, config, trainer_args, result, wall, len(train_set), len(val_set),
-                   runtime_info)
+    summary = save(trainer, processor, model, config, result, wall, len(train_set), len(val_set), runtime_info)
     mark_completed(checkpoint_dir)
     return summary
 
 
-def save(trainer, processor, base, config, trainer_args, result, wall, n_train, n_val, runtime_info) -> dict:
+def save(trainer, processor, model: Model, config: Train, result, wall, n_train, n_val, runtime_info) -> dict:
     output_dir = Path(config.output_dir)
     shutil.rmtree(output_dir, ignore_errors=True)
-    model = plain_model(trainer.model)
-    model.save_pretrained(output_dir)
+    plain_model(trainer.model).save_pretrained(output_dir)
     processor.save_pretrained(output_dir)
     state = trainer.state
     summary = {
-        "base": base,
+        "base": model.base,
         "method": config.method,
         "train_utterances": n_train,
         "val_utterances": n_val,
@@ -425,7 +364,7 @@ def save(trainer, processor, base, config, trainer_args, result, wall, n_train, 
         "samples_per_s": round(result.metrics.get("train_samples_per_second", 0.0), 2),
         "train_loss": result.training_loss,
         **runtime_info,
-        "params": {**trainer_args, **asdict(config)},
+        "params": asdict(config),
     }
     (output_dir / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

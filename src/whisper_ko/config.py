@@ -1,0 +1,257 @@
+"""params.yaml as typed, validated configuration: one frozen dataclass per section.
+
+Every setting is declared once, here, with its default; the stages parse their sections with
+`load` before anything is read, written or deleted, so a typo or a wrong type ends the run with
+one line naming the parameter, never after hours of work or with a checkpoint directory cleared.
+Library functions take these objects.
+"""
+
+import types
+import typing
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Literal, Union, get_args, get_origin
+
+import yaml
+
+from whisper_ko.errors import UserError
+
+Precision = Literal["auto", "bf16", "fp16", "fp32"]
+Attention = Literal["sdpa", "auto", "flash_attention_2", "eager"]
+
+
+class ParamsError(UserError):
+    """A params file that cannot be used as written."""
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ParamsError(message)
+
+
+@dataclass(frozen=True)
+class Discover:
+    root: str  # the corpus root (or a JSONL manifest)
+    layout: Literal["auto", "aihub", "kspon", "plain", "jsonl"] = "auto"
+    category_pattern: str | None = r"D\d\d"  # path component that names the category (None: none)
+    max_duration: float = 30.0  # seconds; Whisper's window
+    val_fraction: float = 0.1  # share of training sessions held out for early stopping
+    val_max: int | None = 2000  # cap on val utterances
+    test_fraction: float = 0.0  # held-out sessions as test, only for corpora without an evaluation side
+    max_per_category: int | None = None  # per split, for quick subsets
+    seed: int = 0
+    workers: int | None = None  # None: CPU count
+
+    def __post_init__(self):
+        require(bool(self.root), "discover.root is empty: set it to the corpus root")
+        require(0 < self.max_duration <= 30, "discover.max_duration must be in (0, 30] seconds (Whisper's window)")
+        for name in ("val_fraction", "test_fraction"):
+            require(0 <= getattr(self, name) < 1, f"discover.{name} must be in [0, 1)")
+        _positive(self, "discover", "val_max", "max_per_category", "workers")
+
+
+@dataclass(frozen=True)
+class Text:
+    side: Literal["spelling", "pronunciation"] = "spelling"  # which side of (A)/(B) dual transcriptions
+    fillers: Literal["keep", "drop"] = "keep"  # 어/ → 어, or removed
+    masked: Literal["drop", "remove"] = "drop"  # utterances with ((…)) spans skipped, or the span removed
+
+
+@dataclass(frozen=True)
+class Model:
+    base: str  # hub id (openai/whisper-large-v3-turbo) or a local directory
+    language: str = "ko"
+    task: Literal["transcribe", "translate"] = "transcribe"
+    attention: Attention = "sdpa"  # see runtime.attention_candidates
+
+    def __post_init__(self):
+        require(bool(self.base), "model.base is empty: set a hub id or a local Whisper directory")
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    dtype: Literal["float16", "float32"] = "float16"  # stored feature precision
+    max_label_tokens: int = 448  # including the 4-token prefix; longer labels are skipped
+    min_duration: float = 0.1  # seconds
+    shard_size: int = 1000  # utterances per shard
+    workers: int | None = None  # None: CPU count
+    silent_audio: Literal["keep", "skip"] = "keep"  # clips of digital silence whose label has text
+
+    def __post_init__(self):
+        require(5 <= self.max_label_tokens <= 448, "preprocess.max_label_tokens must be in [5, 448] (Whisper's decoder)")
+        require(self.min_duration >= 0, "preprocess.min_duration must be 0 or more")
+        _positive(self, "preprocess", "shard_size", "workers")
+
+
+@dataclass(frozen=True)
+class Lora:
+    r: int = 32
+    alpha: int = 64
+    dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+
+    def __post_init__(self):
+        _positive(self, "train.lora", "r", "alpha")
+        require(0 <= self.dropout < 1, "train.lora.dropout must be in [0, 1)")
+        require(bool(self.target_modules), "train.lora.target_modules is empty")
+
+
+# Train fields passed to Seq2SeqTrainingArguments as they are.
+TRAINER_FIELDS = (
+    "learning_rate", "lr_scheduler_type", "num_train_epochs", "max_steps", "per_device_train_batch_size",
+    "per_device_eval_batch_size", "gradient_accumulation_steps", "weight_decay", "max_grad_norm", "seed",
+    "dataloader_num_workers", "dataloader_persistent_workers", "logging_steps", "save_total_limit",
+)
+
+
+@dataclass(frozen=True)
+class Train:
+    output_dir: str = "models/finetuned"
+    checkpoint_dir: str = "checkpoints/train"  # kept between runs: a rerun with the same params resumes
+    dvclive_dir: str = "dvclive"
+    method: Literal["full", "lora", "freeze_encoder"] = "full"
+    lora: Lora = field(default_factory=Lora)
+    learning_rate: float = 1e-5
+    warmup_ratio: float = 0.1
+    lr_scheduler_type: str = "cosine"
+    num_train_epochs: float = 3.0
+    max_steps: int = -1  # > 0 overrides epochs
+    per_device_train_batch_size: int = 16
+    per_device_eval_batch_size: int = 32
+    gradient_accumulation_steps: int = 1
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    precision: Precision = "auto"  # see runtime.precision
+    gradient_checkpointing: bool = False
+    group_by_length: bool = False  # batches of similar label length: less decoder padding
+    eval_steps: int | None = None  # None: evaluate and checkpoint once per epoch
+    eval_max_samples: int | None = 200  # val utterances decoded per evaluation
+    eval_max_new_tokens: int = 128  # as benchmark.max_new_tokens: the trainer's CER is the benchmark's
+    metric_for_best_model: Literal["cer_nospace", "cer", "wer"] = "cer_nospace"
+    early_stopping_patience: int | None = 3  # evaluations without improvement (None: never stop early)
+    early_stopping_threshold: float = 0.0
+    nproc_per_node: int = 1  # > 1: torchrun, one process per GPU
+    dataloader_num_workers: int = 0
+    dataloader_persistent_workers: bool = False
+    logging_steps: int = 10
+    save_total_limit: int | None = 2  # checkpoints kept (the best one always stays)
+
+    def __post_init__(self):
+        require(self.learning_rate > 0, "train.learning_rate must be positive")
+        require(0 <= self.warmup_ratio < 1, "train.warmup_ratio must be in [0, 1)")
+        require(self.max_steps == -1 or self.max_steps > 0, "train.max_steps must be -1 (use epochs) or positive")
+        require(self.max_steps > 0 or self.num_train_epochs > 0,
+                f"train.num_train_epochs is {self.num_train_epochs:g} with max_steps -1: that trains nothing; "
+                "set a positive number of epochs or max_steps")
+        _positive(self, "train", "per_device_train_batch_size", "per_device_eval_batch_size",
+                  "gradient_accumulation_steps", "eval_steps", "eval_max_samples", "eval_max_new_tokens",
+                  "early_stopping_patience", "nproc_per_node", "logging_steps", "save_total_limit")
+        require(self.max_grad_norm > 0 and self.weight_decay >= 0 and self.early_stopping_threshold >= 0,
+                "train.max_grad_norm must be positive, weight_decay and early_stopping_threshold 0 or more")
+        require(self.dataloader_num_workers >= 0, "train.dataloader_num_workers must be 0 or more")
+        require(not self.dataloader_persistent_workers or self.dataloader_num_workers > 0,
+                "train.dataloader_persistent_workers needs dataloader_num_workers > 0")
+
+    def trainer_args(self) -> dict:
+        """The fields Seq2SeqTrainingArguments takes as they are."""
+        return {name: getattr(self, name) for name in TRAINER_FIELDS}
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    models: dict[str, str]  # alias: hub id or directory
+    group_by: list[str] = field(default_factory=list)  # manifest fields reported beside category
+    batch_size: int | None = None  # None: 64 per GPU, 16 per CPU worker
+    warmup_batches: int = 1  # decoded once, untimed, before each worker's timed pass
+    num_beams: int = 1  # greedy; 4-5 beams gain ~0.1-0.3 CER points at proportional cost
+    max_new_tokens: int = 128
+    max_samples: int | None = None  # seeded subset of the test split
+    seed: int = 0  # subset, bootstrap and the report's random predictions
+    cpu_workers: int = 2  # worker processes without a GPU (one thread each); with GPUs, one per GPU
+    dtype: Precision = "auto"  # see runtime.precision
+    batch_timeout_s: float = 600.0  # a worker silent this long (one batch, or loading a model) fails the run
+    bootstrap_resamples: int = 1000  # 95% interval of cer_nospace (0: none)
+    kocer: bool = False  # also score reading-equivalence CER (pip install 'whisper-ko[kocer]')
+
+    def __post_init__(self):
+        require(bool(self.models), "benchmark.models is empty: list alias: model pairs to score")
+        require(all(self.models.values()), "benchmark.models: every alias needs a hub id or a directory")
+        require(self.warmup_batches >= 0 and self.bootstrap_resamples >= 0,
+                "benchmark.warmup_batches and bootstrap_resamples must be 0 or more")
+        require(self.batch_timeout_s > 0, "benchmark.batch_timeout_s must be positive")
+        _positive(self, "benchmark", "batch_size", "num_beams", "max_new_tokens", "max_samples", "cpu_workers")
+
+
+SECTIONS = {"discover": Discover, "text": Text, "model": Model, "preprocess": Preprocess, "train": Train,
+            "benchmark": Benchmark}
+
+
+def load(path: str | Path, *sections: str) -> tuple:
+    """The named sections of a params file as validated config objects, in the order asked."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"params file not found: {path}")
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from err
+    require(isinstance(document, dict), f"{path}: expected sections (discover:, train:, …) at the top level")
+    try:
+        return tuple(parse(SECTIONS[name], document.get(name), name) for name in sections)
+    except ParamsError as err:
+        raise ParamsError(f"{path}: {err}") from None
+
+
+def parse(cls: type, values, name: str):
+    """`values` (a mapping from YAML) as an instance of the dataclass `cls`, every field checked."""
+    require(isinstance(values, dict), f"{name}: expected a section of settings, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    require(not unknown, f"unknown parameter(s) {', '.join(f'{name}.{k}' for k in unknown)}; "
+                         f"known: {', '.join(sorted(known))}")
+    missing = [k for k, f in known.items() if k not in values and f.default is MISSING and f.default_factory is MISSING]
+    require(not missing, f"{', '.join(f'{name}.{k}' for k in missing)} must be set")
+    return cls(**{key: _value(values[key], hints[key], f"{name}.{key}") for key in values})
+
+
+def _value(value, kind, name: str):
+    origin, args = get_origin(kind), get_args(kind)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _value(value, option, name)
+            except ParamsError:
+                continue
+        raise ParamsError(f"{name}: expected {_describe(kind)}, got {value!r}")
+    if origin is Literal:
+        require(value in args, f"{name} {value!r}: choose one of {', '.join(map(str, args))}")
+        return value
+    if is_dataclass(kind):
+        return parse(kind, value, name)
+    if origin is list:
+        require(isinstance(value, list), f"{name}: expected a list, got {value!r}")
+        return [_value(item, args[0], f"{name}[{i}]") for i, item in enumerate(value)]
+    if origin is dict:
+        require(isinstance(value, dict), f"{name}: expected a mapping, got {value!r}")
+        return {_value(k, args[0], f"{name} key"): _value(v, args[1], f"{name}.{k}") for k, v in value.items()}
+    ok = {bool: isinstance(value, bool), int: isinstance(value, int) and not isinstance(value, bool),
+          float: isinstance(value, (int, float)) and not isinstance(value, bool), str: isinstance(value, str)}[kind]
+    require(ok, f"{name}: expected {_describe(kind)}, got {value!r}")
+    return float(value) if kind is float else value
+
+
+def _describe(kind) -> str:
+    if get_origin(kind) in (Union, types.UnionType):
+        return " or ".join(_describe(a) for a in get_args(kind))
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+            type(None): "null"}.get(kind, str(kind))
+
+
+def _positive(config, section: str, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        require(value is None or value >= 1, f"{section}.{name} must be at least 1, got {value}")
