@@ -1,5 +1,6 @@
 """Every corpus layout discover supports, on fixtures the tests build."""
 
+import itertools
 import json
 import shutil
 
@@ -12,9 +13,12 @@ from whisper_ko.discover import discover
 from whisper_ko.layouts import detect
 
 
+PITCHES = itertools.count(220, 7)  # every clip its own: discover drops training copies of test audio
+
+
 def tone(seconds: float, sr: int = 16000, channels: int = 1) -> np.ndarray:
     t = np.arange(int(seconds * sr)) / sr
-    wave = (0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    wave = (0.1 * np.sin(2 * np.pi * next(PITCHES) * t)).astype(np.float32)
     return np.stack([wave] * channels, axis=1) if channels > 1 else wave
 
 
@@ -46,7 +50,7 @@ def test_aihub_uppercase_wav_and_three_digit_j(tmp_path):
     label.write_text("네 (3)/(삼) 번이요", encoding="utf-8")
     splits, report = discover(Discover(root=str(tmp_path), val_fraction=0, seed=0, workers=1))
     (row,) = splits["train"]
-    assert row["id"] == "D02/J020/S000001/0001" and row["category"] == "D02" and row["text"] == "네 3 번이요"
+    assert row["id"] == "train/D02/J020/S000001/0001" and row["category"] == "D02" and row["text"] == "네 3 번이요"
     assert report["found"] == 1
 
 
@@ -74,7 +78,7 @@ def test_kspon_pcm_with_cp949_labels(kspon):
     splits, report = discover(Discover(root=str(root), category_pattern=None, val_fraction=0, seed=0, workers=1))
     assert report["layout"] == "kspon"
     assert {r["category"] for r in splits["test"]} == {"eval_clean", "eval_other"}
-    assert {r["id"] for r in splits["train"]} == {k for k in texts if "eval" not in k}
+    assert {r["id"] for r in splits["train"]} == {f"train/{k}" for k in texts if "eval" not in k}
     row = next(r for r in splits["train"] if r["id"].endswith("000001"))
     assert row["text"] == "그래서 3 개 샀어" and row["sample_rate"] == 16000 and row["duration"] == 1.5
     assert report["kept_input"]["label_encoding"] == {"cp949": 5}

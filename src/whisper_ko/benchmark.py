@@ -217,7 +217,7 @@ class _Workers:
         kind, rank, *payload = message
         self.heard[rank] = time.monotonic()
         if kind == "error":
-            raise self._error(rank, f"raised:\n{payload[0]}")
+            raise self._error(rank, payload[0])
         model, *rest = payload
         found = self.found[self.aliases[model]]
         if kind == "ready":
@@ -314,8 +314,10 @@ def _worker(rank, device, models, batches, options, results) -> None:
             dtype = str(model.dtype).removeprefix("torch.")
             results.put(("done", rank, model_index, timing, _peak_rss_mb(), model.config._attn_implementation, dtype))
             del model, processor  # free this model before the next one loads
+    except UserError as err:  # a model that cannot be scored: its message says why and what to do
+        results.put(("error", rank, str(err)))
     except BaseException:
-        results.put(("error", rank, traceback.format_exc()))
+        results.put(("error", rank, f"raised:\n{traceback.format_exc()}"))
 
 
 def run_batches(

@@ -5,7 +5,9 @@ Validation is cheap: audio headers (sample rate, channels, frames), not decodes;
 decoded as UTF-8 (with or without BOM), else CP949; the label normalised by `whisper_ko.text`.
 """
 
+import hashlib
 import os
+import re
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -16,12 +18,22 @@ from tqdm import tqdm
 
 from whisper_ko import text as textnorm
 from whisper_ko.config import Discover, Text
+from whisper_ko.errors import UserError
 from whisper_ko.layouts import Candidate, scan
 from whisper_ko.ledger import Ledger
 
 PCM_SAMPLE_RATE = 16000  # KsponSpeech: headerless 16 kHz 16-bit mono
+# A BOM says UTF-16 (Windows tools write labels so); else UTF-8, with or without BOM, else CP949.
 LABEL_ENCODINGS = ("utf-8", "utf-8-sig", "cp949")
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 LEFTOVER_MARKUP = "/()（）"
+HANGUL = re.compile("[가-힣ㄱ-ㅎㅏ-ㅣ]")
+# Bytes hashed to recognise the same audio under two paths: the header and the first samples.
+DIGEST_BYTES = 4096
+
+
+class DiscoverError(UserError):
+    """A corpus this run cannot use as it stands."""
 
 
 class Skip(Exception):
@@ -36,6 +48,11 @@ class Skip(Exception):
 def read_label(path: str) -> tuple[str, str]:
     """(text, encoding): UTF-8, UTF-8 with BOM, else CP949 as older AI Hub sets and KsponSpeech use."""
     raw = Path(path).read_bytes()
+    if raw.startswith(UTF16_BOMS):
+        try:
+            return raw.decode("utf-16").strip(), "utf-16"
+        except UnicodeDecodeError:
+            raise Skip("label_undecodable", path) from None
     for encoding in LABEL_ENCODINGS:
         if encoding == "utf-8" and raw.startswith(b"\xef\xbb\xbf"):
             continue
@@ -47,7 +64,8 @@ def read_label(path: str) -> tuple[str, str]:
 
 
 def audio_header(path: str) -> tuple[int, int, int]:
-    """(sample rate, channels, frames) from the header alone."""
+    """(sample rate, channels, frames) from the header alone; float files, which alone can hold
+    NaN or inf, are read whole to check that every sample is finite."""
     if path.lower().endswith(".pcm"):
         size = os.path.getsize(path)
         if size % 2:
@@ -55,13 +73,23 @@ def audio_header(path: str) -> tuple[int, int, int]:
         return PCM_SAMPLE_RATE, 1, size // 2
     try:
         info = sf.info(path)
+        if info.subtype in ("FLOAT", "DOUBLE") and not np.isfinite(sf.read(path, dtype="float32")[0]).all():
+            raise Skip("audio_not_finite", path)
     except (RuntimeError, OSError):
         raise Skip("audio_missing" if not os.path.exists(path) else "audio_unreadable", path) from None
     return info.samplerate, info.channels, info.frames
 
 
+def audio_digest(path: str) -> str:
+    """Size and first bytes of a file: the same clip under two paths (a copy, a symlink) has the same."""
+    with open(path, "rb") as f:
+        head = f.read(DIGEST_BYTES)
+    return hashlib.blake2b(head + str(os.path.getsize(path)).encode(), digest_size=16).hexdigest()
+
+
 def probe(candidate: Candidate, policy: Text, max_duration: float) -> tuple[dict, dict]:
-    """(manifest row, notes on unusual input) for a candidate, or raise Skip with its reason."""
+    """(manifest row, notes on unusual input) for a candidate, or raise Skip with its reason.
+    The audio's real path and digest travel in the notes (`_real`, `_digest`) for the leak check."""
     if candidate.problem:
         raise Skip(candidate.problem, candidate.label or candidate.audio)
     if candidate.label is None and candidate.text is None:
@@ -83,19 +111,22 @@ def probe(candidate: Candidate, policy: Text, max_duration: float) -> tuple[dict
     if duration > max_duration:
         raise Skip("audio_too_long", candidate.audio)
     row = {
-        "id": candidate.key,
+        # AI Hub numbers sessions per split: the side keeps ids and sessions unique across splits
+        "id": f"{candidate.side}/{candidate.key}",
         "audio": candidate.audio,
         "sample_rate": sample_rate,
         "duration": round(duration, 4),
         "category": candidate.category,
         "raw_text": raw,
         "text": text,
-        "session": candidate.session,
+        "session": f"{candidate.side}/{candidate.session}",
         **candidate.meta,
     }
     notes = {"sample_rate": sample_rate, "channels": channels, "label_encoding": encoding}
     # Notation the normaliser let through as content (chained fillers, full-width brackets): worth a look.
     notes["markup_left_in_text"] = any(ch in text for ch in LEFTOVER_MARKUP)
+    notes["no_hangul"] = not HANGUL.search(text)  # a Korean corpus's label in another script
+    notes.update(_real=os.path.realpath(candidate.audio), _digest=audio_digest(candidate.audio))
     return row, notes
 
 
@@ -175,42 +206,94 @@ def make_splits(kept: dict[str, list[dict]], *, val_fraction, val_max, test_frac
 
 def discover(config: Discover, policy: Text = Text()) -> tuple[dict[str, list[dict]], dict]:
     """Manifests per split (rows sorted by id) and the report (found = kept + skipped)."""
-    found = scan(config.root, config.layout, config.category_pattern)
+    try:
+        found = scan(config.root, config.layout, config.category_pattern)
+    except (OSError, ValueError) as err:
+        raise DiscoverError(f"discover.root {config.root}: {err}") from err
     kept = {"train": [], "val": [], "test": []}
     skipped = Ledger()
     notes = defaultdict(Counter)
+    identity = {}  # row id → (real path, digest) of its audio
     results = probe_all(found.candidates, policy, config.max_duration, config.workers or os.cpu_count() or 1)
     for candidate, (status, *value) in zip(found.candidates, results):
         if status == "kept":
             row, note = value
             kept[candidate.side].append(row)
+            identity[row["id"]] = (note.pop("_real"), note.pop("_digest"))
             for name, v in note.items():
                 notes[name][str(v)] += 1
         else:
             skipped.add(*value)
+    sides = {candidate.side for candidate in found.candidates}
 
     splits = make_splits(kept, val_fraction=config.val_fraction, val_max=config.val_max,
                          test_fraction=config.test_fraction, seed=config.seed)
+    drop_test_audio(splits, identity, skipped)
     for name in splits:
         splits[name], dropped = limit_per_category(splits[name], config.max_per_category, config.seed)
         for row in dropped:
             skipped.add("over_max_per_category", row["audio"])
         splits[name].sort(key=lambda r: r["id"])
-    check_leaks(splits)
+    check_leaks(splits, identity)
     report = build_report(found.layout, len(found.candidates), found.session_files, splits, skipped, notes)
+    report["root"] = str(found.root)
+    require_splits(splits, report, sides, config)
     return splits, report
 
 
-def check_leaks(splits: dict[str, list[dict]]) -> None:
-    """Sessions never straddle train and val; no test audio is trained on."""
+def drop_test_audio(splits: dict[str, list[dict]], identity: dict, skipped: Ledger) -> None:
+    """Train/val utterances whose audio is a test utterance's (the same file through a symlink, or
+    a copy: same size and first bytes, then the same bytes throughout) are skipped, so no test
+    clip is trained on."""
+    real_paths = {identity[row["id"]][0] for row in splits["test"]}
+    digests = {identity[row["id"]][1]: identity[row["id"]][0] for row in splits["test"]}
+
+    def is_test_audio(row: dict) -> bool:
+        real, digest = identity[row["id"]]
+        return real in real_paths or (digest in digests and _file_hash(real) == _file_hash(digests[digest]))
+
+    for name in ("train", "val"):
+        rows, splits[name] = splits[name], []
+        for row in rows:
+            if is_test_audio(row):
+                skipped.add("same_audio_as_a_test_utterance", row["audio"])
+            else:
+                splits[name].append(row)
+
+
+def _file_hash(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def check_leaks(splits: dict[str, list[dict]], identity: dict) -> None:
+    """Sessions never straddle train and val; no test audio is trained on; ids are unique."""
     train_sessions = {r["session"] for r in splits["train"]}
     shared = train_sessions & {r["session"] for r in splits["val"]}
     if shared:
         raise AssertionError(f"sessions in both train and val: {sorted(shared)[:5]}")
-    trained = {r["audio"] for r in splits["train"]} | {r["audio"] for r in splits["val"]}
-    leaked = trained & {r["audio"] for r in splits["test"]}
+    trained = {identity[r["id"]][0] for name in ("train", "val") for r in splits[name]}
+    leaked = [r["audio"] for r in splits["test"] if identity[r["id"]][0] in trained]
     if leaked:
-        raise AssertionError(f"test audio also in train/val: {sorted(leaked)[:5]}")
+        raise AssertionError(f"test audio also in train/val: {leaked[:5]}")
+    ids = [r["id"] for rows in splits.values() for r in rows]
+    if len(ids) != len(set(ids)):
+        raise AssertionError(f"ids repeat across splits: {[i for i, n in Counter(ids).items() if n > 1][:5]}")
+
+
+def require_splits(splits: dict[str, list[dict]], report: dict, sides: set[str], config: Discover) -> None:
+    """A corpus that leaves train empty, or val or test empty where it has (or is asked for) that
+    side, fails now, saying what was found, rather than after preprocessing as a puzzle in train."""
+    found = (f"{report['found']} utterances found under {report['root']} ({report['layout']} layout), "
+             f"{report['kept_total']} kept; skipped: " +
+             (", ".join(f"{reason} {entry['count']}" for reason, entry in report["skipped"].items()) or "none"))
+    if not splits["train"]:
+        raise DiscoverError(f"discover kept no training utterance: {found}")
+    if not splits["test"] and ("test" in sides or config.test_fraction > 0):
+        raise DiscoverError(f"the test split is empty: {found}")
+    if not splits["val"] and ("val" in sides or config.val_fraction > 0):
+        raise DiscoverError(f"the val split is empty (too few training sessions for discover.val_fraction "
+                            f"{config.val_fraction}?): {found}")
 
 
 def build_report(layout, found, session_files, splits, skipped, notes) -> dict:

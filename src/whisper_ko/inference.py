@@ -77,6 +77,9 @@ def load(
     cuda = device.startswith("cuda")
     compute = runtime.DTYPES[runtime.precision(dtype, cuda, "benchmark.dtype")]
     net = runtime.load_whisper(model, weights=compute, compute_dtype=compute, attention=attention, cuda=cuda, log=log)
+    bad = runtime.nonfinite_parameter(net)
+    if bad:
+        raise ModelError(f"{model!r} has non-finite weights ({bad}): it comes from a diverged training run; retrain it")
     net = net.to(device).eval()
     # Generation is bounded by max_new_tokens; a max_length left in the checkpoint's generation
     # config makes every generate() call warn that both are set.

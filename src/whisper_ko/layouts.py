@@ -51,6 +51,25 @@ class Scan:
     layout: str
     candidates: list[Candidate]
     session_files: int = 0
+    root: Path | None = None  # the folder the corpus was found in (auto looks a few levels down)
+
+
+# How deep `auto` looks below discover.root for a folder in a known layout: the unzipped AI Hub
+# download puts `1.Training` two levels down (007.저음질 전화망 음성인식 데이터/01.데이터/).
+SEARCH_DEPTH = 3
+
+
+def find_corpus(root: Path) -> tuple[Path, str]:
+    """The folder holding a corpus in a known layout: `root` itself, else the first one found
+    breadth first within SEARCH_DEPTH levels below it; a tree of plain pairs otherwise."""
+    level = [root]
+    for _ in range(SEARCH_DEPTH + 1):
+        for folder in level:
+            layout = detect(folder)
+            if layout != "plain":
+                return folder, layout
+        level = [d for folder in level for d in sorted(folder.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    return root, "plain"
 
 
 def detect(root: Path) -> str:
@@ -72,23 +91,36 @@ def detect(root: Path) -> str:
 def scan(root: str | Path, layout: str = "auto", category_pattern: str | None = r"D\d\d") -> Scan:
     root = Path(root)
     if not root.exists():
-        raise FileNotFoundError(f"corpus root {root} does not exist (discover.root)")
-    layout = detect(root) if layout == "auto" else layout
+        raise FileNotFoundError("no such file or folder")
+    if root.is_file() and layout not in ("auto", "jsonl"):
+        raise ValueError(f"a file root must be a JSONL manifest (discover.layout jsonl), not layout {layout}")
+    if layout == "auto":
+        root, layout = (root, detect(root)) if root.is_file() else find_corpus(root)
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}: choose one of auto, {', '.join(LAYOUTS)}")
     category_re = re.compile(category_pattern) if category_pattern else None
     scanner = {"aihub": scan_aihub, "kspon": scan_kspon, "plain": scan_plain, "jsonl": scan_jsonl}[layout]
-    result = scanner(root, category_re)
+    loops: list[Path] = []
+    result = scanner(root, category_re, loops)
+    # A folder linking back to one it is inside would make the walk endless: each is a counted skip.
+    result.candidates += [Candidate("train", f"symlink_loop/{path}", audio=str(path), problem="symlink_loop")
+                          for path in loops]
     result.candidates.sort(key=lambda c: (c.side, c.key))
+    result.root = root
     return result
 
 
-def walk(directory: Path):
-    """Files below `directory`, depth first, by name (os.scandir: no stat call per file)."""
+def walk(directory: Path, loops: list[Path], _inside: frozenset = frozenset()):
+    """Files below `directory`, depth first, by name (os.scandir: no stat call per file). A
+    symlinked folder that leads back to one the walk is inside goes to `loops`, not entered."""
+    inside = _inside | {os.path.realpath(directory)}
     with os.scandir(directory) as entries:
         for entry in sorted(entries, key=lambda e: e.name):
             if entry.is_dir():
-                yield from walk(Path(entry.path))
+                if entry.is_symlink() and os.path.realpath(entry.path) in inside:
+                    loops.append(Path(entry.path))
+                    continue
+                yield from walk(Path(entry.path), loops, inside)
             elif entry.is_file():
                 yield Path(entry.path)
 
@@ -109,7 +141,7 @@ def known(value):
 # ---------------------------------------------------------------- AI Hub
 
 
-def scan_aihub(root: Path, category_re) -> Scan:
+def scan_aihub(root: Path, category_re, loops: list[Path]) -> Scan:
     split_dirs = [(root / name, side) for name, side in AIHUB_SPLITS.items() if (root / name).is_dir()]
     if not split_dirs:
         raise FileNotFoundError(f"{root}: no {' or '.join(AIHUB_SPLITS)} folder (AI Hub layout)")
@@ -120,7 +152,7 @@ def scan_aihub(root: Path, category_re) -> Scan:
             is_source = tree.name.startswith(AIHUB_SOURCE)
             if not (is_source or tree.name.startswith(AIHUB_LABEL)):
                 continue
-            for path in walk(tree):
+            for path in walk(tree, loops):
                 suffix = path.suffix.lower()
                 if suffix == ".json" and not is_source:
                     sessions += 1
@@ -178,11 +210,11 @@ def read_aihub_session(path: Path) -> dict[str, dict]:
 # ---------------------------------------------------------------- KsponSpeech
 
 
-def scan_kspon(root: Path, category_re) -> Scan:
+def scan_kspon(root: Path, category_re, loops: list[Path]) -> Scan:
     scripts = sorted(root.rglob("*.trn"))
     audio = {}
     labels = {}
-    for path in walk(root):
+    for path in walk(root, loops):
         rel = path.relative_to(root).with_suffix("").as_posix()
         if path.suffix.lower() == ".pcm":
             audio[rel] = path
@@ -231,9 +263,9 @@ def _read_trn(script: Path):
 # ---------------------------------------------------------------- plain pairs
 
 
-def scan_plain(root: Path, category_re) -> Scan:
+def scan_plain(root: Path, category_re, loops: list[Path]) -> Scan:
     audio, labels = {}, {}
-    for path in walk(root):
+    for path in walk(root, loops):
         rel = path.relative_to(root).with_suffix("").as_posix()
         suffix = path.suffix.lower()
         if suffix in AUDIO_EXTENSIONS:
@@ -259,7 +291,7 @@ def scan_plain(root: Path, category_re) -> Scan:
 # ---------------------------------------------------------------- JSONL manifests
 
 
-def scan_jsonl(root: Path, category_re) -> Scan:
+def scan_jsonl(root: Path, category_re, loops: list[Path]) -> Scan:
     files = [root] if root.is_file() else sorted(root.glob("*.jsonl"))
     if not files:
         raise FileNotFoundError(f"{root}: no .jsonl manifest")

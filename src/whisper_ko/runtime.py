@@ -112,6 +112,12 @@ def load_whisper(
     raise AssertionError("unreachable: candidates is never empty")
 
 
+def nonfinite_parameter(model: torch.nn.Module) -> str | None:
+    """The name of the first parameter holding NaN or inf, or None: a model trained into NaN
+    decodes "!!!!" for every clip and must be neither saved nor scored."""
+    return next((name for name, p in model.named_parameters() if not torch.isfinite(p).all()), None)
+
+
 def set_matmul_precision() -> None:
     """TF32 for fp32 matmuls and convolutions on Ampere and later, set once the same way in training
     and inference. Through the legacy call on purpose: it also sets the new per-backend flags, and

@@ -7,6 +7,7 @@ by no-space CER is kept, early stopping on it; curves through DVCLive; resumable
 
 import hashlib
 import json
+import math
 import shutil
 import time
 from dataclasses import asdict
@@ -23,6 +24,7 @@ from transformers import (
     WhisperForConditionalGeneration,
     WhisperProcessor,
 )
+from transformers.trainer_callback import ExportableState
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -32,10 +34,12 @@ from whisper_ko.config import Model, Train
 from whisper_ko.errors import UserError
 
 RUN_MARKER = "run.json"
+# Under fp16 the loss scaler meets an overflow now and then: it skips that step and lowers its scale.
+FP16_OVERFLOW_STEPS = 8  # consecutive non-finite fp16 losses tolerated while it backs off
 
 
 class TrainingError(UserError):
-    """Data or a base model this run cannot train on."""
+    """Data, a base model or settings this run cannot train on, or a run that went wrong."""
 
 
 # ---------------------------------------------------------------- arguments
@@ -65,6 +69,8 @@ def trainer_kwargs(config: Train, precision: str, cuda: bool) -> dict:
         # Every method trains all of its trainable parameters in every step: DDP need not search
         # the graph for unused ones after each backward.
         ddp_find_unused_parameters=False,
+        # A resumed run continues early stopping's count and the whole run's loss (RunLoss).
+        restore_callback_states_from_checkpoint=True,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         report_to=[],
@@ -188,13 +194,55 @@ class DVCLiveLogger(TrainerCallback):
             self.live.end()
 
 
+class RunLoss(TrainerCallback, ExportableState):
+    """The training loss summed over every step of the run, kept in each checkpoint, so that a
+    resumed run reports its mean over all its steps rather than over those since the resume."""
+
+    def __init__(self):
+        self.total = 0.0
+
+    def state(self) -> dict:
+        return {"args": {}, "attributes": {"total": self.total}}
+
+
 class ShardTrainer(Seq2SeqTrainer):
     """Seq2SeqTrainer whose length grouping reads label lengths from the shard index, whose
-    evaluation generates under autocast, and whose evaluation logs carry peak memory."""
+    evaluation generates under autocast, whose evaluation logs carry peak memory, and that stops
+    at the first non-finite loss instead of training a model of NaN."""
 
     def __init__(self, *args, max_new_tokens: int, **kwargs):
         super().__init__(*args, **kwargs)
         self.max_new_tokens = max_new_tokens
+        self.overflows = 0
+
+    def run_loss(self) -> RunLoss:
+        # looked up each time: resuming replaces the callback with the one restored from the checkpoint
+        return next(cb for cb in self.callback_handler.callbacks if isinstance(cb, RunLoss))
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        value = loss.item()
+        if math.isfinite(value):
+            self.overflows = 0
+            self.run_loss().total += value
+            return loss
+        self.overflows += 1
+        if not self.args.fp16 or self.overflows > FP16_OVERFLOW_STEPS:
+            raise TrainingError(
+                f"the training loss became {value} at step {self.state.global_step + 1}: non-finite features "
+                "in the data or a learning rate too high; no model was saved"
+            )
+        return loss
+
+    def _issue_warnings_after_load(self, load_result):
+        # Whisper's output projection is tied to the decoder's embeddings and never written to a
+        # checkpoint: "missing keys ['proj_out.weight']" on resume or at the best model's reload
+        # is expected, not a lost weight. Any other missing key is still reported.
+        tied = set(getattr(self.model, "_tied_weights_keys", None) or ())
+        if load_result.missing_keys and set(load_result.missing_keys) <= tied:
+            self.model.tie_weights()
+            load_result = load_result._replace(missing_keys=[])
+        super()._issue_warnings_after_load(load_result)
 
     def evaluate(self, *args, **gen_kwargs):
         # Bounded like the benchmark's decoding (new tokens, not a total length), so that the
@@ -313,7 +361,7 @@ def finetune(model: Model, config: Train, train_dir: str | Path, val_dir: str | 
     resume_from = claim_checkpoints(checkpoint_dir, run_fingerprint(model, config, train_set, val_set), log)
     net = apply_method(net, config)
 
-    callbacks = [DVCLiveLogger(config.dvclive_dir)]
+    callbacks = [DVCLiveLogger(config.dvclive_dir), RunLoss()]
     if config.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(config.early_stopping_patience, config.early_stopping_threshold))
     trainer = ShardTrainer(
@@ -329,6 +377,8 @@ def finetune(model: Model, config: Train, train_dir: str | Path, val_dir: str | 
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume_from)
     wall = time.perf_counter() - start
+    if result.global_step == 0:
+        raise TrainingError("no training step ran: the run would publish the base model as the fine-tune")
     if not trainer.is_world_process_zero():
         return {}
     runtime_info = {
@@ -344,10 +394,15 @@ def finetune(model: Model, config: Train, train_dir: str | Path, val_dir: str | 
     return summary
 
 
-def save(trainer, processor, model: Model, config: Train, result, wall, n_train, n_val, runtime_info) -> dict:
+def save(trainer: ShardTrainer, processor, model: Model, config: Train, result, wall, n_train, n_val,
+         runtime_info) -> dict:
+    model_out = plain_model(trainer.model)
+    bad = runtime.nonfinite_parameter(model_out)
+    if bad:
+        raise TrainingError(f"the trained model has non-finite weights ({bad}); it was not saved")
     output_dir = Path(config.output_dir)
     shutil.rmtree(output_dir, ignore_errors=True)
-    plain_model(trainer.model).save_pretrained(output_dir)
+    model_out.save_pretrained(output_dir)
     processor.save_pretrained(output_dir)
     state = trainer.state
     summary = {
@@ -362,7 +417,7 @@ def save(trainer, processor, model: Model, config: Train, result, wall, n_train,
         "samples_seen": round((state.epoch or 0.0) * n_train),
         "wall_time_s": round(wall, 1),
         "samples_per_s": round(result.metrics.get("train_samples_per_second", 0.0), 2),
-        "train_loss": result.training_loss,
+        "train_loss": trainer.run_loss().total / state.global_step,  # the whole run's, resumed or not
         **runtime_info,
         "params": asdict(config),
     }
