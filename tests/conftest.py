@@ -1,11 +1,13 @@
 """Shared fixtures: a small synthetic corpus and a tiny Whisper, built once per test session."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
@@ -42,3 +44,56 @@ def run_stage(stage: str, workdir: Path, *args: str) -> subprocess.CompletedProc
     )
     assert proc.returncode == 0, f"{stage} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc
+
+
+# ---------------------------------------------------------------- the pipeline under DVC
+
+DVC = [sys.executable, "-m", "dvc"]
+
+
+def dvc_env() -> dict:
+    # stage commands call `python`: make it this interpreter, with the project installed
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+def dvc(project: Path, *args: str) -> str:
+    proc = subprocess.run([*DVC, *args], cwd=project, capture_output=True, text=True, env=dvc_env())
+    assert proc.returncode == 0, f"dvc {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout + proc.stderr
+
+
+def stages_run(dvc_output: str) -> set[str]:
+    return {stage for stage in ("discover", "preprocess", "train", "benchmark") if f"Running stage '{stage}'" in dvc_output}
+
+
+def git(project: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=project, check=True, capture_output=True)
+
+
+def pipeline_project(root: Path, corpus: Path, model: Path, **sections) -> Path:
+    """A git + DVC checkout of the pipeline files in `root` with quick params for the tiny model
+    (`sections` update them), committed, not yet run."""
+    for name in ("dvc.yaml", ".dvcignore", "stages", "src"):
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)
+    (root / ".dvc").mkdir()
+    shutil.copy(REPO / ".dvc" / "config", root / ".dvc" / "config")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["discover"].update(root=str(corpus), val_fraction=0.2, workers=2)
+    params["model"]["base"] = str(model)
+    params["preprocess"].update(workers=2, shard_size=32)
+    # bf16 on CPU: the stage trains and evaluates through the same autocast path as on a GPU
+    params["train"].update(
+        method="full", learning_rate=0.002,  # the tiny model's settings, not the real demo's
+        precision="bf16",
+        max_steps=4, per_device_train_batch_size=8, per_device_eval_batch_size=8, eval_steps=2, eval_max_samples=4,
+        eval_max_new_tokens=12,
+    )
+    params["benchmark"].update(models={"base": str(model), "finetuned": "models/finetuned"}, max_new_tokens=16)
+    for section, values in sections.items():
+        params[section].update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "pipeline")
+    return root

@@ -1,63 +1,19 @@
 """The four stages wired through DVC, run for real on the small sample corpus and the tiny model."""
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from transformers import WhisperForConditionalGeneration
 
-from conftest import REPO
+from conftest import dvc, git, pipeline_project, stages_run
 
 pytestmark = pytest.mark.slow
-DVC = [sys.executable, "-m", "dvc"]
-
-
-def dvc(project: Path, *args: str) -> str:
-    # stage commands call `python`: make it this interpreter, with the project installed
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.run([*DVC, *args], cwd=project, capture_output=True, text=True, env=env)
-    assert proc.returncode == 0, f"dvc {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout + proc.stderr
-
-
-def stages_run(dvc_output: str) -> set[str]:
-    return {stage for stage in ("discover", "preprocess", "train", "benchmark") if f"Running stage '{stage}'" in dvc_output}
-
-
-def git(project: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=project, check=True, capture_output=True)
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, sample_corpus, tiny_model) -> Path:
     """A fresh git + DVC checkout of the pipeline files with quick params, after one `dvc repro`."""
-    root = tmp_path_factory.mktemp("project")
-    for name in ("dvc.yaml", ".dvcignore", "stages", "src"):
-        src = REPO / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)
-    (root / ".dvc").mkdir()
-    shutil.copy(REPO / ".dvc" / "config", root / ".dvc" / "config")
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["discover"].update(root=str(sample_corpus), val_fraction=0.2, workers=2)
-    params["model"]["base"] = str(tiny_model)
-    params["preprocess"].update(workers=2, shard_size=32)
-    # bf16 on CPU: the stage trains and evaluates through the same autocast path as on a GPU
-    params["train"].update(
-        method="full", learning_rate=0.002,  # the tiny model's settings, not the real demo's
-        precision="bf16",
-        max_steps=4, per_device_train_batch_size=8, per_device_eval_batch_size=8, eval_steps=2, eval_max_samples=4,
-        eval_max_new_tokens=12,
-    )
-    params["benchmark"].update(models={"base": str(tiny_model), "finetuned": "models/finetuned"}, max_new_tokens=16)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
-    git(root, "init", "-q")
-    git(root, "add", "-A")
-    git(root, "commit", "-qm", "pipeline")
+    root = pipeline_project(tmp_path_factory.mktemp("project"), sample_corpus, tiny_model)
     dvc(root, "repro")
     return root
 

@@ -80,3 +80,24 @@ def test_rerun_after_a_kill_resumes_and_a_changed_param_rebuilds(rows, tiny_mode
 
     fewer = preprocess_split(rows[:4], tmp_path, model, Preprocess(dtype="float32", shard_size=4, workers=1))
     assert fewer["processed_now"] == 0 and len(shards.open(tmp_path)) == 4  # stale shards removed
+
+
+def test_a_failed_rewrite_never_leaves_a_shard_that_is_trusted_but_corrupt(rows, tiny_model, tmp_path):
+    """A run with other params killed mid-shard, then a run with the first params: the complete
+    shard is still whole and trusted; a data file shorter than its index says is rewritten."""
+    model, settings = Model(str(tiny_model)), Preprocess(shard_size=4, workers=1)
+    preprocess_split(rows, tmp_path / "a", model, settings)
+    preprocess_split(rows, tmp_path / "b", model, settings)
+    clean = {p.name: p.read_bytes() for p in (tmp_path / "a").iterdir()}
+    assert clean == {p.name: p.read_bytes() for p in (tmp_path / "b").iterdir()}  # same content, same bytes
+
+    killed = shards.ShardWriter(tmp_path / "a" / "shard-00001", 80, "float32", meta={"fingerprint": "other"})
+    killed.add("x", np.zeros((80, 5), np.float32), [1, 2], 0.1, None)  # …and the process dies: no close()
+    killed._data.flush()
+    assert (tmp_path / "a" / "shard-00001.bin").read_bytes() == clean["shard-00001.bin"]  # untouched
+    resumed = preprocess_split(rows, tmp_path / "a", model, settings)
+    assert resumed["processed_now"] == 0 and {p.name: p.read_bytes() for p in (tmp_path / "a").iterdir()} == clean
+
+    (tmp_path / "a" / "shard-00002.bin").write_bytes(b"")  # an index beside a data file it does not describe
+    repaired = preprocess_split(rows, tmp_path / "a", model, settings)
+    assert repaired["processed_now"] == 4 and {p.name: p.read_bytes() for p in (tmp_path / "a").iterdir()} == clean

@@ -161,16 +161,14 @@ def _run(jobs: list, workers: int, model: Model, config: Preprocess, n_mels: int
 
 
 def _completed_stats(path: Path, digest: str) -> dict | None:
-    index = path.with_suffix(shards.INDEX_SUFFIX)
-    if not index.exists():
-        return None
-    header = shards.Shard(path).header
-    return header["stats"] if header.get("fingerprint") == digest else None
+    header = shards.complete(path)
+    return header["stats"] if header and header.get("fingerprint") == digest else None
 
 
 def _remove_stale(out_dir: Path, wanted: set[str]) -> None:
+    """Shards no longer planned, and what killed writers left half written."""
     for path in out_dir.iterdir():
-        if path.name.split(".")[0] not in wanted:
+        if path.name.split(".")[0] not in wanted or path.name.endswith(shards.PARTIAL):
             path.unlink()
 
 

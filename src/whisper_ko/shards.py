@@ -4,11 +4,18 @@ A shard is two files: `NAME.bin`, the records' zstd-compressed feature bytes bac
 `NAME.idx.npz`, the index (offsets, shapes, label ids, ids, durations, categories). Each record
 decompresses on its own, so a Dataset reads one utterance without touching the others, and the
 page cache, not the process, holds the data.
+
+Both files are written under temporary names and renamed into place, the index last and only
+after any older index is gone: an index always stands beside the data it describes, so a killed
+or failed rewrite leaves an incomplete shard (rewritten next time), never a trusted corrupt one.
+The files' bytes depend only on their content (the index's zip entries carry a fixed date).
 """
 
+import io
 import json
 import mmap
 import os
+import zipfile
 from bisect import bisect_right
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +28,8 @@ from whisper_ko.errors import UserError
 
 DATA_SUFFIX = ".bin"
 INDEX_SUFFIX = ".idx.npz"
+PARTIAL = ".partial"  # what a writer writes to before renaming into place
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # zip's earliest date: the same bytes for the same index
 DTYPES = {"float16": np.float16, "float32": np.float32}
 ZSTD_LEVEL = 1  # level 3 saves ~0.3% of bytes for ~5% of the preprocessing time
 
@@ -39,7 +48,7 @@ class ShardWriter:
         self.dtype = np.dtype(DTYPES[dtype])
         self._torch_dtype = getattr(torch, dtype)
         self.meta = meta or {}
-        self._data = self.path.with_suffix(DATA_SUFFIX).open("wb")
+        self._data = self.path.with_suffix(DATA_SUFFIX + PARTIAL).open("wb")
         self._compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
         self._rows: list[tuple] = []
         self._offset = 0
@@ -60,9 +69,11 @@ class ShardWriter:
         self._data.close()
         ids, offsets, sizes, frames, labels, durations, categories = zip(*self._rows) if self._rows else ([],) * 7
         label_offsets = np.cumsum([0, *map(len, labels)], dtype=np.int64)
-        tmp = self.path.with_suffix(".tmp.npz")
-        np.savez(
-            tmp,
+        header = {"n_mels": self.n_mels, "dtype": self.dtype.name, "bytes": self._offset, **self.meta}
+        index = self.path.with_suffix(INDEX_SUFFIX)
+        partial = index.with_suffix(index.suffix + PARTIAL)
+        write_npz(
+            partial,
             ids=np.array(ids, dtype=str),
             offsets=np.array(offsets, dtype=np.int64),
             sizes=np.array(sizes, dtype=np.int64),
@@ -71,10 +82,31 @@ class ShardWriter:
             labels=np.array([t for row in labels for t in row], dtype=np.int32),
             durations=np.array(durations, dtype=np.float32),
             categories=np.array(categories, dtype=str),
-            header=np.array(json.dumps({"n_mels": self.n_mels, "dtype": self.dtype.name, **self.meta})),
+            header=np.array(json.dumps(header)),
         )
-        os.replace(tmp, self.path.with_suffix(INDEX_SUFFIX))
+        index.unlink(missing_ok=True)  # an older index must never describe the new data
+        os.replace(self.path.with_suffix(DATA_SUFFIX + PARTIAL), self.path.with_suffix(DATA_SUFFIX))
+        os.replace(partial, index)
         return len(self._rows)
+
+
+def write_npz(path: Path, **arrays: np.ndarray) -> None:
+    """np.savez's format with fixed entry dates (np.savez stamps the time of writing)."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for name, array in arrays.items():
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.asanyarray(array), allow_pickle=False)
+            archive.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=ZIP_DATE), buffer.getvalue())
+
+
+def complete(path: Path) -> dict | None:
+    """The header of the shard at `path` if both its files are there and agree (its data as long as
+    its index says), else None."""
+    index, data = path.with_suffix(INDEX_SUFFIX), path.with_suffix(DATA_SUFFIX)
+    if not index.exists() or not data.exists():
+        return None
+    header = Shard(path).header
+    return header if data.stat().st_size == header.get("bytes") else None
 
 
 class Shard(Sequence):

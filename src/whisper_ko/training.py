@@ -26,7 +26,8 @@ from transformers import (
 )
 from transformers.trainer_callback import ExportableState
 from transformers.trainer_pt_utils import LengthGroupedSampler
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from whisper_ko import metrics, runtime, shards
 from whisper_ko.collate import IGNORE_INDEX, Collator
@@ -289,7 +290,9 @@ def resume_point(directory: Path, fingerprint: str) -> str | None:
     previous = json.loads(marker.read_text()) if marker.exists() else {}
     if previous.get("fingerprint") != fingerprint or previous.get("completed"):
         return None
-    return get_last_checkpoint(str(directory))
+    # The Trainer writes trainer_state.json last: a kill while saving leaves a checkpoint without it.
+    done = [p for p in directory.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if (p / TRAINER_STATE_NAME).is_file()]
+    return str(max(done, key=lambda p: int(p.name.rsplit("-", 1)[1]))) if done else None
 
 
 def prepare_checkpoints(directory: Path, fingerprint: str, log=print) -> None:
