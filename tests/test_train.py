@@ -96,11 +96,12 @@ def test_rerun_after_a_kill_resumes_and_changed_params_start_fresh(features, tin
     run(features, tiny_model, tmp_path, log=messages.append)
     ckpt = tmp_path / "ckpt"
     assert sorted(p.name for p in ckpt.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
-    # killed after the step-2 checkpoint: the step-4 one never got written, nor the completion mark
+    # killed while the step-4 checkpoint was being written: its weights are there, not its
+    # trainer_state.json (the Trainer's last file), nor the completion mark
     marker = json.loads((ckpt / "run.json").read_text())
     assert marker.pop("completed") is True
     (ckpt / "run.json").write_text(json.dumps(marker))
-    shutil.rmtree(ckpt / "checkpoint-4")
+    (ckpt / "checkpoint-4" / "trainer_state.json").unlink()
     shutil.rmtree(tmp_path / "dvclive")  # as DVC does before rerunning the stage
     summary = run(features, tiny_model, tmp_path, log=messages.append)
     assert any("resuming from" in m and m.endswith("checkpoint-2") for m in messages)
@@ -204,6 +205,7 @@ CLAIM = textwrap.dedent("""
     for case, fingerprint in (("fresh", "a"), ("interrupted", "a"), ("completed", "a")):
         if case == "interrupted" and state.is_main_process:
             (directory / "checkpoint-2").mkdir()
+            (directory / "checkpoint-2" / "trainer_state.json").write_text("{}")  # complete: written last
         if case == "completed" and state.is_main_process:
             mark_completed(directory)
         state.wait_for_everyone()
