@@ -59,7 +59,9 @@ def generate_tree(root: Path, utterances: int, per_session: int = 8) -> int:
         dialogs = []
         for u in range(1, per_session + 1):
             broken = i % 50 == 0 and u == 1  # one corrupt WAV per 50 sessions
-            (src / f"{u:04d}.wav").write_bytes(b"not a wav" if broken else audio)
+            # each clip its own first samples: discover drops training copies of test audio
+            unique = audio[:44] + struct.pack("<I", i * per_session + u) + audio[48:]
+            (src / f"{u:04d}.wav").write_bytes(b"not a wav" if broken else unique)
             text = SENTENCES[(i + u) % len(SENTENCES)]
             (lab / f"{u:04d}.txt").write_text(text, encoding="utf-8")
             dialogs.append({"speaker": "A" if u % 2 else "B", "audioPath": f"{rel.as_posix()}/{u:04d}.wav", "text": text})
@@ -95,7 +97,7 @@ def seed_discover(root: Path, workers: int) -> list[tuple[str, str]]:
 @click.option("--workers", default=os.cpu_count(), show_default=True)
 def main(tree, utterances, workers):
     root = Path(tree)
-    marker = root / f".generated-{utterances}"
+    marker = root / f".generated-v2-{utterances}"
     if not marker.exists():
         shutil.rmtree(root, ignore_errors=True)
         start = time.perf_counter()

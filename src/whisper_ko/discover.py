@@ -321,6 +321,8 @@ def report_markdown(report: dict) -> str:
         f"# discover ({report['layout']}): {report['found']} found = "
         f"{report['kept_total']} kept + {report['skipped_total']} skipped",
         "",
+        f"Corpus: `{report['root']}`",
+        "",
         "| split | " + " | ".join(categories) + " | total | sessions | hours |",
         "|---" * (len(categories) + 4) + "|",
     ]
