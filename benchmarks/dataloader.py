@@ -23,8 +23,9 @@ from datasets import Dataset, load_from_disk
 from torch.utils.data import DataLoader
 from transformers import WhisperProcessor
 
-from whisper_ko import features, sample_corpus, shards, tiny_model
+from whisper_ko import features, shards
 from whisper_ko.collate import Collator
+from whisper_ko_fixtures import sample_corpus, tiny_model
 from whisper_ko.discover import discover
 from whisper_ko.config import Discover, Model, Preprocess
 from whisper_ko.preprocess import preprocess_split

@@ -212,7 +212,7 @@ def model_for(n_mels: int, model_80: str, model_128: str | None, workdir: Path) 
     from whisper_ko import labels
 
     if n_mels == 128 and not model_128:
-        from whisper_ko import sample_corpus, tiny_model
+        from whisper_ko_fixtures import sample_corpus, tiny_model
 
         model_128 = str(tiny_model.build(workdir / "tiny-ko-128", n_mels=128, texts=sample_corpus.training_texts()))
     model = model_80 if n_mels == 80 else model_128

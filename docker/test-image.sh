@@ -122,8 +122,8 @@ fi
 # host's to test).
 clone=$WORK/repo
 snapshot "$clone"
-"$PYTHON" -m whisper_ko.sample_corpus --out "$WORK/data" --seed 0 >/dev/null
-"$PYTHON" -m whisper_ko.tiny_model --out "$clone/models/tiny-ko" --n-mels 80 --seed 0 >/dev/null
+"$PYTHON" -m whisper_ko_fixtures.sample_corpus --out "$WORK/data" --seed 0 >/dev/null
+"$PYTHON" -m whisper_ko_fixtures.tiny_model --out "$clone/models/tiny-ko" --n-mels 80 --seed 0 >/dev/null
 "$PYTHON" - "$clone/params.yaml" "$WORK/data" <<'PY'
 import sys, yaml
 path, root = sys.argv[1:]

@@ -18,7 +18,7 @@ SMALL_CORPUS = {"seed": 0, "n_train": 80, "n_val": 24}
 
 @pytest.fixture(scope="session")
 def sample_corpus(tmp_path_factory) -> Path:
-    from whisper_ko import sample_corpus
+    from whisper_ko_fixtures import sample_corpus
 
     out = tmp_path_factory.mktemp("corpus") / "sample"
     sample_corpus.generate(out, **SMALL_CORPUS)
@@ -27,7 +27,7 @@ def sample_corpus(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
-    from whisper_ko import sample_corpus, tiny_model
+    from whisper_ko_fixtures import sample_corpus, tiny_model
 
     out = tmp_path_factory.mktemp("model") / "tiny-ko"
     tiny_model.build(out, n_mels=80, seed=0, texts=sample_corpus.training_texts())

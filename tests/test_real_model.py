@@ -233,7 +233,7 @@ def test_fails_loudly_on_unexpected_ct2_content(ct2_dir, tmp_path):
 
 
 def test_sizes_agree_with_tiny_model():
-    from whisper_ko import tiny_model
+    from whisper_ko_fixtures import tiny_model
 
     assert (real_model.N_AUDIO_CTX, real_model.MAX_TARGET_POSITIONS, real_model.TIME_PRECISION) == (
         tiny_model.N_AUDIO_CTX,

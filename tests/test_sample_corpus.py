@@ -8,8 +8,8 @@ import pytest
 import soundfile as sf
 
 from whisper_ko.config import Discover
-from whisper_ko.sample_corpus import EspeakNotFound, generate, training_texts
-from whisper_ko.sample_corpus.readings import native, sino
+from whisper_ko_fixtures.sample_corpus import EspeakNotFound, generate, training_texts
+from whisper_ko_fixtures.sample_corpus.readings import native, sino
 
 SIZES = {"n_train": 24, "n_val": 8}
 DOMAINS = {"D01", "D02", "D03", "D04"}
@@ -345,7 +345,7 @@ def test_test_only_sentences_are_never_said_in_training_and_marked_for_the_bench
     """The last template of every list is reserved for the test side (issue: listening, not
     remembering): its fixed words appear in no training label, and discover carries the mark."""
     from whisper_ko.discover import discover
-    from whisper_ko.sample_corpus.bank import DOMAINS as BANK, SHARED
+    from whisper_ko_fixtures.sample_corpus.bank import DOMAINS as BANK, SHARED
 
     lists = [*SHARED.values(), *(roles[r] for d in BANK.values() for roles in d["subcategories"].values()
                                  for r in ("counsellor", "customer"))]

@@ -13,8 +13,8 @@ from transformers import (
 )
 from transformers.models.whisper.tokenization_whisper import LANGUAGES
 
-from whisper_ko import tiny_model
-from whisper_ko.sample_corpus import training_texts
+from whisper_ko_fixtures import tiny_model
+from whisper_ko_fixtures.sample_corpus import training_texts
 
 TEXTS = [
     "안녕하세요. 오늘 회의는 세 시에 시작합니다.",

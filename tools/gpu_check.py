@@ -46,10 +46,11 @@ import yaml
 from safetensors.torch import load_file
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
-from whisper_ko import benchmark, inference, runtime, shapes, tiny_model
+from whisper_ko import benchmark, inference, runtime, shapes
 from whisper_ko.config import Model, Preprocess, Train, parse
 from whisper_ko.preprocess import preprocess_split
-from whisper_ko.sample_corpus import training_texts
+from whisper_ko_fixtures import tiny_model
+from whisper_ko_fixtures.sample_corpus import training_texts
 from whisper_ko.training import finetune
 
 REPO = Path(__file__).resolve().parents[1]
