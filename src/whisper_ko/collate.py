@@ -4,6 +4,7 @@ import torch
 from torch.utils.data import get_worker_info
 
 from whisper_ko import features
+from whisper_ko.audio import N_FRAMES
 
 IGNORE_INDEX = -100  # positions the loss skips
 
@@ -29,7 +30,7 @@ class Collator:
         return {"input_features": self.pad_batch(records), "labels": labels}
 
     def pad_batch(self, records: list[dict]) -> torch.Tensor:
-        shape = (len(records), records[0]["input_features"].shape[0], features.N_FRAMES)
+        shape = (len(records), records[0]["input_features"].shape[0], N_FRAMES)
         out = torch.empty(shape, dtype=self.dtype)
         if get_worker_info() is not None:
             # In a DataLoader worker, write the batch into shared memory: it then reaches the

@@ -14,7 +14,9 @@ from typing import Literal, Union, get_args, get_origin
 
 import yaml
 
+from whisper_ko.audio import CHUNK_LENGTH
 from whisper_ko.errors import UserError
+from whisper_ko.shapes import MAX_TARGET_POSITIONS
 
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
 Attention = Literal["sdpa", "auto", "flash_attention_2", "eager"]
@@ -34,7 +36,7 @@ class Discover:
     root: str  # the corpus root (or a JSONL manifest)
     layout: Literal["auto", "aihub", "kspon", "plain", "jsonl"] = "auto"
     category_pattern: str | None = r"D\d\d"  # path component that names the category (None: none)
-    max_duration: float = 30.0  # seconds; Whisper's window
+    max_duration: float = float(CHUNK_LENGTH)  # seconds; longer clips do not fit Whisper's window
     val_fraction: float = 0.1  # share of training sessions held out for early stopping
     val_max: int | None = 2000  # cap on val utterances
     test_fraction: float = 0.0  # held-out sessions as test, only for corpora without an evaluation side
@@ -44,7 +46,8 @@ class Discover:
 
     def __post_init__(self):
         require(bool(self.root), "discover.root is empty: set it to the corpus root")
-        require(0 < self.max_duration <= 30, "discover.max_duration must be in (0, 30] seconds (Whisper's window)")
+        require(0 < self.max_duration <= CHUNK_LENGTH,
+                f"discover.max_duration must be in (0, {CHUNK_LENGTH}] seconds (Whisper's window)")
         for name in ("val_fraction", "test_fraction"):
             require(0 <= getattr(self, name) < 1, f"discover.{name} must be in [0, 1)")
         _positive(self, "discover", "val_max", "max_per_category", "workers")
@@ -71,14 +74,15 @@ class Model:
 @dataclass(frozen=True)
 class Preprocess:
     dtype: Literal["float16", "float32"] = "float16"  # stored feature precision
-    max_label_tokens: int = 448  # including the 4-token prefix; longer labels are skipped
+    max_label_tokens: int = MAX_TARGET_POSITIONS  # including the 4-token prefix; longer labels are skipped
     min_duration: float = 0.1  # seconds
     shard_size: int = 1000  # utterances per shard
     workers: int | None = None  # None: CPU count
     silent_audio: Literal["keep", "skip"] = "keep"  # clips of digital silence whose label has text
 
     def __post_init__(self):
-        require(5 <= self.max_label_tokens <= 448, "preprocess.max_label_tokens must be in [5, 448] (Whisper's decoder)")
+        require(5 <= self.max_label_tokens <= MAX_TARGET_POSITIONS,
+                f"preprocess.max_label_tokens must be in [5, {MAX_TARGET_POSITIONS}] (Whisper's decoder)")
         require(self.min_duration >= 0, "preprocess.min_duration must be 0 or more")
         _positive(self, "preprocess", "shard_size", "workers")
 

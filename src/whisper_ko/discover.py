@@ -17,12 +17,12 @@ import soundfile as sf
 from tqdm import tqdm
 
 from whisper_ko import text as textnorm
+from whisper_ko.audio import PCM_SAMPLE_RATE
 from whisper_ko.config import Discover, Text
 from whisper_ko.errors import UserError
 from whisper_ko.layouts import Candidate, scan
 from whisper_ko.ledger import Ledger
 
-PCM_SAMPLE_RATE = 16000  # KsponSpeech: headerless 16 kHz 16-bit mono
 # A BOM says UTF-16 (Windows tools write labels so); else UTF-8, with or without BOM, else CP949.
 LABEL_ENCODINGS = ("utf-8", "utf-8-sig", "cp949")
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")

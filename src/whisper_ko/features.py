@@ -12,10 +12,8 @@ import numpy as np
 import torch
 from transformers.audio_utils import mel_filter_bank
 
-SAMPLE_RATE = 16000
-N_FFT = 400
-HOP_LENGTH = 160
-N_FRAMES = 3000  # 30 s at 100 frames/s: the encoder's fixed input length
+from whisper_ko.audio import HOP_LENGTH, N_FFT, N_FRAMES, SAMPLE_RATE
+
 _HALF_WINDOW = N_FFT // 2
 
 

@@ -106,7 +106,7 @@ def _write_shard(job: tuple[Path, list[dict], str]) -> dict:
 def _skip_reason(row: dict, config: Preprocess) -> str | None:
     if row["duration"] < config.min_duration:
         return "audio_too_short"
-    if row["duration"] > features.N_FRAMES / 100:
+    if row["duration"] > audio.CHUNK_LENGTH:
         return "audio_too_long"
     return None
 

@@ -1,8 +1,9 @@
 """The shapes of OpenAI's Whisper checkpoints, as their config.json files on the hub give them:
 for sizing memory, for random models of a real shape, and for checking a rebuilt checkpoint."""
 
-from transformers import WhisperConfig
+from whisper_ko.audio import N_AUDIO_CTX
 
+MAX_TARGET_POSITIONS = 448  # the decoder's positions: a label longer than this cannot be trained on
 # d_model, encoder layers, decoder layers, attention heads, feed-forward width, mel bins, vocabulary
 SHAPES = {
     "tiny": (384, 4, 4, 6, 1536, 80, 51865),
@@ -14,11 +15,13 @@ SHAPES = {
 }
 
 
-def config(shape: str | tuple, **overrides) -> WhisperConfig:
+def config(shape: str | tuple, **overrides):
     """A WhisperConfig of `shape` (a name of SHAPES, or such a tuple), 30 s windows, 448 target positions."""
+    from transformers import WhisperConfig  # seconds to import: only where a config is made
+
     d_model, encoder, decoder, heads, ffn, mels, vocab = SHAPES[shape] if isinstance(shape, str) else shape
     return WhisperConfig(
         d_model=d_model, encoder_layers=encoder, decoder_layers=decoder, encoder_attention_heads=heads,
         decoder_attention_heads=heads, encoder_ffn_dim=ffn, decoder_ffn_dim=ffn, num_mel_bins=mels,
-        vocab_size=vocab, max_source_positions=1500, max_target_positions=448, **overrides,
+        vocab_size=vocab, max_source_positions=N_AUDIO_CTX, max_target_positions=MAX_TARGET_POSITIONS, **overrides,
     )
