@@ -20,13 +20,13 @@ import click
 import torch
 from transformers import pipeline
 
-from whisper_ko import audio, benchmark, inference, manifest
+from whisper_ko import audio, evaluation, inference, manifest
 
 
-def ours(model: str, rows: list[dict], options: benchmark.Options) -> tuple[float, float, float]:
+def ours(model: str, rows: list[dict], options: evaluation.Options) -> tuple[float, float, float]:
     """(decoding s, end-to-end s, worker peak RSS MB)."""
     start = time.perf_counter()
-    found = benchmark.transcribe({"model": model}, rows, options)["model"]
+    found = evaluation.transcribe({"model": model}, rows, options)["model"]
     return max(t.wall_s for t in found.timings), time.perf_counter() - start, found.peak_rss_mb
 
 
@@ -67,7 +67,7 @@ def main(manifest_path, model, clips, max_new_tokens, workers, batch_size, naive
         torch.set_num_threads(naive_threads)
     rows = manifest.read(manifest_path)[:clips]
     decoding = inference.Decoding(max_new_tokens=max_new_tokens)
-    options = benchmark.Options(decoding=decoding, batch_size=batch_size, cpu_workers=workers)
+    options = evaluation.Options(decoding=decoding, batch_size=batch_size, cpu_workers=workers)
     audio_s = sum(r["duration"] for r in rows)
     click.echo(f"{len(rows)} clips, {audio_s / len(rows):.2f} s mean, {model}, max_new_tokens {max_new_tokens}, "
                f"{os.cpu_count()} cores, naive loop on {torch.get_num_threads()} threads, "

@@ -1,13 +1,13 @@
-"""Training input pipeline: our shards + Collator vs the seed's padded Arrow features + collator.
+"""Training input pipeline: our shards + Collator vs the reference approach's padded Arrow features + collator.
 
 Both feed batches of Whisper's exact input (n_mels × 3000) and padded labels, from the same
 utterances, through a torch DataLoader with one worker process and one thread:
   (a) whisper_ko: unpadded fp16 log-mels, zstd per record, memory-mapped (`whisper_ko.shards`),
       padded back in `whisper_ko.collate.Collator` and cast to the training dtype;
-  (b) the seed: padded 30 s fp16 features stored with `Dataset.from_dict(...).save_to_disk`, read
+  (b) the reference approach: padded 30 s fp16 features stored with `Dataset.from_dict(...).save_to_disk`, read
       back as nested Python lists and converted in the collator of the Hugging Face Whisper
       fine-tuning blog (`feature_extractor.pad(...)` + `tokenizer.pad(...)`).
-Prints samples/s for both and the ratio. Targets: ≥ 5× the seed and ≥ 500 samples/s on one core
+Prints samples/s for both and the ratio. Targets: ≥ 5× the reference approach and ≥ 500 samples/s on one core
 (large-v3 trains at about 55 samples/s per H100, so the loader must never be what a GPU waits on).
 
     python benchmarks/dataloader.py --n-mels 128 --dtype bf16
@@ -33,8 +33,8 @@ from whisper_ko.preprocess import preprocess_split
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
 
-class SeedCollator:
-    """The blog's DataCollatorSpeechSeq2SeqWithPadding, as the seed used it."""
+class ReferenceCollator:
+    """The blog's DataCollatorSpeechSeq2SeqWithPadding, as the reference approach uses it."""
 
     def __init__(self, processor: WhisperProcessor, decoder_start_token_id: int):
         self.processor = processor
@@ -52,10 +52,10 @@ class SeedCollator:
 
 
 def prepare(work: Path, corpus: Path, n_mels: int) -> tuple[Path, Path, Path]:
-    """(model dir, our shard dir, seed Arrow dir) for the corpus's training utterances."""
+    """(model dir, our shard dir, reference Arrow dir) for the corpus's training utterances."""
     model = tiny_model.build(work / f"tiny-{n_mels}", n_mels=n_mels, texts=sample_corpus.training_texts())
-    ours, seed = work / f"shards-{n_mels}", work / f"arrow-{n_mels}"
-    if not seed.exists():
+    ours, reference = work / f"shards-{n_mels}", work / f"arrow-{n_mels}"
+    if not reference.exists():
         rows = discover(Discover(root=str(corpus), val_fraction=0, workers=2))[0]["train"]
         preprocess_split(rows, ours, Model(str(model)), Preprocess(shard_size=500, workers=2))
         data = shards.open(ours)
@@ -65,8 +65,8 @@ def prepare(work: Path, corpus: Path, n_mels: int) -> tuple[Path, Path, Path]:
                 "input_features": [features.pad(r["input_features"]).astype(np.float16) for r in records],
                 "labels": [r["labels"] for r in records],
             }
-        ).save_to_disk(str(seed))
-    return model, ours, seed
+        ).save_to_disk(str(reference))
+    return model, ours, reference
 
 
 def samples_per_second(dataset, collate, batch_size: int, batches: int) -> float:
@@ -94,18 +94,18 @@ def samples_per_second(dataset, collate, batch_size: int, batches: int) -> float
 @click.option("--batches", default=40, show_default=True)
 def main(corpus, work, n_mels, dtype, batch_size, batches):
     torch.set_num_threads(1)
-    model, ours_dir, seed_dir = prepare(Path(work), Path(corpus), int(n_mels))
+    model, ours_dir, reference_dir = prepare(Path(work), Path(corpus), int(n_mels))
     processor = WhisperProcessor.from_pretrained(model)
     sot = processor.tokenizer.convert_tokens_to_ids("<|startoftranscript|>")
 
     ours = samples_per_second(shards.open(ours_dir), Collator(sot, DTYPES[dtype]), batch_size, batches)
-    seed = samples_per_second(load_from_disk(str(seed_dir)), SeedCollator(processor, sot), batch_size, max(4, batches // 8))
+    reference = samples_per_second(load_from_disk(str(reference_dir)), ReferenceCollator(processor, sot), batch_size, max(4, batches // 8))
     click.echo(f"{n_mels} mels × 3000 frames, batch {batch_size}, one DataLoader worker, one thread")
     click.echo("| loader | samples/s |\n|---|---|")
-    click.echo(f"| seed: padded fp16 in Arrow, nested lists → feature_extractor.pad | {seed:.1f} |")
+    click.echo(f"| reference: padded fp16 in Arrow, nested lists → feature_extractor.pad | {reference:.1f} |")
     click.echo(f"| whisper_ko: shards + Collator ({dtype}) | {ours:.1f} |")
-    verdict = "PASS" if ours / seed >= 5 and ours >= 500 else "FAIL"
-    click.echo(f"ratio {ours / seed:.1f}x (target ≥ 5x), {ours:.0f} samples/s (target ≥ 500): {verdict}")
+    verdict = "PASS" if ours / reference >= 5 and ours >= 500 else "FAIL"
+    click.echo(f"ratio {ours / reference:.1f}x (target ≥ 5x), {ours:.0f} samples/s (target ≥ 500): {verdict}")
 
 
 if __name__ == "__main__":

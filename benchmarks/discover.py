@@ -1,9 +1,9 @@
-"""discover throughput on a generated AI Hub telephone tree, beside the seed's pairing approach.
+"""discover throughput on a generated AI Hub telephone tree, beside the reference pairing approach.
 
 Generates (once, into --tree) a corpus in the 571 layout with --utterances utterances: one short
 8 kHz WAV and one label per utterance, one session JSON per session, a corrupt WAV per 50 sessions. Then, in
 one run, times
-  (a) the seed's approach: glob the WAVs, derive each label path by string replacement, read the
+  (a) the reference approach: glob the WAVs, derive each label path by string replacement, read the
       labels with a process pool; no header checks, no normalisation, no accounting;
   (b) `whisper_ko.discover.discover`: scan, pair by full path, header probe, label decode and
       normalisation, session metadata, splits, report;
@@ -80,8 +80,8 @@ def _read_text(path: str) -> str:
         return f.read().strip()
 
 
-def seed_discover(root: Path, workers: int) -> list[tuple[str, str]]:
-    """The seed's way: glob WAVs, swap the tree names to find labels, read labels in a pool."""
+def reference_discover(root: Path, workers: int) -> list[tuple[str, str]]:
+    """The reference approach: glob WAVs, swap the tree names to find labels, read labels in a pool."""
     wavs = sorted(str(p) for p in root.rglob("*.wav"))
     labels = [
         w.replace("원천데이터", "라벨링데이터").replace("/TS_", "/TL_").replace("/VS_", "/VL_")[:-4] + ".txt" for w in wavs
@@ -107,7 +107,7 @@ def main(tree, utterances, workers):
     files = int(marker.read_text())
 
     timings = {}
-    for name, run in (("seed", lambda: seed_discover(root, workers)), ("whisper_ko", lambda: discover(Discover(root=str(root), workers=workers)))):
+    for name, run in (("reference", lambda: reference_discover(root, workers)), ("whisper_ko", lambda: discover(Discover(root=str(root), workers=workers)))):
         run()  # warm the page cache: both are then measured on a warm local disk
         start = time.perf_counter()
         result = run()
@@ -117,12 +117,13 @@ def main(tree, utterances, workers):
     click.echo(f"{files} files ({utterances} utterances), {workers} workers, warm page cache")
     click.echo("| approach | what it checks | seconds | files/s |")
     click.echo("|---|---|---|---|")
-    click.echo(f"| seed (glob + read labels) | pairing by name only | {timings['seed']:.2f} | {files / timings['seed']:.0f} |")
+    click.echo(f"| reference (glob + read labels) | pairing by name only | {timings['reference']:.2f} | "
+               f"{files / timings['reference']:.0f} |")
     click.echo(
         f"| whisper_ko discover | headers, labels, notation, metadata, splits | {timings['whisper_ko']:.2f} | "
         f"{files / timings['whisper_ko']:.0f} |"
     )
-    click.echo(f"ratio whisper_ko / seed: {timings['seed'] / timings['whisper_ko']:.2f}x; "
+    click.echo(f"ratio whisper_ko / reference: {timings['reference'] / timings['whisper_ko']:.2f}x; "
                f"kept {report['kept_total']}, skipped {report['skipped_total']}")
 
 

@@ -1,4 +1,4 @@
-"""preprocess throughput, storage and exactness: the seed's approach beside our stage, same workers.
+"""preprocess throughput, storage and exactness: the reference approach beside our stage, same workers.
 
 Clips: 8 kHz 16-bit telephone WAVs of realistic lengths. By default --clips clips are cut from the
 corpus's kept utterances (cycled) at lengths drawn from a gamma distribution with mean
@@ -6,14 +6,14 @@ corpus's kept utterances (cycled) at lengths drawn from a gamma distribution wit
 into --workdir; --mean-duration 0 takes the corpus clips as they are, listed again under new ids.
 
 Then, in one run, for 80 and for 128 mels:
-  (a) the seed's approach, reimplemented faithfully (`seed_chunk`): per chunk of 500 clips, in a
+  (a) the reference approach, reimplemented faithfully (`reference_chunk`): per chunk of 500 clips, in a
       spawn Pool with --workers processes, load the extractor and tokenizer, then per clip
       `librosa.load(path, sr=16000, res_type="kaiser_fast")`, `WhisperFeatureExtractor(...)` on
       the audio padded to 30 s, `.astype(float16)`, the raw label tokenised; the chunk's numpy
       arrays go into `datasets.Dataset.from_dict(...)` (a List(List(float16)) column) and
       `save_to_disk(chunk_i)`. librosa is not installed here: the load is soundfile, then soxr HQ
       (default; favours the seed: resampy's kaiser_fast costs ~13 ms per 4.6 s clip, soxr ~0.4 ms)
-      or, with --seed-resampler resampy, the seed's own kaiser_fast through resampy;
+      or, with --seed-resampler resampy, the reference approach's own kaiser_fast through resampy;
   (b) our stage: `whisper_ko.preprocess.preprocess_split` exactly as stages/preprocess.py calls it.
 Both are timed in wall time and in CPU time (the parent's plus every pool worker's): clips per CPU-second is the per-core throughput, and stays meaningful on a machine shared
 with other work, where wall time does not. Each approach also runs on one clip per worker: that is
@@ -25,7 +25,7 @@ the approaches interleaved. Bytes on disk: every file each approach writes, per 
 Exactness: `features.pad` of the features read back with `whisper_ko.shards.open` against
 `WhisperFeatureExtractor` on the same 16 kHz audio (`whisper_ko.audio.load`), for --check-clips
 clips stored in fp16 (the default) and again stored in fp32.
-Targets: steady per-core throughput >= 10x the seed's, >= 10x fewer bytes per audio-hour,
+Targets: steady per-core throughput >= 10x the reference approach's, >= 10x fewer bytes per audio-hour,
 max |diff| <= 1e-4 (fp32 storage) and <= 2e-3 (fp16 storage).
 
     python benchmarks/preprocess.py --clips 2000 --workers 2
@@ -45,17 +45,17 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-# As the seed's script does at import: no library threads, the processes are the parallelism.
+# As the reference script does at import: no library threads, the processes are the parallelism.
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
     os.environ[_var] = "1"
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
 TARGET_SR = 16000
-SEED_CHUNK = 500
+REFERENCE_CHUNK = 500
 TARGETS = {"speed": 10.0, "size": 10.0, "fp32": 1e-4, "fp16": 2e-3}
 
 
-# ---------------------------------------------------------------- (a) the seed, reimplemented
+# ---------------------------------------------------------------- (a) the reference approach, reimplemented
 
 
 def librosa_load_stand_in(path: str, sr: int, resampler: str = "soxr") -> np.ndarray:
@@ -72,8 +72,8 @@ def librosa_load_stand_in(path: str, sr: int, resampler: str = "soxr") -> np.nda
     return soxr.resample(audio, native_sr, sr, quality="HQ")
 
 
-def seed_chunk(args: tuple) -> dict:
-    """One chunk as the seed's worker does it: features and labels in memory, then one Dataset."""
+def reference_chunk(args: tuple) -> dict:
+    """One chunk as the reference approach's worker does it: features and labels in memory, then one Dataset."""
     from datasets import Dataset
     from transformers import WhisperFeatureExtractor, WhisperTokenizer
 
@@ -95,7 +95,7 @@ def seed_chunk(args: tuple) -> dict:
             successful.append(
                 {"input_features": input_features, "labels": labels, "file_id": file_id, "duration": duration}
             )
-        except Exception:  # the seed counts and moves on
+        except Exception:  # the reference approach counts and moves on
             errors += 1
     if successful:
         dataset = Dataset.from_dict({key: [d[key] for d in successful] for key in successful[0]})
@@ -103,14 +103,14 @@ def seed_chunk(args: tuple) -> dict:
     return {"successful": len(successful), "errors": errors, "duration": total_duration}
 
 
-def run_seed(rows: list[dict], out: Path, model: str, workers: int, chunk_size: int, resampler: str) -> dict:
+def run_reference(rows: list[dict], out: Path, model: str, workers: int, chunk_size: int, resampler: str) -> dict:
     files = [(r["audio"], r["raw_text"], r["id"]) for r in rows]
     chunks = [
         (files[i : i + chunk_size], str(out), k, model, TARGET_SR, True, resampler)
         for k, i in enumerate(range(0, len(files), chunk_size))
     ]
     with get_context("spawn").Pool(workers) as pool:
-        results = list(pool.imap_unordered(seed_chunk, chunks))
+        results = list(pool.imap_unordered(reference_chunk, chunks))
     return {"kept": sum(r["successful"] for r in results), "errors": sum(r["errors"] for r in results)}
 
 
@@ -166,7 +166,7 @@ def disk_bytes(path: Path) -> int:
 
 
 def cpu_seconds() -> float:
-    """CPU time of this process, its reaped children (the seed's spawn pool) and the forkserver
+    """CPU time of this process, its reaped children (the reference approach's spawn pool) and the forkserver
     our stage's workers fork from (they are its children, so their time is in its cutime)."""
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime + forkserver_cpu_seconds()
@@ -239,14 +239,15 @@ def verdict(ok: bool) -> str:
 @click.option("--mels", "mel_sizes", default="80,128", show_default=True)
 @click.option("--model", "model_80", default="models/tiny-ko", show_default=True, help="an 80-mel model")
 @click.option("--model-128", default=None, help="a 128-mel model [default: a tiny one built in --workdir]")
-@click.option("--seed-chunk", default=SEED_CHUNK, show_default=True, help="clips per chunk, the seed's default")
+@click.option("--reference-chunk", "chunk", default=REFERENCE_CHUNK, show_default=True,
+              help="clips per chunk, the reference approach's default")
 @click.option("--shard-size", default=1000, show_default=True, help="clips per shard, params.yaml's default")
 @click.option(
-    "--seed-resampler",
+    "--reference-resampler",
     default="soxr",
     show_default=True,
     type=click.Choice(["soxr", "resampy"]),
-    help="resampy = the seed's own kaiser_fast (pip install resampy), soxr HQ = a faster stand-in",
+    help="resampy = the reference approach's own kaiser_fast (pip install resampy), soxr HQ = a faster stand-in",
 )
 @click.option("--repeats", default=2, show_default=True, help="runs of each approach; the best one counts")
 @click.option("--check-clips", default=50, show_default=True, help="clips compared with the extractor")
@@ -254,12 +255,12 @@ def verdict(ok: bool) -> str:
     "--workdir", default="/tmp/whisper-ko-preprocess-bench", show_default=True, type=click.Path(path_type=Path)
 )
 def main(
-    corpus, clips, mean_duration, workers, mel_sizes, model_80, model_128, seed_chunk, shard_size, seed_resampler,
+    corpus, clips, mean_duration, workers, mel_sizes, model_80, model_128, chunk, shard_size, reference_resampler,
     repeats, check_clips, workdir,
 ):
     if not corpus.exists():
         raise click.UsageError(f"corpus {corpus} not found: run `make sample-data` first, or pass --corpus")
-    if seed_resampler == "resampy" and importlib.util.find_spec("resampy") is None:
+    if reference_resampler == "resampy" and importlib.util.find_spec("resampy") is None:
         raise click.UsageError("--seed-resampler resampy needs resampy: pip install resampy")
     rows = make_clips(corpus, clips, mean_duration, workdir / "clips", workers)
     hours = sum(r["duration"] for r in rows) / 3600
@@ -268,13 +269,13 @@ def main(
     check = rows[:: max(1, len(rows) // check_clips)][:check_clips]
     click.echo(
         f"{len(rows)} clips of 8 kHz telephone audio, {hours * 3600 / len(rows):.2f} s mean, {hours:.3f} h; "
-        f"{workers} workers (spawn) for both, {os.cpu_count()} cores; seed chunks of {min(seed_chunk, per_worker)}, "
+        f"{workers} workers (spawn) for both, {os.cpu_count()} cores; reference chunks of {min(chunk, per_worker)}, "
         f"our shards of {min(shard_size, per_worker)}; "
         + (
-            "the seed resamples with resampy's kaiser_fast, as librosa.load(res_type='kaiser_fast') does"
-            if seed_resampler == "resampy"
-            else "the seed loads with soundfile + soxr HQ instead of librosa's kaiser_fast (librosa and resampy are "
-            "not installed; resampy is ~35x slower than soxr on these clips), which favours the seed"
+            "the reference approach resamples with resampy's kaiser_fast, as librosa.load(res_type='kaiser_fast') does"
+            if reference_resampler == "resampy"
+            else "the reference approach loads with soundfile + soxr HQ instead of librosa's kaiser_fast (librosa and resampy are "
+            "not installed; resampy is ~35x slower than soxr on these clips), which favours the reference approach"
         )
     )
     results = []
@@ -283,9 +284,9 @@ def main(
         out = workdir / "out"
         tiny = rows[:workers]
         runs = {
-            "seed": (
-                lambda o, rs, size: run_seed(rs, o, model, workers, size, seed_resampler),
-                min(seed_chunk, per_worker),
+            "reference": (
+                lambda o, rs, size: run_reference(rs, o, model, workers, size, reference_resampler),
+                min(chunk, per_worker),
             ),
             "whisper_ko": (
                 lambda o, rs, size: run_ours(rs, o, model, workers, size),
@@ -336,13 +337,13 @@ def main(
             f"{len(rows) / r['cpu']:.1f} | {r['startup_cpu']:.1f} ({r['startup_wall']:.1f}) | {fmt(r['steady'])} | "
             f"{r['bytes_per_hour'] / 1e6:.1f} | {diff} |"
         )
-    for seed, ours in zip(results[::2], results[1::2]):
-        size = seed["bytes_per_hour"] / ours["bytes_per_hour"]
-        speed = ours["steady"] / seed["steady"] if ours["steady"] and seed["steady"] else None
+    for reference, ours in zip(results[::2], results[1::2]):
+        size = reference["bytes_per_hour"] / ours["bytes_per_hour"]
+        speed = ours["steady"] / reference["steady"] if ours["steady"] and reference["steady"] else None
         click.echo(
             f"{ours['n_mels']} mels: per-core throughput ratio {fmt(speed, 'x')} steady "
             f"({verdict(speed is not None and speed >= TARGETS['speed'])}, target >= {TARGETS['speed']:g}x; "
-            f"{seed['cpu'] / ours['cpu']:.1f}x with startup, {seed['wall'] / ours['wall']:.1f}x in wall time), "
+            f"{reference['cpu'] / ours['cpu']:.1f}x with startup, {reference['wall'] / ours['wall']:.1f}x in wall time), "
             f"on-disk ratio {size:.1f}x ({verdict(size >= TARGETS['size'])}, target >= {TARGETS['size']:g}x), "
             f"max abs diff fp32 {ours['fp32']:.1e} ({verdict(ours['fp32'] <= TARGETS['fp32'])}, <= 1e-4), "
             f"fp16 {ours['fp16']:.1e} ({verdict(ours['fp16'] <= TARGETS['fp16'])}, <= 2e-3) over {len(check)} clips"

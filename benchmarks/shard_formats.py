@@ -9,7 +9,7 @@ process, each read giving the float32 (n_mels, T) array the collator pads:
   - HF datasets Arrow, `Array2D(shape=(None, n_mels), dtype="float16")` (frames first), save_to_disk,
     load_from_disk (memory-mapped) with `.with_format("numpy")`;
   - HF datasets Arrow, `List(List(float16))` (n_mels first), what `Dataset.from_dict` makes of 2-D
-    numpy arrays (the seed's format, here unpadded);
+    numpy arrays (the reference approach's format, here unpadded);
   - numpy memmap: every record's (n_mels, T) fp16 values back to back, uncompressed, offsets index;
   - lilcom (lossy, ~1 byte per value), only if the package is importable.
 Reported per format: MB per audio-hour on disk (and GB for AI Hub's 6,500 h), write seconds,
@@ -168,7 +168,7 @@ FORMATS = [  # (directory, name, write, open)
     ),
     (
         "arrow-lists",
-        "HF Arrow, List(List(float16)) (the seed's, unpadded)",
+        "HF Arrow, List(List(float16)) (the reference approach's, unpadded)",
         lambda o, r, n: write_arrow(o, r, n, array2d=False),
         lambda o: open_arrow(o, array2d=False),
     ),

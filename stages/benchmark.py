@@ -1,6 +1,6 @@
 """DVC stage `benchmark`: test manifest × `benchmark.models` → metrics, report, predictions, plot.
 
-Quick look at one model (the seed's eval.py), printing only, no tracked output touched:
+Quick look at one model (like the reference write-up's eval.py), printing only, no tracked output touched:
     python stages/benchmark.py --model models/finetuned --max-samples 50
 """
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from whisper_ko import benchmark, config, inference, manifest, report
+from whisper_ko import config, evaluation, manifest, report
 from whisper_ko.errors import UserError
 
 TEST_MANIFEST = Path("data/manifests/test.jsonl")
@@ -46,29 +46,11 @@ def score(settings: config.Benchmark, model: config.Model, single_model: str | N
     rows = manifest.read(TEST_MANIFEST)
     if not rows:
         raise UserError(f"{TEST_MANIFEST} is empty: nothing to benchmark")
-    rows = benchmark.subset(rows, max_samples or settings.max_samples, settings.seed)
-    options = benchmark.Options(
-        decoding=inference.Decoding(model.language, model.task, settings.num_beams, settings.max_new_tokens),
-        batch_size=settings.batch_size,
-        warmup_batches=settings.warmup_batches,
-        dtype=settings.dtype,
-        attention=model.attention,
-        cpu_workers=settings.cpu_workers,
-        processor_fallback=model.base,
-        batch_timeout_s=settings.batch_timeout_s,
-    )
-    return benchmark.run(
-        {single_model: single_model} if single_model else settings.models,
-        rows,
-        options,
-        group_by=benchmark.group_fields(rows, settings.group_by),
-        kocer=settings.kocer,
-        resamples=settings.bootstrap_resamples,
-        seed=settings.seed,
-    )
+    rows = evaluation.subset(rows, max_samples or settings.max_samples, settings.seed)
+    return evaluation.benchmark(settings, model, rows, {single_model: single_model} if single_model else None)
 
 
-def write_outputs(results: dict[str, benchmark.Result], seed: int) -> None:
+def write_outputs(results: dict[str, evaluation.Result], seed: int) -> None:
     METRICS.parent.mkdir(parents=True, exist_ok=True)
     METRICS.write_text(json.dumps({alias: r.metrics for alias, r in results.items()}, indent=2) + "\n")
     for alias, r in results.items():

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
 from conftest import REPO
-from whisper_ko import benchmark, inference, shards
+from whisper_ko import evaluation, inference, shards
 from whisper_ko.config import Discover, Model, ParamsError, Preprocess, Train, load, parse
 from whisper_ko.discover import DiscoverError, discover
 from whisper_ko.preprocess import preprocess_split
@@ -106,10 +106,10 @@ def test_a_model_with_non_finite_weights_is_refused_by_the_benchmark(tiny_model,
     weights["model.decoder.layers.0.fc1.weight"][0, 0] = float("nan")
     save_file(weights, str(broken / "model.safetensors"), metadata={"format": "pt"})
     rows = discover(Discover(root=str(sample_corpus), workers=1))[0]["test"][:2]
-    options = benchmark.Options(decoding=inference.Decoding(max_new_tokens=4), batch_size=2, cpu_workers=1,
+    options = evaluation.Options(decoding=inference.Decoding(max_new_tokens=4), batch_size=2, cpu_workers=1,
                                 warmup_batches=0)
-    with pytest.raises(benchmark.BenchmarkError) as failure:
-        benchmark.transcribe({"diverged": str(broken)}, rows, options)
+    with pytest.raises(evaluation.BenchmarkError) as failure:
+        evaluation.transcribe({"diverged": str(broken)}, rows, options)
     message = str(failure.value)
     assert "model 'diverged', while loading it:" in message and "non-finite weights" in message
     assert "Traceback" not in message and len(message.splitlines()) == 1

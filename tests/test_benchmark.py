@@ -18,9 +18,9 @@ import yaml
 from click.testing import CliRunner
 
 from conftest import REPO, run_stage
-from whisper_ko import benchmark, discover, inference, manifest
+from whisper_ko import discover, evaluation, inference, manifest
 
-OPTIONS = benchmark.Options(
+OPTIONS = evaluation.Options(
     decoding=inference.Decoding(max_new_tokens=8), batch_size=4, cpu_workers=2, batch_timeout_s=120
 )
 
@@ -61,8 +61,8 @@ def weights_only(model: Path, out: Path) -> Path:
 
 def test_plan_sorts_by_duration_and_deals_batches_round_robin():
     rows = [{"duration": d} for d in (1.0, 5.0, 3.0, 4.0, 2.0)]
-    assert benchmark.plan(rows, batch_size=2, n_workers=2) == [[[1, 3], [0]], [[2, 4]]]
-    assert benchmark.plan(rows, batch_size=8, n_workers=4) == [[[1, 3, 2, 4, 0]]]  # no idle workers
+    assert evaluation.plan(rows, batch_size=2, n_workers=2) == [[[1, 3], [0]], [[2, 4]]]
+    assert evaluation.plan(rows, batch_size=8, n_workers=4) == [[[1, 3, 2, 4, 0]]]  # no idle workers
 
 
 def test_results_come_back_in_manifest_order_from_several_workers(test_rows, tiny_model, tmp_path):
@@ -72,14 +72,14 @@ def test_results_come_back_in_manifest_order_from_several_workers(test_rows, tin
     rows[3]["audio"] = str(vanished)
     vanished.unlink()  # since discover
     rows[5]["text"] = ""
-    shards = benchmark.plan(rows, OPTIONS.batch_size, OPTIONS.cpu_workers)
+    shards = evaluation.plan(rows, OPTIONS.batch_size, OPTIONS.cpu_workers)
     worked_on = [i for shard in shards for batch in shard for i in batch]
     assert len(shards) == 2 and worked_on != sorted(worked_on)  # the work is not in manifest order
 
     checkpoint = weights_only(tiny_model, tmp_path / "checkpoint-4")
     options = dataclasses.replace(OPTIONS, processor_fallback=str(tiny_model))
-    results = benchmark.run({"a": str(tiny_model), "b": str(checkpoint)}, rows, options, resamples=20)
-    alone = benchmark.transcribe({"a": str(tiny_model)}, rows, dataclasses.replace(OPTIONS, cpu_workers=1))
+    results = evaluation.run({"a": str(tiny_model), "b": str(checkpoint)}, rows, options, evaluation.Scoring(resamples=20))
+    alone = evaluation.transcribe({"a": str(tiny_model)}, rows, dataclasses.replace(OPTIONS, cpu_workers=1))
 
     for result in results.values():
         assert [p["id"] for p in result.predictions] == [r["id"] for r in rows]
@@ -106,10 +106,10 @@ def test_a_worker_that_raises_fails_the_run_naming_model_and_batch(test_rows, ti
     del config["lang_to_id"]  # as in checkpoints saved before transformers knew languages
     (outdated / "generation_config.json").write_text(json.dumps(config))
     rows = test_rows[:6]
-    first = benchmark.plan(rows, OPTIONS.batch_size, 1)[0][0]
+    first = evaluation.plan(rows, OPTIONS.batch_size, 1)[0][0]
 
-    with pytest.raises(benchmark.BenchmarkError) as failure:
-        benchmark.transcribe({"outdated": str(outdated)}, rows, dataclasses.replace(OPTIONS, cpu_workers=1))
+    with pytest.raises(evaluation.BenchmarkError) as failure:
+        evaluation.transcribe({"outdated": str(outdated)}, rows, dataclasses.replace(OPTIONS, cpu_workers=1))
     message = str(failure.value)
     assert "model 'outdated', batch 1/2" in message and rows[first[0]]["id"] in message
     assert "ValueError" in message and "generation config is outdated" in message
@@ -127,8 +127,8 @@ def test_a_worker_that_dies_or_hangs_fails_the_run(test_rows, tiny_model, sig, e
     threading.Thread(target=strike, daemon=True).start()
     options = dataclasses.replace(OPTIONS, cpu_workers=1, batch_timeout_s=2)
     start = time.monotonic()
-    with pytest.raises(benchmark.BenchmarkError, match=expected) as failure:
-        benchmark.transcribe({"victim": str(tiny_model)}, test_rows[:4], options)
+    with pytest.raises(evaluation.BenchmarkError, match=expected) as failure:
+        evaluation.transcribe({"victim": str(tiny_model)}, test_rows[:4], options)
     assert "model 'victim'" in str(failure.value)
     assert time.monotonic() - start < 30 and not multiprocessing.active_children()
 
@@ -136,16 +136,16 @@ def test_a_worker_that_dies_or_hangs_fails_the_run(test_rows, tiny_model, sig, e
 def test_bad_models_fail_before_any_worker_starts(test_rows, tiny_model, tmp_path):
     missing = r"model 'gone': '/no/such/model' is no directory here, nor a hub id"
     with pytest.raises(inference.ModelError, match=missing):
-        benchmark.transcribe({"gone": "/no/such/model"}, test_rows[:2], OPTIONS)
+        evaluation.transcribe({"gone": "/no/such/model"}, test_rows[:2], OPTIONS)
     mixed = tmp_path / "mixed"
     shutil.copytree(tiny_model, mixed)
     processor = json.loads((mixed / "processor_config.json").read_text())
     processor["feature_extractor"]["feature_size"] = 128  # large-v3's preprocessor beside an 80-bin model
     (mixed / "processor_config.json").write_text(json.dumps(processor))
     with pytest.raises(inference.ModelError, match="expects 80 mel bins but its feature extractor makes 128"):
-        benchmark.transcribe({"mixed": str(mixed)}, test_rows[:2], OPTIONS)
+        evaluation.transcribe({"mixed": str(mixed)}, test_rows[:2], OPTIONS)
     with pytest.raises(inference.ModelError, match="'checkpoint': .* cannot be read: Can't load feature extractor"):
-        benchmark.transcribe({"checkpoint": str(weights_only(tiny_model, tmp_path / "c"))}, test_rows[:2], OPTIONS)
+        evaluation.transcribe({"checkpoint": str(weights_only(tiny_model, tmp_path / "c"))}, test_rows[:2], OPTIONS)
     assert not multiprocessing.active_children()
 
 
@@ -204,9 +204,9 @@ def test_dvc_metrics_diff_shows_the_change_per_category(test_rows, tmp_path, sta
     _dvc("init", "-q")
     for drop in (0, 2):  # the second commit loses two characters of every D02 hypothesis
         hypotheses = [row["text"][drop:] if row["category"] == "D02" else row["text"] for row in test_rows]
-        found = benchmark.Transcripts(hypotheses, {}, [benchmark.Timing("cpu", 10.0, 1.0, 1.0)])
-        table, predictions = benchmark.score(test_rows, found, resamples=0)
-        stage_module.write_outputs({"finetuned": benchmark.Result(table, predictions, found)}, seed=0)
+        found = evaluation.Transcripts(hypotheses, {}, [evaluation.Timing("cpu", 10.0, 1.0, 1.0)])
+        table, predictions = evaluation.score(test_rows, found, evaluation.Scoring(resamples=0))
+        stage_module.write_outputs({"finetuned": evaluation.Result(table, predictions, found)}, seed=0)
         subprocess.run([*git, "add", "-A"], check=True)
         subprocess.run([*git, "commit", "-qm", f"drop {drop}"], check=True)
 
@@ -246,7 +246,7 @@ def test_warm_up_batches_are_decoded_first_and_not_timed():
         return [f"hyp {batch}"]
 
     batches = ["longest", "b", "c"]
-    decode_s, wall_s = benchmark.run_batches(
+    decode_s, wall_s = evaluation.run_batches(
         batches, prepare=str.upper, decode=decode, send=lambda *message: sent.append(message), warmup=1, clock=clock
     )
     assert decoded == ["LONGEST", "LONGEST", "B", "C"]  # the warm-up batch is decoded again, timed
@@ -254,7 +254,7 @@ def test_warm_up_batches_are_decoded_first_and_not_timed():
     assert sent == [(0, "LONGEST", ["hyp LONGEST"]), (1, "B", ["hyp B"]), (2, "C", ["hyp C"])]  # warm-up output dropped
 
     clock, decoded = FakeClock(), []
-    decode_s, _ = benchmark.run_batches(batches, prepare=str.upper, decode=decode, send=lambda *m: None, clock=clock)
+    decode_s, _ = evaluation.run_batches(batches, prepare=str.upper, decode=decode, send=lambda *m: None, clock=clock)
     assert decode_s == 102.0  # without warm-up the start-up is in the figure
 
 
@@ -276,5 +276,5 @@ def test_the_next_batch_is_read_while_the_current_one_decodes():
         return [batch]
 
     sent = []
-    benchmark.run_batches(["a", "b", "c"], prepare, decode, lambda i, prepared, hyps: sent.append(hyps))
+    evaluation.run_batches(["a", "b", "c"], prepare, decode, lambda i, prepared, hyps: sent.append(hyps))
     assert sent == [["a"], ["b"], ["c"]]

@@ -311,12 +311,12 @@ def test_two_training_steps_save_a_model_that_keeps_openais_generation_config(re
 def test_the_trainers_validation_cer_is_the_benchmarks_cer(tuned):
     """Users of other tools report the trainer's eval WER and the pipeline's disagreeing: here the
     same features, decoding bound, normaliser and corpus-level scoring give the same number."""
-    from whisper_ko import benchmark, inference
+    from whisper_ko import evaluation, inference
 
     out, summary, val_rows = tuned
-    options = benchmark.Options(decoding=inference.Decoding(max_new_tokens=32), batch_size=4, cpu_workers=1,
+    options = evaluation.Options(decoding=inference.Decoding(max_new_tokens=32), batch_size=4, cpu_workers=1,
                                 warmup_batches=0)
-    scored = benchmark.run({"tuned": str(out)}, val_rows, options, resamples=0)["tuned"].metrics["overall"]
+    scored = evaluation.run({"tuned": str(out)}, val_rows, options, evaluation.Scoring(resamples=0))["tuned"].metrics["overall"]
     assert scored["n"] == 4 and scored["cer_nospace"] == pytest.approx(summary["best_val_cer_nospace"], abs=1e-6)
 
 

@@ -46,7 +46,7 @@ import yaml
 from safetensors.torch import load_file
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
-from whisper_ko import benchmark, inference, runtime, shapes
+from whisper_ko import evaluation, inference, runtime, shapes
 from whisper_ko.config import Model, Preprocess, Train, parse
 from whisper_ko.preprocess import preprocess_split
 from whisper_ko_fixtures import tiny_model
@@ -238,9 +238,9 @@ def ddp_stage(base: Path, features: Path, work: Path) -> dict:
 
 
 def benchmark_two_models(models: dict[str, str], rows: list[dict], cuda: bool) -> dict:
-    options = benchmark.Options(decoding=inference.Decoding(max_new_tokens=16), batch_size=None if cuda else 4,
+    options = evaluation.Options(decoding=inference.Decoding(max_new_tokens=16), batch_size=None if cuda else 4,
                                 cpu_workers=2, batch_timeout_s=300)
-    results = benchmark.run(models, rows, options, resamples=0)
+    results = evaluation.run(models, rows, options, evaluation.Scoring(resamples=0))
     out = {}
     for alias, result in results.items():
         check(all(h is not None for h in result.transcripts.hypotheses), f"{alias}: utterances without a hypothesis")

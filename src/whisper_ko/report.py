@@ -2,7 +2,7 @@
 
 import random
 
-from whisper_ko.benchmark import Result
+from whisper_ko.evaluation import Result
 
 # Metrics tabulated per group, in this order: label, and how a value is written.
 METRICS = {
@@ -21,7 +21,7 @@ CELL_CHARS = 200  # a looping hypothesis runs to max_new_tokens; its start shows
 
 
 def markdown(results: dict[str, Result], seed: int = 0) -> str:
-    """The whole report: per-group tables (the seed's Model × category × TOTAL table first), an
+    """The whole report: per-group tables (the Model × category × TOTAL table first), an
     overall table with speed, then predictions beside references for each model."""
     any_result = next(iter(results.values()))
     overall = any_result.metrics["overall"]
@@ -45,7 +45,7 @@ def markdown(results: dict[str, Result], seed: int = 0) -> str:
 
 
 def group_table(results: dict[str, Result], breakdown: str = "by_category", metric: str = "cer") -> str:
-    """One row per model, one column per group, then TOTAL (the seed's table for the defaults)."""
+    """One row per model, one column per group, then TOTAL ."""
     groups = sorted({g for r in results.values() for g in r.metrics[breakdown]})
     lines = [_row(["Model", *groups, "TOTAL"]), _row(["---"] * (len(groups) + 2))]
     for alias, r in results.items():

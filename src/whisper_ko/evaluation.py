@@ -28,7 +28,7 @@ import torch
 import transformers
 from tqdm import tqdm
 
-from whisper_ko import inference, metrics, runtime
+from whisper_ko import config, inference, metrics, runtime
 from whisper_ko.errors import UserError
 
 # How often the main process looks at its workers while waiting for results.
@@ -78,6 +78,48 @@ class Transcripts:
     batch_size: int = 0
 
 
+@dataclass(frozen=True)
+class Scoring:
+    """How hypotheses are scored and grouped."""
+
+    group_by: tuple[str, ...] = ("category",)  # manifest fields to report per value of
+    kocer: bool = False  # also reading-equivalence CER (metrics.kocer_scores)
+    resamples: int = 1000  # bootstrap resamples of the cer_nospace interval (0: none)
+    seed: int = 0
+
+
+# What a worker tells the main process, in order: per model Ready, a BatchDone per batch, ModelDone.
+@dataclass(frozen=True)
+class Ready:
+    rank: int
+    model: int  # index into the run's models
+
+
+@dataclass(frozen=True)
+class BatchDone:
+    rank: int
+    model: int
+    batch: int  # index into this worker's batches
+    hypotheses: list
+    errors: dict[int, str]  # manifest index → why its audio could not be read
+
+
+@dataclass(frozen=True)
+class ModelDone:
+    rank: int
+    model: int
+    timing: "Timing"
+    peak_rss_mb: float
+    attention: str
+    dtype: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    rank: int
+    message: str  # a user error's own message, or "raised:" and a traceback
+
+
 @dataclass
 class Result:
     metrics: dict  # {"overall": {...}, "by_<field>": {group: {...}}}, numbers only
@@ -93,9 +135,9 @@ def subset(rows: list[dict], max_samples: int | None, seed: int) -> list[dict]:
     return [rows[i] for i in keep]
 
 
-def group_fields(rows: list[dict], extra: list[str]) -> list[str]:
+def group_fields(rows: list[dict], extra: list[str]) -> tuple[str, ...]:
     """`category` plus the requested manifest fields; a field no utterance has is an error."""
-    fields = list(dict.fromkeys(["category", *extra]))
+    fields = tuple(dict.fromkeys(["category", *extra]))
     present = set().union(*(row.keys() for row in rows))
     missing = [f for f in fields if f not in present]
     if missing:
@@ -103,22 +145,31 @@ def group_fields(rows: list[dict], extra: list[str]) -> list[str]:
     return fields
 
 
-def run(
-    models: dict[str, str],
-    rows: list[dict],
-    options: Options,
-    *,
-    group_by: list[str] = ("category",),
-    kocer: bool = False,
-    resamples: int = 1000,
-    seed: int = 0,
+def benchmark(
+    settings: config.Benchmark, model: config.Model, rows: list[dict], models: dict[str, str] | None = None
 ) -> dict[str, Result]:
-    """Transcribe `rows` with every model and score them, per group of each `group_by` field."""
-    if kocer:
+    """The benchmark stage's run: `models` (default `settings.models`) on `rows` as the params say."""
+    options = Options(
+        decoding=inference.Decoding(model.language, model.task, settings.num_beams, settings.max_new_tokens),
+        batch_size=settings.batch_size,
+        warmup_batches=settings.warmup_batches,
+        dtype=settings.dtype,
+        attention=model.attention,
+        cpu_workers=settings.cpu_workers,
+        processor_fallback=model.base,
+        batch_timeout_s=settings.batch_timeout_s,
+    )
+    scoring = Scoring(group_fields(rows, settings.group_by), settings.kocer, settings.bootstrap_resamples, settings.seed)
+    return run(models or settings.models, rows, options, scoring)
+
+
+def run(models: dict[str, str], rows: list[dict], options: Options, scoring: Scoring = Scoring()) -> dict[str, Result]:
+    """Transcribe `rows` with every model and score them, per group of each `scoring.group_by` field."""
+    if scoring.kocer:
         metrics.kocer_module()
     results = {}
     for alias, found in transcribe(models, rows, options).items():
-        table, predictions = score(rows, found, group_by=group_by, kocer=kocer, resamples=resamples, seed=seed)
+        table, predictions = score(rows, found, scoring)
         results[alias] = Result(table, predictions, found)
     return results
 
@@ -213,30 +264,27 @@ class _Workers:
                 self._check(busy)
         return self.found
 
-    def _handle(self, message: tuple, busy: set[int], bar: tqdm) -> None:
-        kind, rank, *payload = message
+    def _handle(self, message: Ready | BatchDone | ModelDone | Failed, busy: set[int], bar: tqdm) -> None:
+        rank = message.rank
         self.heard[rank] = time.monotonic()
-        if kind == "error":
-            raise self._error(rank, payload[0])
-        model, *rest = payload
-        found = self.found[self.aliases[model]]
-        if kind == "ready":
-            self.position[rank] = (model, 0)
-        elif kind == "batch":
-            batch, hypotheses, errors = rest
-            for i, hypothesis in zip(self.shards[rank][batch], hypotheses):
+        if isinstance(message, Failed):
+            raise self._error(rank, message.message)
+        found = self.found[self.aliases[message.model]]
+        if isinstance(message, Ready):
+            self.position[rank] = (message.model, 0)
+        elif isinstance(message, BatchDone):
+            for i, hypothesis in zip(self.shards[rank][message.batch], message.hypotheses):
                 found.hypotheses[i] = hypothesis
-            found.errors.update(errors)
-            self.position[rank] = (model, batch + 1)
-            bar.set_postfix_str(self.aliases[model])
-            bar.update(len(hypotheses))
-        elif kind == "done":
-            timing, peak_rss_mb, attention, dtype = rest
-            found.timings.append(timing)
-            found.peak_rss_mb = max(found.peak_rss_mb, peak_rss_mb)
-            found.attention, found.dtype = attention, dtype
-            self.position[rank] = (model + 1, None)
-            if model + 1 == len(self.aliases):
+            found.errors.update(message.errors)
+            self.position[rank] = (message.model, message.batch + 1)
+            bar.set_postfix_str(self.aliases[message.model])
+            bar.update(len(message.hypotheses))
+        else:
+            found.timings.append(message.timing)
+            found.peak_rss_mb = max(found.peak_rss_mb, message.peak_rss_mb)
+            found.attention, found.dtype = message.attention, message.dtype
+            self.position[rank] = (message.model + 1, None)
+            if message.model + 1 == len(self.aliases):
                 busy.discard(rank)
 
     def _check(self, busy: set[int]) -> None:
@@ -293,7 +341,7 @@ def _worker(rank, device, models, batches, options, results) -> None:
         audio_s = sum(duration for batch in batches for _, _, duration in batch)
         for model_index, (path, processor_path) in enumerate(models):
             model, processor = inference.load(path, device, options.dtype, processor_path, options.attention)
-            results.put(("ready", rank, model_index))
+            results.put(Ready(rank, model_index))
 
             def prepare(batch, model=model):
                 return inference.prepare([path for _, path, _ in batch], model.config.num_mel_bins, model.dtype, cuda)
@@ -304,7 +352,7 @@ def _worker(rank, device, models, batches, options, results) -> None:
             def send(batch_index, prepared, hypotheses, model_index=model_index):
                 indices = [i for i, _, _ in batches[batch_index]]
                 errors = {indices[i]: message for i, message in prepared.errors.items()}
-                results.put(("batch", rank, model_index, batch_index, hypotheses, errors))
+                results.put(BatchDone(rank, model_index, batch_index, hypotheses, errors))
 
             decode_s, wall_s = run_batches(
                 batches, prepare, decode, send, warmup=options.warmup_batches,
@@ -312,12 +360,12 @@ def _worker(rank, device, models, batches, options, results) -> None:
             )
             timing = Timing(device, audio_s, decode_s, wall_s)
             dtype = str(model.dtype).removeprefix("torch.")
-            results.put(("done", rank, model_index, timing, _peak_rss_mb(), model.config._attn_implementation, dtype))
+            results.put(ModelDone(rank, model_index, timing, _peak_rss_mb(), model.config._attn_implementation, dtype))
             del model, processor  # free this model before the next one loads
     except UserError as err:  # a model that cannot be scored: its message says why and what to do
-        results.put(("error", rank, str(err)))
+        results.put(Failed(rank, str(err)))
     except BaseException:
-        results.put(("error", rank, f"raised:\n{traceback.format_exc()}"))
+        results.put(Failed(rank, f"raised:\n{traceback.format_exc()}"))
 
 
 def run_batches(
@@ -367,26 +415,18 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
-def score(
-    rows: list[dict],
-    found: Transcripts,
-    *,
-    group_by: list[str] = ("category",),
-    kocer: bool = False,
-    resamples: int = 1000,
-    seed: int = 0,
-) -> tuple[dict, list[dict]]:
+def score(rows: list[dict], found: Transcripts, scoring: Scoring = Scoring()) -> tuple[dict, list[dict]]:
     """Metrics (overall, and per group of each `group_by` field) and per-utterance predictions."""
     scored, predictions = [], []
     for i, row in enumerate(rows):
         hypothesis = found.hypotheses[i]
-        groups = {name: row.get(name) for name in group_by}
+        groups = {name: row.get(name) for name in scoring.group_by}
         if hypothesis is None:
             scored.append({**groups, "error": found.errors[i]})
             predictions.append({**_prediction(row, None), "error": found.errors[i]})
             continue
         scores = metrics.utterance_scores(row["text"], hypothesis)
-        if kocer:
+        if scoring.kocer:
             scores.update(metrics.kocer_scores(row["raw_text"], hypothesis))
         scored.append({**scores, **groups, "duration": row["duration"]})
         predictions.append(
@@ -396,9 +436,9 @@ def score(
                 "cer_nospace": metrics.utterance_rate(scores, "nospace"),
             }
         )
-    table = {"overall": {**metrics.aggregate(scored, resamples=resamples, seed=seed), **speed(rows, found)}}
-    for name in group_by:
-        table[f"by_{name}"] = metrics.by_group(scored, name, resamples=resamples, seed=seed)
+    table = {"overall": {**metrics.aggregate(scored, resamples=scoring.resamples, seed=scoring.seed), **speed(rows, found)}}
+    for name in scoring.group_by:
+        table[f"by_{name}"] = metrics.by_group(scored, name, resamples=scoring.resamples, seed=scoring.seed)
     return table, predictions
 
 
