@@ -209,7 +209,7 @@ def max_diff(shard_dir: Path, rows: list[dict], model: str) -> float:
 
 
 def model_for(n_mels: int, model_80: str, model_128: str | None, workdir: Path) -> str:
-    from whisper_ko import labels
+    from whisper_ko import features
 
     if n_mels == 128 and not model_128:
         from whisper_ko_fixtures import sample_corpus, tiny_model
@@ -218,8 +218,8 @@ def model_for(n_mels: int, model_80: str, model_128: str | None, workdir: Path) 
     model = model_80 if n_mels == 80 else model_128
     if not Path(model).exists():
         raise click.UsageError(f"model {model} not found: run `make tiny-model` or pass --model")
-    if labels.n_mels(model) != n_mels:
-        raise click.UsageError(f"{model} expects {labels.n_mels(model)} mels, not {n_mels}")
+    if features.n_mels(model) != n_mels:
+        raise click.UsageError(f"{model} expects {features.n_mels(model)} mels, not {n_mels}")
     return model
 
 

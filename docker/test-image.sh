@@ -131,7 +131,7 @@ params = yaml.safe_load(open(path))
 params["discover"]["root"] = root
 params["model"]["base"] = "models/tiny-ko"
 params["train"].update(method="full", learning_rate=0.002, num_train_epochs=2, per_device_train_batch_size=16)
-params["benchmark"].update(models={"base": "models/tiny-ko", "finetuned": "models/finetuned"}, max_new_tokens=64)
+params["benchmark"].update(models={"base": "models/tiny-ko"}, max_new_tokens=64)
 yaml.safe_dump(params, open(path, "w"), allow_unicode=True, sort_keys=False)
 PY
 rm -f "$clone/dvc.lock" "$clone/metrics/benchmark.json"

@@ -1,6 +1,7 @@
-"""DVC stage `benchmark`: test manifest × `benchmark.models` → metrics, report, predictions, plot.
+"""DVC stage `benchmark`: the test manifest × the fine-tune (paths.model) and `benchmark.models` →
+metrics (paths.metrics), report, predictions and plot (paths.reports).
 
-Quick look at one model (like the reference write-up's eval.py), printing only, no tracked output touched:
+Quick look at one model, printing only, no tracked output touched:
     python stages/benchmark.py --model models/finetuned --max-samples 50
 """
 
@@ -12,12 +13,6 @@ import click
 from whisper_ko import config, evaluation, manifest, report
 from whisper_ko.errors import UserError
 
-TEST_MANIFEST = Path("data/manifests/test.jsonl")
-METRICS = Path("metrics/benchmark.json")
-REPORT = Path("reports/benchmark.md")
-PLOT = Path("reports/benchmark_plot.json")
-PREDICTIONS = Path("reports/predictions")
-
 
 @click.command()
 @click.option("--params", "params_file", default="params.yaml", show_default=True)
@@ -27,37 +22,35 @@ PREDICTIONS = Path("reports/predictions")
               help="Seeded subset size (overrides benchmark.max_samples).")
 def main(params_file, single_model, max_samples):
     try:
-        settings, model = config.load(params_file, "benchmark", "model")
-        results = score(settings, model, single_model, max_samples)
+        settings, model, paths = config.load(params_file, "benchmark", "model", "paths")
+        test = Path(paths.manifests) / "test.jsonl"
+        if not test.is_file():
+            raise UserError(f"{test} not found: run the discover stage first")
+        rows = evaluation.subset(manifest.read(test), max_samples or settings.max_samples, settings.seed)
+        if not rows:
+            raise UserError(f"{test} is empty: nothing to benchmark")
+        models = {single_model: single_model} if single_model else {**settings.models, config.FINETUNED: paths.model}
+        results = evaluation.benchmark(settings, model, rows, models)
     except UserError as err:
         raise click.ClickException(str(err)) from err
     if single_model:
         result = results[single_model]
-        click.echo(f"{single_model} on {len(result.predictions)} test utterances\n{report.summary(result, settings.seed)}")
+        click.echo(f"{single_model} on {len(rows)} test utterances\n{report.summary(result, settings.seed)}")
         return
-    write_outputs(results, settings.seed)
+    write_outputs(results, paths, settings.seed)
     click.echo(report.group_tables(results))
 
 
-def score(settings: config.Benchmark, model: config.Model, single_model: str | None, max_samples: int | None):
-    """Every model's (or the one given's) results on the test manifest."""
-    if not TEST_MANIFEST.is_file():
-        raise UserError(f"{TEST_MANIFEST} not found: run the discover stage first")
-    rows = manifest.read(TEST_MANIFEST)
-    if not rows:
-        raise UserError(f"{TEST_MANIFEST} is empty: nothing to benchmark")
-    rows = evaluation.subset(rows, max_samples or settings.max_samples, settings.seed)
-    return evaluation.benchmark(settings, model, rows, {single_model: single_model} if single_model else None)
-
-
-def write_outputs(results: dict[str, evaluation.Result], seed: int) -> None:
-    METRICS.parent.mkdir(parents=True, exist_ok=True)
-    METRICS.write_text(json.dumps({alias: r.metrics for alias, r in results.items()}, indent=2) + "\n")
+def write_outputs(results: dict[str, evaluation.Result], paths: config.Paths, seed: int) -> None:
+    metrics, reports = Path(paths.metrics), Path(paths.reports)
+    metrics.parent.mkdir(parents=True, exist_ok=True)
+    metrics.write_text(json.dumps({alias: r.metrics for alias, r in results.items()}, indent=2) + "\n")
     for alias, r in results.items():
-        manifest.write(PREDICTIONS / f"{alias}.jsonl", r.predictions)
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
-    REPORT.write_text(report.markdown(results, seed), encoding="utf-8")
-    PLOT.write_text(json.dumps(report.plot_rows(results), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        manifest.write(reports / "predictions" / f"{alias}.jsonl", r.predictions)
+    reports.mkdir(parents=True, exist_ok=True)
+    (reports / "benchmark.md").write_text(report.markdown(results, seed), encoding="utf-8")
+    plot = json.dumps(report.plot_rows(results), ensure_ascii=False, indent=1) + "\n"
+    (reports / "benchmark_plot.json").write_text(plot, encoding="utf-8")
 
 
 if __name__ == "__main__":

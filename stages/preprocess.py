@@ -1,4 +1,4 @@
-"""DVC stage `preprocess`: manifests (train, val) → data/features/{train,val}/ shards + reports/preprocess.json."""
+"""DVC stage `preprocess`: manifests (train, val) → feature shards per split (paths.features) and a report."""
 
 import json
 from pathlib import Path
@@ -9,9 +9,6 @@ from whisper_ko import config, manifest
 from whisper_ko.errors import UserError
 from whisper_ko.preprocess import preprocess_split
 
-MANIFEST_DIR = Path("data/manifests")
-FEATURE_DIR = Path("data/features")
-REPORT = Path("reports/preprocess.json")
 SPLITS = ("train", "val")
 
 
@@ -19,16 +16,17 @@ SPLITS = ("train", "val")
 @click.option("--params", "params_file", default="params.yaml", show_default=True)
 def main(params_file):
     try:
-        settings, model = config.load(params_file, "preprocess", "model")
+        settings, model, paths = config.load(params_file, "preprocess", "model", "paths")
     except UserError as err:
         raise click.ClickException(str(err)) from err
     report = {}
     for split in SPLITS:
-        rows = manifest.read(MANIFEST_DIR / f"{split}.jsonl")
-        report[split] = preprocess_split(rows, FEATURE_DIR / split, model, settings)
+        rows = manifest.read(Path(paths.manifests) / f"{split}.jsonl")
+        report[split] = preprocess_split(rows, Path(paths.features) / split, model, settings)
         click.echo(f"{split}: {report[split]['kept']} kept, {report[split]['skipped']}")
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
-    REPORT.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    out = Path(paths.reports) / "preprocess.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

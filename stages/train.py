@@ -1,4 +1,4 @@
-"""DVC stage `train`: data/features/{train,val} + model.base → models/finetuned/ (a plain Whisper directory).
+"""DVC stage `train`: feature shards (paths.features) + model.base → paths.model (a plain Whisper directory)
 
 With `train.nproc_per_node` > 1 the stage relaunches itself under torchrun (one process per GPU).
 """
@@ -14,20 +14,17 @@ from whisper_ko import config
 from whisper_ko.errors import UserError
 from whisper_ko.training import finetune
 
-FEATURE_DIR = "data/features"
-
-
 @click.command()
 @click.option("--params", "params_file", default="params.yaml", show_default=True)
 def main(params_file):
     try:
-        train, model = config.load(params_file, "train", "model")
+        train, model, paths = config.load(params_file, "train", "model", "paths")
         if train.nproc_per_node > 1 and "LOCAL_RANK" not in os.environ:
             # --standalone: a free port and a local rendezvous, so two runs on one host never collide.
             launch = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                       f"--nproc_per_node={train.nproc_per_node}"]
             sys.exit(subprocess.call([*launch, __file__, "--params", params_file]))
-        summary = finetune(model, train, f"{FEATURE_DIR}/train", f"{FEATURE_DIR}/val", log=click.echo)
+        summary = finetune(model, train, paths, log=click.echo)
     except UserError as err:
         raise click.ClickException(str(err)) from err
     if summary:

@@ -89,7 +89,7 @@ def pipeline_project(root: Path, corpus: Path, model: Path, **sections) -> Path:
         max_steps=4, per_device_train_batch_size=8, per_device_eval_batch_size=8, eval_steps=2, eval_max_samples=4,
         eval_max_new_tokens=12,
     )
-    params["benchmark"].update(models={"base": str(model), "finetuned": "models/finetuned"}, max_new_tokens=16)
+    params["benchmark"].update(models={"base": str(model)}, max_new_tokens=16)
     for section, values in sections.items():
         params[section].update(values)
     (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))

@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from conftest import REPO
 from whisper_ko import evaluation, inference, shards
-from whisper_ko.config import Discover, Model, ParamsError, Preprocess, Train, load, parse
+from whisper_ko.config import Discover, Model, ParamsError, Paths, Preprocess, Train, load, parse
 from whisper_ko.discover import DiscoverError, discover
 from whisper_ko.preprocess import preprocess_split
 from whisper_ko.training import TrainingError, finetune
@@ -91,11 +91,11 @@ def nan_features(tmp_path, tiny_model):
 
 
 def test_a_non_finite_loss_stops_training_naming_the_step_and_saves_nothing(nan_features, tiny_model, tmp_path):
-    config = Train(output_dir=str(tmp_path / "out"), checkpoint_dir=str(tmp_path / "ckpt"),
-                   dvclive_dir=str(tmp_path / "live"), max_steps=4, per_device_train_batch_size=1,
-                   eval_steps=2, eval_max_new_tokens=4, learning_rate=1e-3)
+    config = Train(max_steps=4, per_device_train_batch_size=1, eval_steps=2, eval_max_new_tokens=4, learning_rate=1e-3)
+    paths = Paths(features=str(nan_features), model=str(tmp_path / "out"), checkpoints=str(tmp_path / "ckpt"),
+                  curves=str(tmp_path / "live"))
     with pytest.raises(TrainingError, match=r"the training loss became nan at step \d: non-finite features"):
-        finetune(Model(str(tiny_model)), config, nan_features / "train", nan_features / "val", log=lambda _: None)
+        finetune(Model(str(tiny_model)), config, paths, log=lambda _: None)
     assert not (tmp_path / "out").exists()
 
 
@@ -128,7 +128,7 @@ def test_a_model_with_non_finite_weights_is_refused_by_the_benchmark(tiny_model,
     ("train", {"gradient_checkpointing": "yes"}, "train.gradient_checkpointing: expected true or false, got 'yes'"),
     ("train", {"lora": {"r": 0}}, "train.lora.r must be at least 1, got 0"),
     ("model", {"attention": "flash"}, "model.attention 'flash': choose one of sdpa, auto, flash_attention_2, eager"),
-    ("benchmark", {"models": {}}, "benchmark.models is empty"),
+    ("benchmark", {"models": {"finetuned": "models/other"}}, "benchmark.models: `finetuned` is the pipeline's own fine-tune"),
     ("discover", {"layout": "aihub2"}, "discover.layout 'aihub2': choose one of auto, aihub, kspon, plain, jsonl"),
     ("preprocess", {"workers": 0}, "preprocess.workers must be at least 1, got 0"),
 ])
@@ -147,7 +147,7 @@ def test_defaults_live_in_the_config_and_params_yaml_sets_every_one(tmp_path):
     assert parse(Train, {}, "train") == Train()  # every train setting has its default in one place
     for section, values in document.items():
         loaded = load(REPO / "params.yaml", section)[0]
-        assert set(values) == set(type(loaded).__dataclass_fields__) - {"dvclive_dir", "save_total_limit"}, section
+        assert set(values) == set(type(loaded).__dataclass_fields__) - {"save_total_limit"}, section
 
 
 def test_a_typo_in_train_params_leaves_the_checkpoints_of_a_long_run_alone(tmp_path, monkeypatch):

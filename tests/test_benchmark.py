@@ -19,6 +19,7 @@ from click.testing import CliRunner
 
 from conftest import REPO, run_stage
 from whisper_ko import discover, evaluation, inference, manifest
+from whisper_ko.config import Paths
 
 OPTIONS = evaluation.Options(
     decoding=inference.Decoding(max_new_tokens=8), batch_size=4, cpu_workers=2, batch_timeout_s=120
@@ -44,6 +45,7 @@ def project(root: Path, rows: list[dict], tiny_model: Path, **overrides) -> Path
     """A work directory with the test manifest and quick params, as DVC would run the stage in."""
     manifest.write(root / "data/manifests/test.jsonl", rows)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["paths"]["model"] = str(tiny_model)  # the fine-tune the stage always scores, here the tiny model
     params["benchmark"].update(
         models={"base": str(tiny_model)}, max_new_tokens=8, batch_size=4, bootstrap_resamples=50, **overrides
     )
@@ -206,7 +208,7 @@ def test_dvc_metrics_diff_shows_the_change_per_category(test_rows, tmp_path, sta
         hypotheses = [row["text"][drop:] if row["category"] == "D02" else row["text"] for row in test_rows]
         found = evaluation.Transcripts(hypotheses, {}, [evaluation.Timing("cpu", 10.0, 1.0, 1.0)])
         table, predictions = evaluation.score(test_rows, found, evaluation.Scoring(resamples=0))
-        stage_module.write_outputs({"finetuned": evaluation.Result(table, predictions, found)}, seed=0)
+        stage_module.write_outputs({"finetuned": evaluation.Result(table, predictions, found)}, Paths(), seed=0)
         subprocess.run([*git, "add", "-A"], check=True)
         subprocess.run([*git, "commit", "-qm", f"drop {drop}"], check=True)
 

@@ -248,7 +248,7 @@ def tuned(rebuilt, sample_corpus, tmp_path_factory):
     """Two training steps of the real whisper-base on real features, through the project's
     preprocess, collator and trainer; one evaluation at the end."""
     from whisper_ko.discover import discover
-    from whisper_ko.config import Model, Preprocess, Train
+    from whisper_ko.config import Model, Paths, Preprocess, Train
     from whisper_ko.preprocess import preprocess_split
     from whisper_ko.training import finetune
 
@@ -257,11 +257,12 @@ def tuned(rebuilt, sample_corpus, tmp_path_factory):
     val_rows = splits["val"][:4]
     for split, rows in (("train", splits["train"][:8]), ("val", val_rows)):
         preprocess_split(rows, root / split, Model(str(rebuilt)), Preprocess(workers=1))
-    config = Train(output_dir=str(root / "out"), checkpoint_dir=str(root / "ckpt"), dvclive_dir=str(root / "dvclive"),
-                   method="freeze_encoder", eval_steps=2, eval_max_samples=4, eval_max_new_tokens=32,
+    config = Train(method="freeze_encoder", eval_steps=2, eval_max_samples=4, eval_max_new_tokens=32,
                    early_stopping_patience=None, max_steps=2, per_device_train_batch_size=4,
                    per_device_eval_batch_size=4, learning_rate=1e-5, logging_steps=1)
-    summary = finetune(Model(str(rebuilt)), config, root / "train", root / "val", log=lambda _: None)
+    paths = Paths(features=str(root), model=str(root / "out"), checkpoints=str(root / "ckpt"),
+                  curves=str(root / "dvclive"))
+    summary = finetune(Model(str(rebuilt)), config, paths, log=lambda _: None)
     return root / "out", summary, val_rows
 
 
@@ -337,8 +338,8 @@ def test_a_hub_id_works_as_a_local_directory_does(rebuilt, tuned, tmp_path):
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(revision)
     env = {**__import__("os").environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
-    probe = ("from whisper_ko import labels; t = labels.load_tokenizer('openai/whisper-base'); "
-             "print(labels.n_mels('openai/whisper-base'), t.convert_tokens_to_ids('<|ko|>'))")
+    probe = ("from whisper_ko import features, labels; t = labels.load_tokenizer('openai/whisper-base'); "
+             "print(features.n_mels('openai/whisper-base'), t.convert_tokens_to_ids('<|ko|>'))")
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["80", str(KO)]
 

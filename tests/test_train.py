@@ -20,7 +20,7 @@ from whisper_ko.config import Discover
 from whisper_ko import shards
 from whisper_ko.collate import Collator
 from whisper_ko.discover import discover
-from whisper_ko.config import Model, Preprocess, Train, parse
+from whisper_ko.config import Model, Paths, Preprocess, Train, parse
 from whisper_ko.preprocess import preprocess_split
 from whisper_ko.training import TrainingError, apply_method, finetune, trainer_kwargs
 
@@ -40,15 +40,19 @@ def features(sample_corpus, tiny_model, tmp_path_factory):
 
 def train_config(tmp_path, **overrides) -> Train:
     """QUICK settings writing under tmp_path, parsed as the stage parses params.yaml."""
-    values = {"output_dir": str(tmp_path / "out"), "checkpoint_dir": str(tmp_path / "ckpt"),
-              "dvclive_dir": str(tmp_path / "dvclive"), "eval_steps": 2, "eval_max_samples": 4,
-              "eval_max_new_tokens": 12, "early_stopping_patience": None, **QUICK, **overrides}
+    values = {"eval_steps": 2, "eval_max_samples": 4, "eval_max_new_tokens": 12, "early_stopping_patience": None,
+              **QUICK, **overrides}
     return parse(Train, values, "train")
 
 
+def paths(features, tmp_path) -> Paths:
+    return Paths(features=str(features), model=str(tmp_path / "out"), checkpoints=str(tmp_path / "ckpt"),
+                 curves=str(tmp_path / "dvclive"))
+
+
 def run(features, tiny_model, tmp_path, log=None, **overrides):
-    return finetune(Model(str(tiny_model)), train_config(tmp_path, **overrides), features / "train",
-                    features / "val", log=log or (lambda _: None))
+    return finetune(Model(str(tiny_model)), train_config(tmp_path, **overrides), paths(features, tmp_path),
+                    log=log or (lambda _: None))
 
 
 def weights(directory):
@@ -120,9 +124,9 @@ def test_rerun_after_a_kill_resumes_and_changed_params_start_fresh(features, tin
 
 def test_bad_input_fails_before_training(features, tiny_model, tmp_path):
     with pytest.raises(FileNotFoundError, match="preprocess"):
-        finetune(Model(str(tiny_model)), train_config(tmp_path), tmp_path / "none", features / "val")
+        finetune(Model(str(tiny_model)), train_config(tmp_path), paths(tmp_path / "none", tmp_path))
     with pytest.raises(TrainingError, match="<|xx|>"):
-        finetune(Model(str(tiny_model), language="xx"), train_config(tmp_path), features / "train", features / "val")
+        finetune(Model(str(tiny_model), language="xx"), train_config(tmp_path), paths(features, tmp_path))
     assert not (tmp_path / "ckpt").exists()
 
 
@@ -130,8 +134,8 @@ def stage_project(root, features, tiny_model, **train):
     """A work directory for stages/train.py: params with quick settings, the features linked in."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["model"]["base"] = str(tiny_model)
-    params["train"].update(QUICK, method="full", eval_steps=2, eval_max_samples=4, eval_max_new_tokens=12,
-                           checkpoint_dir=str(root / "ckpt"), output_dir=str(root / "out"), **train)
+    params["train"].update(QUICK, method="full", eval_steps=2, eval_max_samples=4, eval_max_new_tokens=12, **train)
+    params["paths"].update(checkpoints=str(root / "ckpt"), model=str(root / "out"))
     root.mkdir(exist_ok=True)
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     (root / "data").mkdir()
@@ -278,7 +282,7 @@ def test_every_trainable_parameter_gets_a_gradient(features, tiny_model, method)
 
 
 def test_trainer_settings_on_a_gpu_host():
-    kwargs = trainer_kwargs(Train(learning_rate=1e-5), "bf16", cuda=True)
+    kwargs = trainer_kwargs(Train(learning_rate=1e-5), "checkpoints/train", "bf16", cuda=True)
     assert kwargs["ddp_find_unused_parameters"] is False and kwargs["optim"] == "adamw_torch_fused"
     assert (kwargs["bf16"], kwargs["fp16"], kwargs["learning_rate"]) == (True, False, 1e-5)
     # TF32 is set by runtime.set_matmul_precision alone: TrainingArguments' tf32 mixes torch's APIs

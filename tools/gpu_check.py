@@ -47,7 +47,7 @@ from safetensors.torch import load_file
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
 from whisper_ko import evaluation, inference, runtime, shapes
-from whisper_ko.config import Model, Preprocess, Train, parse
+from whisper_ko.config import Model, Paths, Preprocess, Train, parse
 from whisper_ko.preprocess import preprocess_split
 from whisper_ko_fixtures import tiny_model
 from whisper_ko_fixtures.sample_corpus import training_texts
@@ -165,14 +165,14 @@ def train_run(name: str, fields: dict, base: Path, features: Path, work: Path, c
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     out = work / name
+    paths = Paths(features=str(features), model=str(out / "model"), checkpoints=str(out / "checkpoints"),
+                  curves=str(out / "dvclive"))
     config = parse(Train, {
-        "output_dir": str(out / "model"), "checkpoint_dir": str(out / "checkpoints"), "dvclive_dir": str(out / "dvclive"),
         "eval_steps": steps // 2, "eval_max_samples": 8, "eval_max_new_tokens": 16, "early_stopping_patience": None,
         "warmup_ratio": 0.0, "max_steps": steps, "per_device_train_batch_size": 8, "per_device_eval_batch_size": 8,
         "learning_rate": 1e-3, "logging_steps": 1, "save_total_limit": None, **fields}, "train")
     start = time.perf_counter()
-    summary = finetune(Model(str(base), attention="auto"), config, features / "train", features / "val",
-                       log=lambda message: None)
+    summary = finetune(Model(str(base), attention="auto"), config, paths, log=lambda message: None)
     wall = time.perf_counter() - start
     check(summary["global_steps"] == steps, f"{summary['global_steps']} steps, not {steps}")
     check(math.isfinite(summary["train_loss"]), f"train loss {summary['train_loss']}")
@@ -220,7 +220,7 @@ def ddp_stage(base: Path, features: Path, work: Path) -> dict:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["model"].update(base=str(base))
     params["train"].update(nproc_per_node=2, max_steps=4, eval_steps=2, eval_max_samples=8, per_device_train_batch_size=8,
-                           eval_max_new_tokens=16, checkpoint_dir="checkpoints/train", output_dir="models/finetuned")
+                           eval_max_new_tokens=16)
     (project / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
     outputs = []
     for _ in range(2):

@@ -32,6 +32,23 @@ def require(condition: bool, message: str) -> None:
 
 
 @dataclass(frozen=True)
+class Paths:
+    """Where the stages read and write, relative to the repository. dvc.yaml interpolates these
+    same values (`${paths.features}`), so a path changed here moves for DVC and the stages at once."""
+
+    manifests: str = "data/manifests"
+    features: str = "data/features"
+    model: str = "models/finetuned"  # the fine-tune; the benchmark scores it as `finetuned`
+    checkpoints: str = "checkpoints/train"  # kept between runs: a rerun with the same params resumes
+    curves: str = "dvclive"  # training curves and their last values
+    metrics: str = "metrics/benchmark.json"  # in git: `dvc metrics diff` between commits
+    reports: str = "reports"
+
+
+FINETUNED = "finetuned"  # the benchmark's alias of the pipeline's own fine-tune (paths.model)
+
+
+@dataclass(frozen=True)
 class Discover:
     root: str  # the corpus root (or a JSONL manifest)
     layout: Literal["auto", "aihub", "kspon", "plain", "jsonl"] = "auto"
@@ -110,9 +127,6 @@ TRAINER_FIELDS = (
 
 @dataclass(frozen=True)
 class Train:
-    output_dir: str = "models/finetuned"
-    checkpoint_dir: str = "checkpoints/train"  # kept between runs: a rerun with the same params resumes
-    dvclive_dir: str = "dvclive"
     method: Literal["full", "lora", "freeze_encoder"] = "full"
     lora: Lora = field(default_factory=Lora)
     learning_rate: float = 1e-5
@@ -164,7 +178,8 @@ class Train:
 
 @dataclass(frozen=True)
 class Benchmark:
-    models: dict[str, str]  # alias: hub id or directory
+    # alias: hub id or directory, scored beside the fine-tune (paths.model, alias `finetuned`)
+    models: dict[str, str] = field(default_factory=dict)
     group_by: list[str] = field(default_factory=list)  # manifest fields reported beside category
     batch_size: int | None = None  # None: 64 per GPU, 16 per CPU worker
     warmup_batches: int = 1  # decoded once, untimed, before each worker's timed pass
@@ -179,7 +194,8 @@ class Benchmark:
     kocer: bool = False  # also score reading-equivalence CER (pip install 'whisper-ko[kocer]')
 
     def __post_init__(self):
-        require(bool(self.models), "benchmark.models is empty: list alias: model pairs to score")
+        require(FINETUNED not in self.models,
+                f"benchmark.models: `{FINETUNED}` is the pipeline's own fine-tune (paths.model); give this one another alias")
         require(all(self.models.values()), "benchmark.models: every alias needs a hub id or a directory")
         require(self.warmup_batches >= 0 and self.bootstrap_resamples >= 0,
                 "benchmark.warmup_batches and bootstrap_resamples must be 0 or more")
@@ -187,7 +203,7 @@ class Benchmark:
         _positive(self, "benchmark", "batch_size", "num_beams", "max_new_tokens", "max_samples", "cpu_workers")
 
 
-SECTIONS = {"discover": Discover, "text": Text, "model": Model, "preprocess": Preprocess, "train": Train,
+SECTIONS = {"paths": Paths, "discover": Discover, "text": Text, "model": Model, "preprocess": Preprocess, "train": Train,
             "benchmark": Benchmark}
 
 
@@ -202,7 +218,7 @@ def load(path: str | Path, *sections: str) -> tuple:
         raise ParamsError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from err
     require(isinstance(document, dict), f"{path}: expected sections (discover:, train:, …) at the top level")
     try:
-        return tuple(parse(SECTIONS[name], document.get(name), name) for name in sections)
+        return tuple(parse(SECTIONS[name], document.get(name, {}), name) for name in sections)
     except ParamsError as err:
         raise ParamsError(f"{path}: {err}") from None
 

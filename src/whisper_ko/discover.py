@@ -313,30 +313,3 @@ def build_report(layout, found, session_files, splits, skipped, notes) -> dict:
         "kept_input": {name: dict(sorted(counts.items())) for name, counts in sorted(notes.items())},
         "session_files": session_files,
     }
-
-
-def report_markdown(report: dict) -> str:
-    categories = sorted({c for per in report["kept"].values() for c in per})
-    lines = [
-        f"# discover ({report['layout']}): {report['found']} found = "
-        f"{report['kept_total']} kept + {report['skipped_total']} skipped",
-        "",
-        f"Corpus: `{report['root']}`",
-        "",
-        "| split | " + " | ".join(categories) + " | total | sessions | hours |",
-        "|---" * (len(categories) + 4) + "|",
-    ]
-    for split, per in report["kept"].items():
-        cells = " | ".join(str(per.get(c, 0)) for c in categories)
-        lines.append(
-            f"| {split} | {cells} | {sum(per.values())} | {report['sessions'][split]} | {report['hours'][split]} |"
-        )
-    if not report["kept"]["test"]:
-        lines += ["", "**No test split**: the corpus has no evaluation side; set `discover.test_fraction`."]
-    lines += ["", "| skipped because | count | example |", "|---|---|---|"]
-    for reason, entry in report["skipped"].items():
-        lines.append(f"| {reason} | {entry['count']} | `{entry['examples'][0] if entry['examples'] else ''}` |")
-    lines += ["", "| kept input | values |", "|---|---|"]
-    for name, counts in report["kept_input"].items():
-        lines.append(f"| {name} | " + ", ".join(f"{k}: {v}" for k, v in counts.items()) + " |")
-    return "\n".join(lines) + "\n"

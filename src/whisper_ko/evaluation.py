@@ -145,10 +145,8 @@ def group_fields(rows: list[dict], extra: list[str]) -> tuple[str, ...]:
     return fields
 
 
-def benchmark(
-    settings: config.Benchmark, model: config.Model, rows: list[dict], models: dict[str, str] | None = None
-) -> dict[str, Result]:
-    """The benchmark stage's run: `models` (default `settings.models`) on `rows` as the params say."""
+def benchmark(settings: config.Benchmark, model: config.Model, rows: list[dict], models: dict[str, str]) -> dict[str, Result]:
+    """The benchmark stage's run: `models` on `rows` as the params say."""
     options = Options(
         decoding=inference.Decoding(model.language, model.task, settings.num_beams, settings.max_new_tokens),
         batch_size=settings.batch_size,
@@ -160,7 +158,7 @@ def benchmark(
         batch_timeout_s=settings.batch_timeout_s,
     )
     scoring = Scoring(group_fields(rows, settings.group_by), settings.kocer, settings.bootstrap_resamples, settings.seed)
-    return run(models or settings.models, rows, options, scoring)
+    return run(models, rows, options, scoring)
 
 
 def run(models: dict[str, str], rows: list[dict], options: Options, scoring: Scoring = Scoring()) -> dict[str, Result]:

@@ -10,11 +10,17 @@ from functools import lru_cache
 
 import numpy as np
 import torch
+from transformers import WhisperFeatureExtractor
 from transformers.audio_utils import mel_filter_bank
 
 from whisper_ko.audio import HOP_LENGTH, N_FFT, N_FRAMES, SAMPLE_RATE
 
 _HALF_WINDOW = N_FFT // 2
+
+
+def n_mels(model: str) -> int:
+    """Mel bins the model expects (80, or 128 for large-v3 and turbo), from its feature extractor."""
+    return WhisperFeatureExtractor.from_pretrained(model).feature_size
 
 
 def num_frames(num_samples: int) -> int:

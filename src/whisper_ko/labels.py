@@ -1,6 +1,6 @@
 """Label token ids: `<|startoftranscript|><|ko|><|transcribe|><|notimestamps|> … <|endoftext|>`."""
 
-from transformers import WhisperFeatureExtractor, WhisperTokenizer
+from transformers import WhisperTokenizer
 
 
 def load_tokenizer(model: str, language: str = "ko", task: str = "transcribe") -> WhisperTokenizer:
@@ -11,11 +11,6 @@ def load_tokenizer(model: str, language: str = "ko", task: str = "transcribe") -
         raise ValueError(f"{model}: tokenizer has no {lang_token} token; it cannot be trained on {language!r}")
     tokenizer.set_prefix_tokens(language=language, task=task, predict_timestamps=False)
     return tokenizer
-
-
-def n_mels(model: str) -> int:
-    """Mel bins the model expects (80, or 128 for large-v3 and turbo), from preprocessor_config.json."""
-    return WhisperFeatureExtractor.from_pretrained(model).feature_size
 
 
 def encode(tokenizer: WhisperTokenizer, texts: list[str]) -> list[list[int]]:

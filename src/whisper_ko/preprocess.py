@@ -115,7 +115,7 @@ def preprocess_split(rows: list[dict], out_dir: str | Path, model: Model, config
     """Write the shards of one split into `out_dir`; returns the split's report."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    n_mels = labels.n_mels(model.base)
+    n_mels = features.n_mels(model.base)
     chunks = [rows[i : i + config.shard_size] for i in range(0, len(rows), config.shard_size)]
     jobs, done = [], []
     wanted = set()

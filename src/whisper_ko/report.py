@@ -1,8 +1,13 @@
-"""Benchmark results as Markdown, as DVC plot rows, and as the quick single-model summary."""
+"""What the stages write for people: discover's and the benchmark's reports as Markdown, the
+benchmark's DVC plot rows and the quick single-model summary. No stage logic lives here."""
+
+from __future__ import annotations
 
 import random
+from typing import TYPE_CHECKING
 
-from whisper_ko.evaluation import Result
+if TYPE_CHECKING:  # annotations only: discover's report needs none of the benchmark's imports
+    from whisper_ko.evaluation import Result
 
 # Metrics tabulated per group, in this order: label, and how a value is written.
 METRICS = {
@@ -18,6 +23,34 @@ METRICS = {
 }
 SHOWN = 10  # random and worst predictions per model
 CELL_CHARS = 200  # a looping hypothesis runs to max_new_tokens; its start shows the loop
+
+
+def discover_markdown(report: dict) -> str:
+    """reports/discover.md: found = kept + skipped, per split and category, skips with an example."""
+    categories = sorted({c for per in report["kept"].values() for c in per})
+    lines = [
+        f"# discover ({report['layout']}): {report['found']} found = "
+        f"{report['kept_total']} kept + {report['skipped_total']} skipped",
+        "",
+        f"Corpus: `{report['root']}`",
+        "",
+        "| split | " + " | ".join(categories) + " | total | sessions | hours |",
+        "|---" * (len(categories) + 4) + "|",
+    ]
+    for split, per in report["kept"].items():
+        cells = " | ".join(str(per.get(c, 0)) for c in categories)
+        lines.append(
+            f"| {split} | {cells} | {sum(per.values())} | {report['sessions'][split]} | {report['hours'][split]} |"
+        )
+    if not report["kept"]["test"]:
+        lines += ["", "**No test split**: the corpus has no evaluation side; set `discover.test_fraction`."]
+    lines += ["", "| skipped because | count | example |", "|---|---|---|"]
+    for reason, entry in report["skipped"].items():
+        lines.append(f"| {reason} | {entry['count']} | `{entry['examples'][0] if entry['examples'] else ''}` |")
+    lines += ["", "| kept input | values |", "|---|---|"]
+    for name, counts in report["kept_input"].items():
+        lines.append(f"| {name} | " + ", ".join(f"{k}: {v}" for k, v in counts.items()) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def markdown(results: dict[str, Result], seed: int = 0) -> str:

@@ -31,7 +31,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from whisper_ko import metrics, runtime, shards
 from whisper_ko.collate import IGNORE_INDEX, Collator
-from whisper_ko.config import Model, Train
+from whisper_ko.config import Model, Paths, Train
 from whisper_ko.errors import UserError
 
 RUN_MARKER = "run.json"
@@ -46,7 +46,7 @@ class TrainingError(UserError):
 # ---------------------------------------------------------------- arguments
 
 
-def trainer_kwargs(config: Train, precision: str, cuda: bool) -> dict:
+def trainer_kwargs(config: Train, checkpoints: str, precision: str, cuda: bool) -> dict:
     """Seq2SeqTrainingArguments of this run (creating them sets up the process group under torchrun)."""
     if config.eval_steps:
         strategy = {"eval_strategy": "steps", "save_strategy": "steps", "eval_steps": config.eval_steps,
@@ -57,7 +57,7 @@ def trainer_kwargs(config: Train, precision: str, cuda: bool) -> dict:
     # once by runtime.set_matmul_precision, the same way as in inference.
     device = {"optim": "adamw_torch_fused"} if cuda else {"use_cpu": True, "dataloader_pin_memory": False}
     return dict(
-        output_dir=config.checkpoint_dir,
+        output_dir=checkpoints,
         **strategy,
         load_best_model_at_end=True,
         metric_for_best_model=config.metric_for_best_model,
@@ -335,21 +335,53 @@ def mark_completed(directory: Path) -> None:
 # ---------------------------------------------------------------- the whole stage
 
 
-def finetune(model: Model, config: Train, train_dir: str | Path, val_dir: str | Path, log=print) -> dict:
-    """Fine-tune `model.base`; save a plain Whisper directory in `config.output_dir`; return the summary."""
+def finetune(model: Model, config: Train, paths: Paths, log=print) -> dict:
+    """Fine-tune `model.base` on the shards in `paths.features`; save a plain Whisper directory in
+    `paths.model`; return the summary. Checkpoints go to `paths.checkpoints`, curves to `paths.curves`."""
     cuda = runtime.cuda_available()
     precision = runtime.precision(config.precision, cuda, "train.precision")
     if cuda:
         runtime.set_matmul_precision()
-    args = Seq2SeqTrainingArguments(**trainer_kwargs(config, precision, cuda))
+    args = Seq2SeqTrainingArguments(**trainer_kwargs(config, paths.checkpoints, precision, cuda))
     # fp32 master weights whatever the checkpoint declares: bf16/fp16 only through autocast.
     net = runtime.load_whisper(model.base, weights=torch.float32, compute_dtype=runtime.DTYPES[precision],
                                attention=model.attention, cuda=cuda, log=log)
     log(f"training in {precision} with {net.config._attn_implementation} attention on {args.device} "
         f"(world size {args.world_size})")
-    processor = WhisperProcessor.from_pretrained(model.base)
-    train_set = open_split(train_dir, net.config.num_mel_bins)
-    val_set = open_split(val_dir, net.config.num_mel_bins)
+    train_set = open_split(Path(paths.features) / "train", net.config.num_mel_bins)
+    val_set = open_split(Path(paths.features) / "val", net.config.num_mel_bins)
+    prepare_model(net, model, config, train_set)
+    resume_from = claim_checkpoints(Path(paths.checkpoints), run_fingerprint(model, config, train_set, val_set), log)
+    trainer = build_trainer(apply_method(net, config), config, paths, args, train_set, val_set,
+                            WhisperProcessor.from_pretrained(model.base), precision)
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume_from)
+    wall = time.perf_counter() - start
+    if result.global_step == 0:
+        raise TrainingError("no training step ran: the run would publish the base model as the fine-tune")
+    if not trainer.is_world_process_zero():
+        return {}
+    summary = {
+        "base": model.base,
+        "method": config.method,
+        "train_utterances": len(train_set),
+        "val_utterances": len(val_set),
+        **run_summary(trainer, result, wall, len(train_set), config.metric_for_best_model),
+        "precision": precision,
+        "attention": trainer.model.config._attn_implementation,
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
+        "world_size": args.world_size,
+        "peak_memory_gib": round(runtime.peak_memory_gib(cuda), 3),
+        "peak_memory_of": "GPU, allocated" if cuda else "CPU process, resident",
+        "params": asdict(config),
+    }
+    save(trainer, Path(paths.model), summary)
+    mark_completed(Path(paths.checkpoints))
+    return summary
+
+
+def prepare_model(net: WhisperForConditionalGeneration, model: Model, config: Train, train_set) -> None:
+    """Check that the base can learn these labels, and set what the saved model carries."""
     check_model(net, model.language, train_set)
     # Generation settings travel with the model. The base's suppress_tokens, alignment_heads and
     # lang_to_id stay as they are: an empty suppress list makes deployed models hallucinate.
@@ -360,69 +392,47 @@ def finetune(model: Model, config: Train, train_dir: str | Path, val_dir: str | 
     if config.gradient_checkpointing:
         net.config.use_cache = False
 
-    checkpoint_dir = Path(config.checkpoint_dir)
-    resume_from = claim_checkpoints(checkpoint_dir, run_fingerprint(model, config, train_set, val_set), log)
-    net = apply_method(net, config)
 
-    callbacks = [DVCLiveLogger(config.dvclive_dir), RunLoss()]
+def build_trainer(net, config: Train, paths: Paths, args, train_set, val_set, processor, precision: str) -> ShardTrainer:
+    callbacks = [DVCLiveLogger(paths.curves), RunLoss()]
     if config.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(config.early_stopping_patience, config.early_stopping_threshold))
-    trainer = ShardTrainer(
+    return ShardTrainer(
         model=net,
         args=args,
         train_dataset=train_set,
         eval_dataset=eval_subset(val_set, config.eval_max_samples, args.seed),
         data_collator=Collator(net.config.decoder_start_token_id, runtime.DTYPES[precision]),
+        processing_class=processor,
         compute_metrics=cer_metrics(processor),
         callbacks=callbacks,
         max_new_tokens=config.eval_max_new_tokens,
     )
-    start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=resume_from)
-    wall = time.perf_counter() - start
-    if result.global_step == 0:
-        raise TrainingError("no training step ran: the run would publish the base model as the fine-tune")
-    if not trainer.is_world_process_zero():
-        return {}
-    runtime_info = {
-        "precision": precision,
-        "attention": trainer.model.config._attn_implementation,
-        "device": torch.cuda.get_device_name() if cuda else "cpu",
-        "world_size": args.world_size,
-        "peak_memory_gib": round(runtime.peak_memory_gib(cuda), 3),
-        "peak_memory_of": "GPU, allocated" if cuda else "CPU process, resident",
-    }
-    summary = save(trainer, processor, model, config, result, wall, len(train_set), len(val_set), runtime_info)
-    mark_completed(checkpoint_dir)
-    return summary
 
 
-def save(trainer: ShardTrainer, processor, model: Model, config: Train, result, wall, n_train, n_val,
-         runtime_info) -> dict:
-    model_out = plain_model(trainer.model)
-    bad = runtime.nonfinite_parameter(model_out)
-    if bad:
-        raise TrainingError(f"the trained model has non-finite weights ({bad}); it was not saved")
-    output_dir = Path(config.output_dir)
-    shutil.rmtree(output_dir, ignore_errors=True)
-    model_out.save_pretrained(output_dir)
-    processor.save_pretrained(output_dir)
+def run_summary(trainer: ShardTrainer, result, wall: float, n_train: int, metric: str) -> dict:
+    """What the run did: steps, epochs, the best checkpoint and its score, loss, speed."""
     state = trainer.state
-    summary = {
-        "base": model.base,
-        "method": config.method,
-        "train_utterances": n_train,
-        "val_utterances": n_val,
+    return {
         "best_step": int(state.best_model_checkpoint.rsplit("-", 1)[1]) if state.best_model_checkpoint else None,
-        f"best_val_{config.metric_for_best_model}": state.best_metric,
+        f"best_val_{metric}": state.best_metric,
         "global_steps": result.global_step,
         "epochs": round(state.epoch or 0.0, 3),
         "samples_seen": round((state.epoch or 0.0) * n_train),
         "wall_time_s": round(wall, 1),
         "samples_per_s": round(result.metrics.get("train_samples_per_second", 0.0), 2),
         "train_loss": trainer.run_loss().total / state.global_step,  # the whole run's, resumed or not
-        **runtime_info,
-        "params": asdict(config),
     }
+
+
+def save(trainer: ShardTrainer, output_dir: Path, summary: dict) -> None:
+    """The model, LoRA merged, as a plain Whisper directory with its processor and the summary; a
+    model with non-finite weights is never saved."""
+    model = plain_model(trainer.model)
+    bad = runtime.nonfinite_parameter(model)
+    if bad:
+        raise TrainingError(f"the trained model has non-finite weights ({bad}); it was not saved")
+    shutil.rmtree(output_dir, ignore_errors=True)
+    model.save_pretrained(output_dir)
+    trainer.processing_class.save_pretrained(output_dir)
     (output_dir / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary

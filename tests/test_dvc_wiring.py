@@ -1,0 +1,97 @@
+"""dvc.yaml describes the pipeline completely: each stage depends on every module its script
+imports, and paths live in one place (params.yaml's `paths`), read by DVC and the stages alike."""
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, dvc, git, pipeline_project, stages_run
+
+SRC = REPO / "src" / "whisper_ko"
+
+
+def imported_modules(path: Path) -> set[str]:
+    """whisper_ko modules `path` imports at run time (not those imported for annotations only)."""
+    tree = ast.parse(path.read_text())
+    skip = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+            for n in ast.walk(node)}
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module == "whisper_ko":
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("whisper_ko."):
+            found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("whisper_ko.")}
+    return found
+
+
+def closure(script: Path) -> set[str]:
+    modules, todo = set(), imported_modules(script)
+    while todo:
+        name = todo.pop()
+        if name not in modules:
+            modules.add(name)
+            todo |= imported_modules(SRC / f"{name}.py")
+    return modules
+
+
+@pytest.mark.parametrize("stage", ["discover", "preprocess", "train", "benchmark"])
+def test_each_stage_depends_on_exactly_the_modules_its_script_imports(stage):
+    spec = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage]
+    script = Path(spec["cmd"].split()[1])
+    deps = {d for d in spec["deps"] if isinstance(d, str)}
+    listed = {Path(d).stem for d in deps if d.startswith("src/whisper_ko/")}
+    assert str(script) in deps
+    needed = closure(REPO / script)
+    assert not needed - listed, f"dvc.yaml's {stage} misses {sorted(needed - listed)}"
+    assert not listed - needed, f"dvc.yaml's {stage} lists {sorted(listed - needed)}, which it does not import"
+
+
+def test_training_follows_the_scoring_code_it_selects_checkpoints_with():
+    assert "text" in closure(REPO / "stages/train.py")  # no-space CER picks the best checkpoint
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory, sample_corpus, tiny_model):
+    root = pipeline_project(tmp_path_factory.mktemp("wiring"), sample_corpus, tiny_model)
+    dvc(root, "repro")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "ran")
+    return root
+
+
+@pytest.mark.slow
+def test_touching_the_text_normaliser_reruns_train(ran):
+    text = ran / "src/whisper_ko/text.py"
+    original = text.read_text()
+    text.write_text(original + "\n# touched\n")
+    try:
+        changed = set(json.loads(dvc(ran, "status", "--json")))
+        assert {"discover", "train", "benchmark"} <= changed
+        assert "train" in stages_run(dvc(ran, "repro", "--dry", "train"))
+    finally:
+        text.write_text(original)
+
+
+@pytest.mark.slow
+def test_a_path_changed_in_params_moves_for_dvc_and_the_stages(ran):
+    params = yaml.safe_load((ran / "params.yaml").read_text())
+    params["paths"].update(reports="out/reports")
+    (ran / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
+    try:
+        assert {"discover", "preprocess", "benchmark"} <= stages_run(dvc(ran, "repro", "--dry"))
+        dvc(ran, "repro", "discover")  # the stage writes where DVC now expects its outputs
+        assert (ran / "out/reports/discover.json").is_file() and (ran / "out/reports/discover.md").is_file()
+        lock = yaml.safe_load((ran / "dvc.lock").read_text())["stages"]
+        assert {out["path"] for out in lock["discover"]["outs"]} >= {"out/reports/discover.json"}
+        params["paths"].update(model="models/tuned")
+        (ran / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
+        assert {"train", "benchmark"} <= set(json.loads(dvc(ran, "status", "--json")))
+    finally:
+        git(ran, "checkout", "--", "params.yaml", "dvc.lock")
