@@ -23,7 +23,7 @@ REAL_MODEL := models/whisper-base
 SEED ?= 0
 comma := ,
 
-.PHONY: setup lock espeak sample-data tiny-model real-model demo test repro clean gpu-check preset docker-build docker-repro test-docker
+.PHONY: setup lock lint espeak sample-data tiny-model real-model demo test repro clean gpu-check preset docker-build docker-repro test-docker
 
 setup: $(STAMP)
 
@@ -36,7 +36,7 @@ else
 	$(BIN)/pip install -q --no-index --no-deps $(TORCH) 2>/dev/null && $(BIN)/pip install -q $(TORCH) \
 	  || $(BIN)/pip install -q $(TORCH) --index-url $(TORCH_CPU_INDEX) --extra-index-url https://pypi.org/simple
 endif
-	$(BIN)/pip install -q -c requirements.lock -e '.[dev,kocer]' -e fixtures
+	$(BIN)/pip install -q -c requirements.lock -e '.[dev,kocer,bench]' -e fixtures
 	touch $(STAMP)
 
 # requirements.lock: the versions tested together, every package but torch (see setup, Docker).
@@ -73,6 +73,10 @@ demo: sample-data real-model
 
 test: setup espeak
 	python -m pytest -q
+
+# The lint CI runs before the tests (configuration: pyproject.toml's [tool.ruff]).
+lint: setup
+	ruff check . && ruff format --check .
 
 # presets/$(PRESET).yaml's model, train and benchmark sections into params.yaml (README, "Presets").
 preset: setup

@@ -58,9 +58,13 @@ def repeated(rows: list[dict], times: int) -> list[dict]:
 @click.option("--max-new-tokens", default=64, show_default=True)
 @click.option("--workers", default=2, show_default=True, help="Our CPU worker processes.")
 @click.option("--batch-size", default=16, show_default=True)
-@click.option("--naive-threads", default=0, show_default=True,
-              help="torch threads of the naive loop; 0 keeps torch's default (one per core), as people run it. "
-                   "On a busy machine 1 is faster: idle threads spin-wait for cores others hold.")
+@click.option(
+    "--naive-threads",
+    default=0,
+    show_default=True,
+    help="torch threads of the naive loop; 0 keeps torch's default (one per core), as people run it. "
+    "On a busy machine 1 is faster: idle threads spin-wait for cores others hold.",
+)
 @click.option("--rss-max-new-tokens", default=8, show_default=True, help="Short decodes keep the 10× run quick.")
 def main(manifest_path, model, clips, max_new_tokens, workers, batch_size, naive_threads, rss_max_new_tokens):
     if naive_threads:
@@ -69,26 +73,36 @@ def main(manifest_path, model, clips, max_new_tokens, workers, batch_size, naive
     decoding = inference.Decoding(max_new_tokens=max_new_tokens)
     options = evaluation.Options(decoding=decoding, batch_size=batch_size, cpu_workers=workers)
     audio_s = sum(r["duration"] for r in rows)
-    click.echo(f"{len(rows)} clips, {audio_s / len(rows):.2f} s mean, {model}, max_new_tokens {max_new_tokens}, "
-               f"{os.cpu_count()} cores, naive loop on {torch.get_num_threads()} threads, "
-               f"load average before {os.getloadavg()[0]:.2f}")
+    click.echo(
+        f"{len(rows)} clips, {audio_s / len(rows):.2f} s mean, {model}, max_new_tokens {max_new_tokens}, "
+        f"{os.cpu_count()} cores, naive loop on {torch.get_num_threads()} threads, "
+        f"load average before {os.getloadavg()[0]:.2f}"
+    )
 
     our_decode, our_total, _ = ours(model, rows, options)
     naive_decode, naive_total = naive(model, rows, decoding)
     click.echo("| approach | samples/s (decoding) | RTFx | samples/s (end to end) |")
     click.echo("|---|---|---|---|")
-    click.echo(f"| naive pipeline loop, 1 utterance at a time | {len(rows) / naive_decode:.2f} | "
-               f"{audio_s / naive_decode:.1f} | {len(rows) / naive_total:.2f} |")
-    click.echo(f"| benchmark stage, {workers} workers × batch {batch_size} | {len(rows) / our_decode:.2f} | "
-               f"{audio_s / our_decode:.1f} | {len(rows) / our_total:.2f} |")
-    click.echo(f"ratio ours / naive: {naive_decode / our_decode:.2f}× decoding, "
-               f"{naive_total / our_total:.2f}× end to end (load average after {os.getloadavg()[0]:.2f})")
+    click.echo(
+        f"| naive pipeline loop, 1 utterance at a time | {len(rows) / naive_decode:.2f} | "
+        f"{audio_s / naive_decode:.1f} | {len(rows) / naive_total:.2f} |"
+    )
+    click.echo(
+        f"| benchmark stage, {workers} workers × batch {batch_size} | {len(rows) / our_decode:.2f} | "
+        f"{audio_s / our_decode:.1f} | {len(rows) / our_total:.2f} |"
+    )
+    click.echo(
+        f"ratio ours / naive: {naive_decode / our_decode:.2f}× decoding, "
+        f"{naive_total / our_total:.2f}× end to end (load average after {os.getloadavg()[0]:.2f})"
+    )
 
     short = dataclasses.replace(options, decoding=dataclasses.replace(decoding, max_new_tokens=rss_max_new_tokens))
     _, _, rss_1 = ours(model, rows, short)
     _, _, rss_10 = ours(model, repeated(rows, 10), short)
-    click.echo(f"worker peak RSS: {rss_1:.0f} MB on {len(rows)} utterances, {rss_10:.0f} MB on {10 * len(rows)} "
-               f"({rss_10 / rss_1:.2f}×)")
+    click.echo(
+        f"worker peak RSS: {rss_1:.0f} MB on {len(rows)} utterances, {rss_10:.0f} MB on {10 * len(rows)} "
+        f"({rss_10 / rss_1:.2f}×)"
+    )
 
 
 if __name__ == "__main__":

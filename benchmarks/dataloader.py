@@ -25,10 +25,10 @@ from transformers import WhisperProcessor
 
 from whisper_ko import features, shards
 from whisper_ko.collate import Collator
-from whisper_ko_fixtures import sample_corpus, tiny_model
-from whisper_ko.discover import discover
 from whisper_ko.config import Discover, Model, Preprocess
+from whisper_ko.discover import discover
 from whisper_ko.preprocess import preprocess_split
+from whisper_ko_fixtures import sample_corpus, tiny_model
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
@@ -70,8 +70,15 @@ def prepare(work: Path, corpus: Path, n_mels: int) -> tuple[Path, Path, Path]:
 
 
 def samples_per_second(dataset, collate, batch_size: int, batches: int) -> float:
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=1, collate_fn=collate,
-                        generator=torch.Generator().manual_seed(0), persistent_workers=True)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=1,
+        collate_fn=collate,
+        generator=torch.Generator().manual_seed(0),
+        persistent_workers=True,
+    )
     it = iter(loader)
     next(it)  # worker start-up is not throughput
     start, seen = time.perf_counter(), 0
@@ -99,7 +106,9 @@ def main(corpus, work, n_mels, dtype, batch_size, batches):
     sot = processor.tokenizer.convert_tokens_to_ids("<|startoftranscript|>")
 
     ours = samples_per_second(shards.open(ours_dir), Collator(sot, DTYPES[dtype]), batch_size, batches)
-    reference = samples_per_second(load_from_disk(str(reference_dir)), ReferenceCollator(processor, sot), batch_size, max(4, batches // 8))
+    reference = samples_per_second(
+        load_from_disk(str(reference_dir)), ReferenceCollator(processor, sot), batch_size, max(4, batches // 8)
+    )
     click.echo(f"{n_mels} mels × 3000 frames, batch {batch_size}, one DataLoader worker, one thread")
     click.echo("| loader | samples/s |\n|---|---|")
     click.echo(f"| reference: padded fp16 in Arrow, nested lists → feature_extractor.pad | {reference:.1f} |")

@@ -37,9 +37,14 @@ SENTENCES = [
 
 def wav_bytes(samples: np.ndarray, sr: int = 8000) -> bytes:
     data = samples.astype("<i2").tobytes()
-    header = b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt " + struct.pack(
-        "<IHHIIHH", 16, 1, 1, sr, sr * 2, 2, 16
-    ) + b"data" + struct.pack("<I", len(data))
+    header = (
+        b"RIFF"
+        + struct.pack("<I", 36 + len(data))
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, sr, sr * 2, 2, 16)
+        + b"data"
+        + struct.pack("<I", len(data))
+    )
     return header + data
 
 
@@ -64,12 +69,16 @@ def generate_tree(root: Path, utterances: int, per_session: int = 8) -> int:
             (src / f"{u:04d}.wav").write_bytes(b"not a wav" if broken else unique)
             text = SENTENCES[(i + u) % len(SENTENCES)]
             (lab / f"{u:04d}.txt").write_text(text, encoding="utf-8")
-            dialogs.append({"speaker": "A" if u % 2 else "B", "audioPath": f"{rel.as_posix()}/{u:04d}.wav", "text": text})
+            dialogs.append(
+                {"speaker": "A" if u % 2 else "B", "audioPath": f"{rel.as_posix()}/{u:04d}.wav", "text": text}
+            )
         speakers = [
             {"id": "A", "type": "상담사1", "gender": "여", "age": "30대", "telephone_network": "8k"},
             {"id": "B", "type": "고객1", "gender": "알수없음", "age": "", "telephone_network": "8k"},
         ]
-        session = {"dataSet": {"typeInfo": {"category": domain, "subcategory": "x", "speakers": speakers}, "dialogs": dialogs}}
+        session = {
+            "dataSet": {"typeInfo": {"category": domain, "subcategory": "x", "speakers": speakers}, "dialogs": dialogs}
+        }
         (lab / f"S{i:06d}.json").write_text(json.dumps(session, ensure_ascii=False), encoding="utf-8")
         files += 2 * per_session + 1
     return files
@@ -84,11 +93,12 @@ def reference_discover(root: Path, workers: int) -> list[tuple[str, str]]:
     """The reference approach: glob WAVs, swap the tree names to find labels, read labels in a pool."""
     wavs = sorted(str(p) for p in root.rglob("*.wav"))
     labels = [
-        w.replace("원천데이터", "라벨링데이터").replace("/TS_", "/TL_").replace("/VS_", "/VL_")[:-4] + ".txt" for w in wavs
+        w.replace("원천데이터", "라벨링데이터").replace("/TS_", "/TL_").replace("/VS_", "/VL_")[:-4] + ".txt"
+        for w in wavs
     ]
     with Pool(workers) as pool:
         texts = pool.map(_read_text, labels, chunksize=256)
-    return list(zip(wavs, texts))
+    return list(zip(wavs, texts, strict=True))
 
 
 @click.command()
@@ -107,7 +117,10 @@ def main(tree, utterances, workers):
     files = int(marker.read_text())
 
     timings = {}
-    for name, run in (("reference", lambda: reference_discover(root, workers)), ("whisper_ko", lambda: discover(Discover(root=str(root), workers=workers)))):
+    for name, run in (
+        ("reference", lambda: reference_discover(root, workers)),
+        ("whisper_ko", lambda: discover(Discover(root=str(root), workers=workers))),
+    ):
         run()  # warm the page cache: both are then measured on a warm local disk
         start = time.perf_counter()
         result = run()
@@ -117,14 +130,18 @@ def main(tree, utterances, workers):
     click.echo(f"{files} files ({utterances} utterances), {workers} workers, warm page cache")
     click.echo("| approach | what it checks | seconds | files/s |")
     click.echo("|---|---|---|---|")
-    click.echo(f"| reference (glob + read labels) | pairing by name only | {timings['reference']:.2f} | "
-               f"{files / timings['reference']:.0f} |")
+    click.echo(
+        f"| reference (glob + read labels) | pairing by name only | {timings['reference']:.2f} | "
+        f"{files / timings['reference']:.0f} |"
+    )
     click.echo(
         f"| whisper_ko discover | headers, labels, notation, metadata, splits | {timings['whisper_ko']:.2f} | "
         f"{files / timings['whisper_ko']:.0f} |"
     )
-    click.echo(f"ratio whisper_ko / reference: {timings['reference'] / timings['whisper_ko']:.2f}x; "
-               f"kept {report['kept_total']}, skipped {report['skipped_total']}")
+    click.echo(
+        f"ratio whisper_ko / reference: {timings['reference'] / timings['whisper_ko']:.2f}x; "
+        f"kept {report['kept_total']}, skipped {report['skipped_total']}"
+    )
 
 
 if __name__ == "__main__":

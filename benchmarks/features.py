@@ -50,7 +50,7 @@ def main(corpus, clips, n_mels):
 
     ours_s, ours = timed(lambda w: features.log_mel(w, n_mels), waves)
     ref_s, refs = timed(reference, waves)
-    diff = max(float(np.abs(features.pad(o) - r).max()) for o, r in zip(ours, refs))
+    diff = max(float(np.abs(features.pad(o) - r).max()) for o, r in zip(ours, refs, strict=True))
     compressor = zstandard.ZstdCompressor(level=shards.ZSTD_LEVEL)
     padded_bytes = sum(r.astype(np.float16).nbytes for r in refs)
     our_bytes = sum(len(compressor.compress(o.astype(np.float16).tobytes())) for o in ours)
@@ -59,8 +59,13 @@ def main(corpus, clips, n_mels):
     click.echo("| approach | clips/s | MB per audio-hour |")
     click.echo("|---|---|---|")
     click.echo(f"| extractor, padded 30 s, fp16 | {len(waves) / ref_s:.1f} | {padded_bytes / hours / 1e6:.1f} |")
-    click.echo(f"| whisper_ko log_mel, unpadded fp16 + zstd | {len(waves) / ours_s:.1f} | {our_bytes / hours / 1e6:.1f} |")
-    click.echo(f"speed ratio {ref_s / ours_s:.1f}x, size ratio {padded_bytes / our_bytes:.1f}x, max |pad(ours) - extractor| = {diff:.2e}")
+    click.echo(
+        f"| whisper_ko log_mel, unpadded fp16 + zstd | {len(waves) / ours_s:.1f} | {our_bytes / hours / 1e6:.1f} |"
+    )
+    click.echo(
+        f"speed ratio {ref_s / ours_s:.1f}x, size ratio {padded_bytes / our_bytes:.1f}x, "
+        f"max |pad(ours) - extractor| = {diff:.2e}"
+    )
 
 
 if __name__ == "__main__":

@@ -15,8 +15,9 @@ Then, in one run, for 80 and for 128 mels:
       (default; favours the seed: resampy's kaiser_fast costs ~13 ms per 4.6 s clip, soxr ~0.4 ms)
       or, with --seed-resampler resampy, the reference approach's own kaiser_fast through resampy;
   (b) our stage: `whisper_ko.preprocess.preprocess_split` exactly as stages/preprocess.py calls it.
-Both are timed in wall time and in CPU time (the parent's plus every pool worker's): clips per CPU-second is the per-core throughput, and stays meaningful on a machine shared
-with other work, where wall time does not. Each approach also runs on one clip per worker: that is
+Both are timed in wall time and in CPU time (the parent's plus every pool worker's): clips per
+CPU-second is the per-core throughput, and stays meaningful on a machine shared with other
+work, where wall time does not. Each approach also runs on one clip per worker: that is
 its startup (spawn, imports, extractor/tokenizer loading). Steady clips per CPU-second =
 (clips - workers) / (CPU - startup CPU) is the per-core rate a corpus of millions of clips sees,
 startup amortised; chunk and shard sizes are capped at clips / workers so that every worker pays
@@ -239,8 +240,13 @@ def verdict(ok: bool) -> str:
 @click.option("--mels", "mel_sizes", default="80,128", show_default=True)
 @click.option("--model", "model_80", default="models/tiny-ko", show_default=True, help="an 80-mel model")
 @click.option("--model-128", default=None, help="a 128-mel model [default: a tiny one built in --workdir]")
-@click.option("--reference-chunk", "chunk", default=REFERENCE_CHUNK, show_default=True,
-              help="clips per chunk, the reference approach's default")
+@click.option(
+    "--reference-chunk",
+    "chunk",
+    default=REFERENCE_CHUNK,
+    show_default=True,
+    help="clips per chunk, the reference approach's default",
+)
 @click.option("--shard-size", default=1000, show_default=True, help="clips per shard, params.yaml's default")
 @click.option(
     "--reference-resampler",
@@ -255,8 +261,19 @@ def verdict(ok: bool) -> str:
     "--workdir", default="/tmp/whisper-ko-preprocess-bench", show_default=True, type=click.Path(path_type=Path)
 )
 def main(
-    corpus, clips, mean_duration, workers, mel_sizes, model_80, model_128, chunk, shard_size, reference_resampler,
-    repeats, check_clips, workdir,
+    corpus,
+    clips,
+    mean_duration,
+    workers,
+    mel_sizes,
+    model_80,
+    model_128,
+    chunk,
+    shard_size,
+    reference_resampler,
+    repeats,
+    check_clips,
+    workdir,
 ):
     if not corpus.exists():
         raise click.UsageError(f"corpus {corpus} not found: run `make sample-data` first, or pass --corpus")
@@ -274,7 +291,8 @@ def main(
         + (
             "the reference approach resamples with resampy's kaiser_fast, as librosa.load(res_type='kaiser_fast') does"
             if reference_resampler == "resampy"
-            else "the reference approach loads with soundfile + soxr HQ instead of librosa's kaiser_fast (librosa and resampy are "
+            else "the reference approach loads with soundfile + soxr HQ instead of librosa's kaiser_fast "
+            "(librosa and resampy are "
             "not installed; resampy is ~35x slower than soxr on these clips), which favours the reference approach"
         )
     )
@@ -285,19 +303,22 @@ def main(
         tiny = rows[:workers]
         runs = {
             "reference": (
-                lambda o, rs, size: run_reference(rs, o, model, workers, size, reference_resampler),
+                lambda o, rs, size, model=model: run_reference(rs, o, model, workers, size, reference_resampler),
                 min(chunk, per_worker),
             ),
             "whisper_ko": (
-                lambda o, rs, size: run_ours(rs, o, model, workers, size),
+                lambda o, rs, size, model=model: run_ours(rs, o, model, workers, size),
                 min(shard_size, per_worker),
             ),
         }
         measured = {name: {"startup": [], "full": []} for name in runs}
         for _ in range(repeats):  # interleaved, so that load from elsewhere hits both alike
             for name, (run, size) in runs.items():
-                measured[name]["startup"].append(timed(lambda o: run(o, tiny, 1), out / f"{name}-{n_mels}-startup"))
-                measured[name]["full"].append(timed(lambda o: run(o, rows, size), out / f"{name}-{n_mels}"))
+                startup = timed(lambda o, run=run, tiny=tiny: run(o, tiny, 1), out / f"{name}-{n_mels}-startup")
+                measured[name]["startup"].append(startup)
+                measured[name]["full"].append(
+                    timed(lambda o, run=run, size=size: run(o, rows, size), out / f"{name}-{n_mels}")
+                )
                 result = measured[name]["full"][-1][2]
                 if result["kept"] != len(rows):
                     raise click.ClickException(f"{name} kept {result['kept']} of {len(rows)} clips: {result}")
@@ -319,7 +340,10 @@ def main(
                 }
             )
         fp16 = max_diff(out / f"whisper_ko-{n_mels}", check, model)
-        timed(lambda o: run_ours(check, o, model, workers, shard_size, "float32"), out / f"whisper_ko-{n_mels}-fp32")
+        timed(
+            lambda o, model=model: run_ours(check, o, model, workers, shard_size, "float32"),
+            out / f"whisper_ko-{n_mels}-fp32",
+        )
         fp32 = max_diff(out / f"whisper_ko-{n_mels}-fp32", check, model)
         results[-1].update(fp16=fp16, fp32=fp32)
         shutil.rmtree(out)  # gigabytes of padded features
@@ -337,13 +361,14 @@ def main(
             f"{len(rows) / r['cpu']:.1f} | {r['startup_cpu']:.1f} ({r['startup_wall']:.1f}) | {fmt(r['steady'])} | "
             f"{r['bytes_per_hour'] / 1e6:.1f} | {diff} |"
         )
-    for reference, ours in zip(results[::2], results[1::2]):
+    for reference, ours in zip(results[::2], results[1::2], strict=True):
         size = reference["bytes_per_hour"] / ours["bytes_per_hour"]
         speed = ours["steady"] / reference["steady"] if ours["steady"] and reference["steady"] else None
         click.echo(
             f"{ours['n_mels']} mels: per-core throughput ratio {fmt(speed, 'x')} steady "
             f"({verdict(speed is not None and speed >= TARGETS['speed'])}, target >= {TARGETS['speed']:g}x; "
-            f"{reference['cpu'] / ours['cpu']:.1f}x with startup, {reference['wall'] / ours['wall']:.1f}x in wall time), "
+            f"{reference['cpu'] / ours['cpu']:.1f}x with startup, "
+            f"{reference['wall'] / ours['wall']:.1f}x in wall time), "
             f"on-disk ratio {size:.1f}x ({verdict(size >= TARGETS['size'])}, target >= {TARGETS['size']:g}x), "
             f"max abs diff fp32 {ours['fp32']:.1e} ({verdict(ours['fp32'] <= TARGETS['fp32'])}, <= 1e-4), "
             f"fp16 {ours['fp16']:.1e} ({verdict(ours['fp16'] <= TARGETS['fp16'])}, <= 2e-3) over {len(check)} clips"

@@ -28,8 +28,8 @@ import click
 import numpy as np
 import zstandard
 
-from whisper_ko.config import Discover
 from whisper_ko import audio, features, labels, shards
+from whisper_ko.config import Discover
 
 AIHUB_HOURS = 6500  # AI Hub's telephone corpus
 
@@ -59,9 +59,14 @@ def write_split_planes(out: Path, records: list[dict], n_mels: int) -> None:
             f.write(blob)
             offsets.append(offsets[-1] + len(blob))
             frames.append(r["feats"].shape[1])
-    np.savez(out / "index.npz", offsets=np.array(offsets, np.int64), frames=np.array(frames, np.int32),
-             labels=np.concatenate([r["labels"] for r in records]).astype(np.int32),
-             label_offsets=np.cumsum([0, *(len(r["labels"]) for r in records)]), n_mels=n_mels)
+    np.savez(
+        out / "index.npz",
+        offsets=np.array(offsets, np.int64),
+        frames=np.array(frames, np.int32),
+        labels=np.concatenate([r["labels"] for r in records]).astype(np.int32),
+        label_offsets=np.cumsum([0, *(len(r["labels"]) for r in records)]),
+        n_mels=n_mels,
+    )
 
 
 def open_split_planes(out: Path):
@@ -119,13 +124,18 @@ def write_memmap(out: Path, records: list[dict], n_mels: int) -> None:
     sizes = [r["feats"].size for r in records]
     offsets = np.cumsum([0, *sizes], dtype=np.int64)
     data = np.lib.format.open_memmap(out / "data.npy", mode="w+", dtype=np.float16, shape=(int(offsets[-1]),))
-    for r, lo, hi in zip(records, offsets[:-1], offsets[1:]):
+    for r, lo, hi in zip(records, offsets[:-1], offsets[1:], strict=True):
         data[lo:hi] = r["feats"].ravel()
     data.flush()
     del data
-    np.savez(out / "index.npz", offsets=offsets, frames=np.array([r["feats"].shape[1] for r in records], np.int32),
-             labels=np.concatenate([r["labels"] for r in records]).astype(np.int32),
-             label_offsets=np.cumsum([0, *(len(r["labels"]) for r in records)]), n_mels=n_mels)
+    np.savez(
+        out / "index.npz",
+        offsets=offsets,
+        frames=np.array([r["feats"].shape[1] for r in records], np.int32),
+        labels=np.concatenate([r["labels"] for r in records]).astype(np.int32),
+        label_offsets=np.cumsum([0, *(len(r["labels"]) for r in records)]),
+        n_mels=n_mels,
+    )
 
 
 def open_memmap(out: Path):
@@ -141,9 +151,12 @@ def write_lilcom(out: Path, records: list[dict], n_mels: int) -> None:
     blobs = [lilcom.compress(r["feats"].astype(np.float32)) for r in records]
     offsets = np.cumsum([0, *map(len, blobs)], dtype=np.int64)
     (out / "data.bin").write_bytes(b"".join(blobs))
-    np.savez(out / "index.npz", offsets=offsets,
-             labels=np.concatenate([r["labels"] for r in records]).astype(np.int32),
-             label_offsets=np.cumsum([0, *(len(r["labels"]) for r in records)]))
+    np.savez(
+        out / "index.npz",
+        offsets=offsets,
+        labels=np.concatenate([r["labels"] for r in records]).astype(np.int32),
+        label_offsets=np.cumsum([0, *(len(r["labels"]) for r in records)]),
+    )
 
 
 def open_lilcom(out: Path):
@@ -184,7 +197,7 @@ def load_records(corpus: Path, clips: int, n_mels: int, model: str) -> list[dict
     rows = sorted((r for rs in splits.values() for r in rs), key=lambda r: r["id"])
     tokenizer = labels.load_tokenizer(model)
     sources = []
-    for row, ids in zip(rows[:clips], labels.encode(tokenizer, [row["text"] for row in rows[:clips]])):
+    for row, ids in zip(rows[:clips], labels.encode(tokenizer, [row["text"] for row in rows[:clips]]), strict=True):
         wave = audio.load(row["audio"])
         sources.append(
             {

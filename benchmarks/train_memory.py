@@ -51,8 +51,12 @@ GIB = 2**30
 BUDGET = 0.9 * 81559 * 2**20  # an H100 80GB as nvidia-smi counts it, less 10% headroom
 MODELS = ("small", "large-v3", "large-v3-turbo")  # of whisper_ko.shapes
 TINY = (256, 4, 4, 4, 1024, 80, 51865)  # small enough to step for real on this CPU
-METHODS = {"full": ("full", False), "full + ckpt": ("full", True), "freeze_encoder": ("freeze_encoder", False),
-           "lora": ("lora", False)}
+METHODS = {
+    "full": ("full", False),
+    "full + ckpt": ("full", True),
+    "freeze_encoder": ("freeze_encoder", False),
+    "lora": ("lora", False),
+}
 
 
 class LiveBytes(TorchDispatchMode):
@@ -118,8 +122,9 @@ def build(shape: str | tuple, method: str, checkpointing: bool):
         # PEFT moves adapters to their base layer's device and dtype with Module.to, which cannot swap
         # fake parameters; all are fp32 on CPU already.
         with mock.patch.object(torch.nn.Module, "to", lambda module, *_, **__: module):
-            model = get_peft_model(model, LoraConfig(r=32, lora_alpha=64, lora_dropout=0.05,
-                                                     target_modules=["q_proj", "v_proj"]))
+            model = get_peft_model(
+                model, LoraConfig(r=32, lora_alpha=64, lora_dropout=0.05, target_modules=["q_proj", "v_proj"])
+            )
         for module in list(model.modules()):
             for name, child in module.named_children():
                 if isinstance(child, torch.nn.Dropout) and child.p > 0:
@@ -171,8 +176,21 @@ def largest_batch(a: np.ndarray, b: np.ndarray, budget: float) -> int:
 
 
 class MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
-                                                     "fsmblks", "uordblks", "fordblks", "keepcost")]
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
 
 
 @functools.cache
@@ -208,31 +226,44 @@ class Heap(LiveBytes):
 def validate(label_tokens: int) -> None:
     """The estimate against a real step on this CPU (same kernels: flash SDPA, bf16 autocast), batch 2."""
     mib = 2**20
-    click.echo(f"\nValidation: d_model {TINY[0]}, {TINY[1]}+{TINY[2]} layers, batch 2, {label_tokens} label tokens; "
-               "MiB above the step's start (weights, AdamW states), estimated vs glibc heap in use\n")
+    click.echo(
+        f"\nValidation: d_model {TINY[0]}, {TINY[1]}+{TINY[2]} layers, batch 2, {label_tokens} label tokens; "
+        "MiB above the step's start (weights, AdamW states), estimated vs glibc heap in use\n"
+    )
     click.echo("| method | end of forward est. | end of forward heap | step peak est. | step peak heap |")
     click.echo("|---|---:|---:|---:|---:|")
     for name, (method, checkpointing) in METHODS.items():
         est = estimate(TINY, method, checkpointing, label_tokens)[2][0]  # the fake run at batch 2
         torch.manual_seed(0)
         real = step(*build(TINY, method, checkpointing), 2, label_tokens, Heap)
-        click.echo(f"| {name} | {(est.after_forward - est.start) / mib:.1f} | "
-                   f"{(real.heap_forward - real.heap_start) / mib:.1f} | {(max(est.trace) - est.start) / mib:.1f} | "
-                   f"{(real.heap_peak - real.heap_start) / mib:.1f} |")
+        click.echo(
+            f"| {name} | {(est.after_forward - est.start) / mib:.1f} | "
+            f"{(real.heap_forward - real.heap_start) / mib:.1f} | {(max(est.trace) - est.start) / mib:.1f} | "
+            f"{(real.heap_peak - real.heap_start) / mib:.1f} |"
+        )
 
 
 @click.command()
 @click.option("--model", "model_name", type=click.Choice([*MODELS, "all"]), default="all", show_default=True)
 @click.option("--label-tokens", default=128, show_default=True, help="Label length every batch is padded to.")
-@click.option("--batch", "batches", multiple=True, type=int, default=(8, 16, 32, 64), show_default=True,
-              help="Per-device batch size (repeatable).")
+@click.option(
+    "--batch",
+    "batches",
+    multiple=True,
+    type=int,
+    default=(8, 16, 32, 64),
+    show_default=True,
+    help="Per-device batch size (repeatable).",
+)
 @click.option("--ddp", is_flag=True, help="Add DDP's gradient buckets (nproc_per_node > 1).")
 @click.option("--validate", "run_validation", is_flag=True, help="Also compare with a real step of a small model.")
 def main(model_name, label_tokens, batches, ddp, run_validation):
     names = list(MODELS) if model_name == "all" else [model_name]
-    click.echo(f"Estimated peak GiB of one training step per device ({label_tokens} label tokens, bf16 autocast, "
-               f"fused AdamW{', DDP buckets' if ddp else ''}); max batch: estimate ≤ {BUDGET / GIB:.1f} GiB "
-               "(90% of an H100 80GB)\n")
+    click.echo(
+        f"Estimated peak GiB of one training step per device ({label_tokens} label tokens, bf16 autocast, "
+        f"fused AdamW{', DDP buckets' if ddp else ''}); max batch: estimate ≤ {BUDGET / GIB:.1f} GiB "
+        "(90% of an H100 80GB)\n"
+    )
     click.echo(f"| model | method | trainable M | {' | '.join(f'B={b}' for b in batches)} | max batch |")
     click.echo(f"|---|---|---:|{'---:|' * len(batches)}---:|")
     for name in names:

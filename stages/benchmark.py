@@ -16,10 +16,18 @@ from whisper_ko.errors import UserError
 
 @click.command()
 @click.option("--params", "params_file", default="params.yaml", show_default=True)
-@click.option("--model", "single_model", default=None,
-              help="Evaluate this one model (directory or hub id): prints, writes nothing.")
-@click.option("--max-samples", type=click.IntRange(min=1), default=None,
-              help="Seeded subset size (overrides benchmark.max_samples).")
+@click.option(
+    "--model",
+    "single_model",
+    default=None,
+    help="Evaluate this one model (directory or hub id): prints, writes nothing.",
+)
+@click.option(
+    "--max-samples",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Seeded subset size (overrides benchmark.max_samples).",
+)
 def main(params_file, single_model, max_samples):
     try:
         settings, model, paths = config.load(params_file, "benchmark", "model", "paths")

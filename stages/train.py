@@ -14,6 +14,7 @@ from whisper_ko import config
 from whisper_ko.errors import UserError
 from whisper_ko.training import finetune
 
+
 @click.command()
 @click.option("--params", "params_file", default="params.yaml", show_default=True)
 def main(params_file):
@@ -21,8 +22,13 @@ def main(params_file):
         train, model, paths = config.load(params_file, "train", "model", "paths")
         if train.nproc_per_node > 1 and "LOCAL_RANK" not in os.environ:
             # --standalone: a free port and a local rendezvous, so two runs on one host never collide.
-            launch = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                      f"--nproc_per_node={train.nproc_per_node}"]
+            launch = [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                f"--nproc_per_node={train.nproc_per_node}",
+            ]
             sys.exit(subprocess.call([*launch, __file__, "--params", params_file]))
         summary = finetune(model, train, paths, log=click.echo)
     except UserError as err:

@@ -63,11 +63,15 @@ def dvc(project: Path, *args: str) -> str:
 
 
 def stages_run(dvc_output: str) -> set[str]:
-    return {stage for stage in ("discover", "preprocess", "train", "benchmark") if f"Running stage '{stage}'" in dvc_output}
+    return {
+        stage for stage in ("discover", "preprocess", "train", "benchmark") if f"Running stage '{stage}'" in dvc_output
+    }
 
 
 def git(project: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=project, check=True, capture_output=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=project, check=True, capture_output=True
+    )
 
 
 def pipeline_project(root: Path, corpus: Path, model: Path, **sections) -> Path:
@@ -84,9 +88,14 @@ def pipeline_project(root: Path, corpus: Path, model: Path, **sections) -> Path:
     params["preprocess"].update(workers=2, shard_size=32)
     # bf16 on CPU: the stage trains and evaluates through the same autocast path as on a GPU
     params["train"].update(
-        method="full", learning_rate=0.002,  # the tiny model's settings, not the real demo's
+        method="full",
+        learning_rate=0.002,  # the tiny model's settings, not the real demo's
         precision="bf16",
-        max_steps=4, per_device_train_batch_size=8, per_device_eval_batch_size=8, eval_steps=2, eval_max_samples=4,
+        max_steps=4,
+        per_device_train_batch_size=8,
+        per_device_eval_batch_size=8,
+        eval_steps=2,
+        eval_max_samples=4,
         eval_max_new_tokens=12,
     )
     params["benchmark"].update(models={"base": str(model)}, max_new_tokens=16)

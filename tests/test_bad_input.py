@@ -3,15 +3,12 @@ on a small corpus or file the test builds itself."""
 
 import importlib.util
 import itertools
-import json
-import math
 import os
 import shutil
 
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 import yaml
 from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
@@ -92,8 +89,12 @@ def nan_features(tmp_path, tiny_model):
 
 def test_a_non_finite_loss_stops_training_naming_the_step_and_saves_nothing(nan_features, tiny_model, tmp_path):
     config = Train(max_steps=4, per_device_train_batch_size=1, eval_steps=2, eval_max_new_tokens=4, learning_rate=1e-3)
-    paths = Paths(features=str(nan_features), model=str(tmp_path / "out"), checkpoints=str(tmp_path / "ckpt"),
-                  curves=str(tmp_path / "live"))
+    paths = Paths(
+        features=str(nan_features),
+        model=str(tmp_path / "out"),
+        checkpoints=str(tmp_path / "ckpt"),
+        curves=str(tmp_path / "live"),
+    )
     with pytest.raises(TrainingError, match=r"the training loss became nan at step \d: non-finite features"):
         finetune(Model(str(tiny_model)), config, paths, log=lambda _: None)
     assert not (tmp_path / "out").exists()
@@ -106,8 +107,9 @@ def test_a_model_with_non_finite_weights_is_refused_by_the_benchmark(tiny_model,
     weights["model.decoder.layers.0.fc1.weight"][0, 0] = float("nan")
     save_file(weights, str(broken / "model.safetensors"), metadata={"format": "pt"})
     rows = discover(Discover(root=str(sample_corpus), workers=1))[0]["test"][:2]
-    options = evaluation.Options(decoding=inference.Decoding(max_new_tokens=4), batch_size=2, cpu_workers=1,
-                                warmup_batches=0)
+    options = evaluation.Options(
+        decoding=inference.Decoding(max_new_tokens=4), batch_size=2, cpu_workers=1, warmup_batches=0
+    )
     with pytest.raises(evaluation.BenchmarkError) as failure:
         evaluation.transcribe({"diverged": str(broken)}, rows, options)
     message = str(failure.value)
@@ -118,20 +120,34 @@ def test_a_model_with_non_finite_weights_is_refused_by_the_benchmark(tiny_model,
 # ---------------------------------------------------------------- 2, 3, 10. params
 
 
-@pytest.mark.parametrize(("section", "values", "message"), [
-    ("train", {"num_train_epochs": 0}, "train.num_train_epochs is 0 with max_steps -1: that trains nothing"),
-    ("train", {"num_train_epochs": -1, "max_steps": -1}, "that trains nothing"),
-    ("train", {"max_steps": 0}, "train.max_steps must be -1 (use epochs) or positive"),
-    ("train", {"per_device_train_batch_size": "sixteen"},
-     "train.per_device_train_batch_size: expected an integer, got 'sixteen'"),
-    ("train", {"learnig_rate": 1e-5}, "unknown parameter(s) train.learnig_rate; known:"),
-    ("train", {"gradient_checkpointing": "yes"}, "train.gradient_checkpointing: expected true or false, got 'yes'"),
-    ("train", {"lora": {"r": 0}}, "train.lora.r must be at least 1, got 0"),
-    ("model", {"attention": "flash"}, "model.attention 'flash': choose one of sdpa, auto, flash_attention_2, eager"),
-    ("benchmark", {"models": {"finetuned": "models/other"}}, "benchmark.models: `finetuned` is the pipeline's own fine-tune"),
-    ("discover", {"layout": "aihub2"}, "discover.layout 'aihub2': choose one of auto, aihub, kspon, plain, jsonl"),
-    ("preprocess", {"workers": 0}, "preprocess.workers must be at least 1, got 0"),
-])
+@pytest.mark.parametrize(
+    ("section", "values", "message"),
+    [
+        ("train", {"num_train_epochs": 0}, "train.num_train_epochs is 0 with max_steps -1: that trains nothing"),
+        ("train", {"num_train_epochs": -1, "max_steps": -1}, "that trains nothing"),
+        ("train", {"max_steps": 0}, "train.max_steps must be -1 (use epochs) or positive"),
+        (
+            "train",
+            {"per_device_train_batch_size": "sixteen"},
+            "train.per_device_train_batch_size: expected an integer, got 'sixteen'",
+        ),
+        ("train", {"learnig_rate": 1e-5}, "unknown parameter(s) train.learnig_rate; known:"),
+        ("train", {"gradient_checkpointing": "yes"}, "train.gradient_checkpointing: expected true or false, got 'yes'"),
+        ("train", {"lora": {"r": 0}}, "train.lora.r must be at least 1, got 0"),
+        (
+            "model",
+            {"attention": "flash"},
+            "model.attention 'flash': choose one of sdpa, auto, flash_attention_2, eager",
+        ),
+        (
+            "benchmark",
+            {"models": {"finetuned": "models/other"}},
+            "benchmark.models: `finetuned` is the pipeline's own fine-tune",
+        ),
+        ("discover", {"layout": "aihub2"}, "discover.layout 'aihub2': choose one of auto, aihub, kspon, plain, jsonl"),
+        ("preprocess", {"workers": 0}, "preprocess.workers must be at least 1, got 0"),
+    ],
+)
 def test_every_parameter_is_checked_with_a_message_naming_it(tmp_path, section, values, message):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params[section].update(values)
@@ -154,20 +170,28 @@ def test_a_typo_in_train_params_leaves_the_checkpoints_of_a_long_run_alone(tmp_p
     checkpoint = tmp_path / "checkpoints/train/checkpoint-9000"
     checkpoint.mkdir(parents=True)
     (checkpoint.parent / "run.json").write_text('{"fingerprint": "abc"}')
-    code, output = run_stage("train", tmp_path, monkeypatch,
-                             lambda p: p["train"].update(per_device_train_batch_size="sixteen"))
+    code, output = run_stage(
+        "train", tmp_path, monkeypatch, lambda p: p["train"].update(per_device_train_batch_size="sixteen")
+    )
     assert code == 1 and output.strip() == (
-        "Error: params.yaml: train.per_device_train_batch_size: expected an integer, got 'sixteen'")
+        "Error: params.yaml: train.per_device_train_batch_size: expected an integer, got 'sixteen'"
+    )
     assert checkpoint.is_dir() and (checkpoint.parent / "run.json").read_text() == '{"fingerprint": "abc"}'
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    (lambda p: p["discover"].update(root="/no/such/corpus"), "Error: discover.root /no/such/corpus: no such file or folder"),
-    (lambda p: p["discover"].update(root="params.yaml"), "a file root must be a JSONL manifest"),
-    (lambda p: p["discover"].update(layout="ksponspeech"), "discover.layout 'ksponspeech': choose one of"),
-    (lambda p: p["text"].update(fillers="strip"), "text.fillers 'strip': choose one of keep, drop"),
-    (lambda p: p["discover"].pop("root"), "discover.root must be set"),
-])
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda p: p["discover"].update(root="/no/such/corpus"),
+            "Error: discover.root /no/such/corpus: no such file or folder",
+        ),
+        (lambda p: p["discover"].update(root="params.yaml"), "a file root must be a JSONL manifest"),
+        (lambda p: p["discover"].update(layout="ksponspeech"), "discover.layout 'ksponspeech': choose one of"),
+        (lambda p: p["text"].update(fillers="strip"), "text.fillers 'strip': choose one of keep, drop"),
+        (lambda p: p["discover"].pop("root"), "discover.root must be set"),
+    ],
+)
 def test_user_mistakes_in_discover_are_one_line(tmp_path, monkeypatch, edit, message):
     code, output = run_stage("discover", tmp_path, monkeypatch, edit)
     assert code == 1 and message in output and "Traceback" not in output and len(output.strip().splitlines()) == 1
@@ -198,8 +222,10 @@ def validation_pair(root):
 
 def train_pair(root, name):
     folder = "D01/J01/S999999"
-    return (root / f"1.Training/원천데이터_230316/TS_D01/{folder}/{name}.wav",
-            root / f"1.Training/라벨링데이터_230316/TL_D01/{folder}/{name}.txt")
+    return (
+        root / f"1.Training/원천데이터_230316/TS_D01/{folder}/{name}.wav",
+        root / f"1.Training/라벨링데이터_230316/TL_D01/{folder}/{name}.txt",
+    )
 
 
 def test_test_audio_reached_through_a_symlink_or_a_copy_is_never_trained_on(corpus_copy):
@@ -253,8 +279,11 @@ def test_auto_finds_the_corpus_inside_the_folder_a_user_unzipped(corpus_copy, tm
 def test_a_corpus_that_yields_no_training_utterance_fails_saying_what_it_found(tmp_path):
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "a.txt").write_text("네", encoding="utf-8")
-    with pytest.raises(DiscoverError, match=r"discover kept no training utterance: 1 utterances found under .* "
-                                            r"\(plain layout\), 0 kept; skipped: label_without_audio 1"):
+    with pytest.raises(
+        DiscoverError,
+        match=r"discover kept no training utterance: 1 utterances found under .* "
+        r"\(plain layout\), 0 kept; skipped: label_without_audio 1",
+    ):
         discover(Discover(root=str(tmp_path), workers=1))
 
 
@@ -262,7 +291,7 @@ def test_a_test_side_whose_every_utterance_is_skipped_fails(tmp_path):
     for n in range(1, 5):
         aihub_utterance(tmp_path, "1.Training", f"D01/J01/S00000{n}/0001", "네 알겠습니다")
     aihub_utterance(tmp_path, "2.Validation", "D01/J01/S000009/0001", "b/ n/")  # tags only: empty
-    with pytest.raises(DiscoverError, match="the test split is empty: .* skipped: empty_label 1"):
+    with pytest.raises(DiscoverError, match=r"the test split is empty: .* skipped: empty_label 1"):
         discover(Discover(root=str(tmp_path), val_fraction=0.25, workers=1))
 
 
@@ -276,8 +305,9 @@ def test_utf16_labels_silent_audio_and_labels_without_hangul_are_counted(tmp_pat
     assert by_id["0001"]["text"] == "네 알겠습니다" and report["kept_input"]["label_encoding"]["utf-16"] == 1
     assert report["kept_input"]["no_hangul"] == {"False": 2, "True": 1}
     for setting, kept in (("keep", 3), ("skip", 2)):
-        out = preprocess_split(splits["train"], tmp_path / setting, Model(str(tiny_model)),
-                               Preprocess(workers=1, silent_audio=setting))
+        out = preprocess_split(
+            splits["train"], tmp_path / setting, Model(str(tiny_model)), Preprocess(workers=1, silent_audio=setting)
+        )
         assert out["kept"] == kept
         flagged = out["kept_but_flagged"] if setting == "keep" else out["skipped"]
         assert flagged["silent_audio"] == {"count": 1, "examples": [by_id["0002"]["id"]]}

@@ -80,7 +80,9 @@ def test_results_come_back_in_manifest_order_from_several_workers(test_rows, tin
 
     checkpoint = weights_only(tiny_model, tmp_path / "checkpoint-4")
     options = dataclasses.replace(OPTIONS, processor_fallback=str(tiny_model))
-    results = evaluation.run({"a": str(tiny_model), "b": str(checkpoint)}, rows, options, evaluation.Scoring(resamples=20))
+    results = evaluation.run(
+        {"a": str(tiny_model), "b": str(checkpoint)}, rows, options, evaluation.Scoring(resamples=20)
+    )
     alone = evaluation.transcribe({"a": str(tiny_model)}, rows, dataclasses.replace(OPTIONS, cpu_workers=1))
 
     for result in results.values():
@@ -97,7 +99,10 @@ def test_results_come_back_in_manifest_order_from_several_workers(test_rows, tin
         assert [t.device for t in timings] == ["cpu", "cpu"]  # one per worker
         assert sum(t.audio_s for t in timings) == pytest.approx(sum(r["duration"] for r in rows))
         assert (result.transcripts.dtype, result.transcripts.attention, result.transcripts.batch_size) == (
-            "float32", "sdpa", 4)
+            "float32",
+            "sdpa",
+            4,
+        )
     assert results["a"].metrics == {**results["b"].metrics, "overall": results["a"].metrics["overall"]}
 
 
@@ -146,7 +151,7 @@ def test_bad_models_fail_before_any_worker_starts(test_rows, tiny_model, tmp_pat
     (mixed / "processor_config.json").write_text(json.dumps(processor))
     with pytest.raises(inference.ModelError, match="expects 80 mel bins but its feature extractor makes 128"):
         evaluation.transcribe({"mixed": str(mixed)}, test_rows[:2], OPTIONS)
-    with pytest.raises(inference.ModelError, match="'checkpoint': .* cannot be read: Can't load feature extractor"):
+    with pytest.raises(inference.ModelError, match=r"'checkpoint': .* cannot be read: Can't load feature extractor"):
         evaluation.transcribe({"checkpoint": str(weights_only(tiny_model, tmp_path / "c"))}, test_rows[:2], OPTIONS)
     assert not multiprocessing.active_children()
 

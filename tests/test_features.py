@@ -60,11 +60,13 @@ def test_audio_load_reads_headerless_pcm_and_rejects_garbage(tmp_path):
     (tmp_path / "a.pcm").write_bytes((np.arange(160, dtype="<i2") * 100).tobytes())
     assert audio.load(tmp_path / "a.pcm")[1] == pytest.approx(100 / 32768)
     (tmp_path / "bad.wav").write_bytes(b"RIFF not really a wav")
-    with pytest.raises(audio.AudioError, match="bad.wav"):
+    with pytest.raises(audio.AudioError, match=r"bad.wav"):
         audio.load(tmp_path / "bad.wav")
 
 
-@pytest.mark.parametrize(("fmt", "subtype"), [("WAV", "PCM_16"), ("FLAC", "PCM_16"), ("WAV", "PCM_24"), ("WAV", "FLOAT")])
+@pytest.mark.parametrize(
+    ("fmt", "subtype"), [("WAV", "PCM_16"), ("FLAC", "PCM_16"), ("WAV", "PCM_24"), ("WAV", "FLOAT")]
+)
 def test_audio_load_gives_libsndfiles_samples_for_every_encoding(tmp_path, fmt, subtype):
     import soundfile as sf
 

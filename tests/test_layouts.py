@@ -12,7 +12,6 @@ from whisper_ko.config import Discover
 from whisper_ko.discover import discover
 from whisper_ko.layouts import detect
 
-
 PITCHES = itertools.count(220, 7)  # every clip its own: discover drops training copies of test audio
 
 
@@ -109,7 +108,9 @@ def test_plain_pairs_with_split_folders_any_rate_and_stereo(tmp_path):
         sf.write(wav, tone(1.0, 22050 if i == 1 else 16000, channels=2 if i == 2 else 1), 22050 if i == 1 else 16000)
         wav.with_suffix(".txt").write_text("\ufeff안녕하세요" if i == 3 else "네 알겠습니다", encoding="utf-8")
     (tmp_path / "train/call/orphan.txt").write_text("소리 없는 라벨", encoding="utf-8")
-    splits, report = discover(Discover(root=str(tmp_path), layout="plain", category_pattern="news|call", val_fraction=0, workers=1))
+    splits, report = discover(
+        Discover(root=str(tmp_path), layout="plain", category_pattern="news|call", val_fraction=0, workers=1)
+    )
     assert report["layout"] == "plain"
     assert [r["category"] for r in splits["train"]] == ["call", "call", "news"]
     assert splits["test"][0]["text"] == "안녕하세요"
@@ -125,7 +126,9 @@ def test_plain_tree_without_test_side_holds_out_sessions(tmp_path):
             wav.parent.mkdir(parents=True, exist_ok=True)
             sf.write(wav, tone(0.5), 16000)
             wav.with_suffix(".txt").write_text("네", encoding="utf-8")
-    splits, _ = discover(Discover(root=str(tmp_path), category_pattern=None, val_fraction=0.2, test_fraction=0.2, seed=1, workers=1))
+    splits, _ = discover(
+        Discover(root=str(tmp_path), category_pattern=None, val_fraction=0.2, test_fraction=0.2, seed=1, workers=1)
+    )
     sessions = {name: {r["session"] for r in rows} for name, rows in splits.items()}
     assert len(sessions["test"]) == 2 and len(sessions["val"]) == 2 and len(sessions["train"]) == 6
     assert not (sessions["train"] & sessions["test"]) and not (sessions["train"] & sessions["val"])
@@ -136,7 +139,13 @@ def test_jsonl_manifest_passes_through_validation(tmp_path):
     sf.write(tmp_path / "audio/a.wav", tone(1.0), 16000)
     sf.write(tmp_path / "audio/b.wav", tone(40.0, 8000), 8000)
     lines = [
-        {"audio_filepath": "audio/a.wav", "text": "(10시)/(열 시)에 봬요", "duration": 1.0, "gender": "여", "age": "알수없음"},
+        {
+            "audio_filepath": "audio/a.wav",
+            "text": "(10시)/(열 시)에 봬요",
+            "duration": 1.0,
+            "gender": "여",
+            "age": "알수없음",
+        },
         {"audio_filepath": "audio/b.wav", "text": "너무 긴 클립", "duration": 40.0},
         {"audio_filepath": "audio/missing.wav", "text": "없는 파일", "duration": 1.0},
         {"audio_filepath": "audio/a.wav", "text": "", "duration": 1.0, "id": "dup-empty"},

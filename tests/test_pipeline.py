@@ -10,6 +10,8 @@ from transformers import WhisperForConditionalGeneration
 from conftest import dvc, git, pipeline_project, stages_run
 
 pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, sample_corpus, tiny_model) -> Path:
     """A fresh git + DVC checkout of the pipeline files with quick params, after one `dvc repro`."""
@@ -21,7 +23,9 @@ def project(tmp_path_factory, sample_corpus, tiny_model) -> Path:
 def test_repro_writes_every_contract_output(project):
     for split in ("train", "val", "test"):
         rows = [json.loads(line) for line in (project / f"data/manifests/{split}.jsonl").read_text().splitlines()]
-        assert rows and {"id", "audio", "sample_rate", "duration", "category", "raw_text", "text", "session"} <= set(rows[0])
+        assert rows and {"id", "audio", "sample_rate", "duration", "category", "raw_text", "text", "session"} <= set(
+            rows[0]
+        )
     assert list((project / "data/features/train").glob("shard-*.idx.npz"))
     report = json.loads((project / "reports/preprocess.json").read_text())
     assert report["train"]["kept"] > 0 and report["val"]["kept"] > 0

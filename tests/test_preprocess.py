@@ -2,13 +2,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 import soxr
-
-from whisper_ko.config import Discover
-from whisper_ko import audio, features, labels, shards
-from whisper_ko.discover import discover
-from whisper_ko.config import Model, Preprocess
-from whisper_ko.preprocess import preprocess_split
 from test_features import extractor_output
+
+from whisper_ko import audio, features, labels, shards
+from whisper_ko.config import Discover, Model, Preprocess
+from whisper_ko.discover import discover
+from whisper_ko.preprocess import preprocess_split
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +29,9 @@ def test_features_are_exact_whatever_the_input_rate(sample_corpus, tmp_path, rat
 
 
 def test_shards_hold_exact_features_and_prefixed_labels(rows, tiny_model, tmp_path):
-    report = preprocess_split(rows, tmp_path, Model(str(tiny_model)), Preprocess(dtype="float32", shard_size=5, workers=2))
+    report = preprocess_split(
+        rows, tmp_path, Model(str(tiny_model)), Preprocess(dtype="float32", shard_size=5, workers=2)
+    )
     assert report["kept"] == len(rows) and report["skipped"] == {}
     tok = labels.load_tokenizer(str(tiny_model))
     prefix = tok.convert_tokens_to_ids(["<|startoftranscript|>", "<|ko|>", "<|transcribe|>", "<|notimestamps|>"])
@@ -42,7 +43,9 @@ def test_shards_hold_exact_features_and_prefixed_labels(rows, tiny_model, tmp_pa
         assert tok.decode(record["labels"], skip_special_tokens=True) == row["text"]
         wave = audio.load(row["audio"])
         assert record["input_features"].shape == (80, (len(wave) + 199) // 160 + 1)
-        np.testing.assert_allclose(features.pad(record["input_features"]), extractor_output(wave, 80), atol=1e-4, rtol=0)
+        np.testing.assert_allclose(
+            features.pad(record["input_features"]), extractor_output(wave, 80), atol=1e-4, rtol=0
+        )
 
 
 def test_skips_are_counted_with_reasons(rows, tiny_model, tmp_path):

@@ -10,7 +10,7 @@ from conftest import REPO
 from whisper_ko import config
 
 sys.path.insert(0, str(REPO / "tools"))
-import preset as preset_tool  # noqa: E402
+import preset as preset_tool
 
 PRESETS = sorted((REPO / "presets").glob("*.yaml"))
 
@@ -39,10 +39,16 @@ def test_a_preset_replaces_only_its_sections_and_the_stages_accept_it(preset, tm
 def test_make_preset_rewrites_params_and_keeps_the_corpus_settings(tmp_path):
     params_file = tmp_path / "params.yaml"
     params_file.write_text((REPO / "params.yaml").read_text().replace("root: data/sample", "root: /data/aihub"))
-    out = subprocess.run([sys.executable, str(REPO / "tools/preset.py"), str(REPO / "presets/whisper-large-v3.yaml"),
-                          str(params_file)], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == (f"{params_file}: model, train, benchmark from {REPO / 'presets/whisper-large-v3.yaml'}; "
-                           "set discover.root to your corpus")
+    out = subprocess.run(
+        [sys.executable, str(REPO / "tools/preset.py"), str(REPO / "presets/whisper-large-v3.yaml"), str(params_file)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.strip() == (
+        f"{params_file}: model, train, benchmark from {REPO / 'presets/whisper-large-v3.yaml'}; "
+        "set discover.root to your corpus"
+    )
     text = params_file.read_text()
     assert "root: /data/aihub" in text and "base: openai/whisper-large-v3\n" in text
     assert "gradient_checkpointing: true   # without it only batch <= 15 fits" in text  # the preset's comments kept

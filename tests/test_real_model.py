@@ -215,7 +215,7 @@ def test_fails_loudly_on_unexpected_ct2_content(ct2_dir, tmp_path):
 
     more = {**ct2.variables, "decoder/extra": np.zeros(3, np.float16)}
     extra = real_model.Ct2Model(ct2.spec, ct2.revision, more, ct2.aliases)
-    with pytest.raises(real_model.RebuildError, match="not mapped.*decoder/extra"):
+    with pytest.raises(real_model.RebuildError, match=r"not mapped.*decoder/extra"):
         real_model.hf_state_dict(extra, shape)
 
     untied = real_model.Ct2Model(ct2.spec, ct2.revision, dict(ct2.variables), {})
@@ -228,7 +228,7 @@ def test_fails_loudly_on_unexpected_ct2_content(ct2_dir, tmp_path):
 
     truncated = tmp_path / "model.bin"
     truncated.write_bytes((ct2_dir / "model.bin").read_bytes()[:5_000_000])
-    with pytest.raises(real_model.RebuildError, match="no complete CTranslate2 model|values for shape"):
+    with pytest.raises(real_model.RebuildError, match=r"no complete CTranslate2 model|values for shape"):
         real_model.read_ct2(truncated)
 
 
@@ -247,8 +247,8 @@ def test_parameter_counts_from_the_shapes_are_openais():
 def tuned(rebuilt, sample_corpus, tmp_path_factory):
     """Two training steps of the real whisper-base on real features, through the project's
     preprocess, collator and trainer; one evaluation at the end."""
-    from whisper_ko.discover import discover
     from whisper_ko.config import Model, Paths, Preprocess, Train
+    from whisper_ko.discover import discover
     from whisper_ko.preprocess import preprocess_split
     from whisper_ko.training import finetune
 
@@ -257,11 +257,21 @@ def tuned(rebuilt, sample_corpus, tmp_path_factory):
     val_rows = splits["val"][:4]
     for split, rows in (("train", splits["train"][:8]), ("val", val_rows)):
         preprocess_split(rows, root / split, Model(str(rebuilt)), Preprocess(workers=1))
-    config = Train(method="freeze_encoder", eval_steps=2, eval_max_samples=4, eval_max_new_tokens=32,
-                   early_stopping_patience=None, max_steps=2, per_device_train_batch_size=4,
-                   per_device_eval_batch_size=4, learning_rate=1e-5, logging_steps=1)
-    paths = Paths(features=str(root), model=str(root / "out"), checkpoints=str(root / "ckpt"),
-                  curves=str(root / "dvclive"))
+    config = Train(
+        method="freeze_encoder",
+        eval_steps=2,
+        eval_max_samples=4,
+        eval_max_new_tokens=32,
+        early_stopping_patience=None,
+        max_steps=2,
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=4,
+        learning_rate=1e-5,
+        logging_steps=1,
+    )
+    paths = Paths(
+        features=str(root), model=str(root / "out"), checkpoints=str(root / "ckpt"), curves=str(root / "dvclive")
+    )
     summary = finetune(Model(str(rebuilt)), config, paths, log=lambda _: None)
     return root / "out", summary, val_rows
 
@@ -277,11 +287,15 @@ def test_the_collators_prefix_is_the_one_the_real_model_expects(rebuilt, tuned):
     model = WhisperForConditionalGeneration.from_pretrained(rebuilt).eval()
     tokenizer = labels.load_tokenizer(str(rebuilt), "ko", "transcribe")
     records = [shards.open(tuned[0].parent / "train")[i] for i in range(4)]
-    assert all(list(r["labels"][:4]) == [SOT, KO, TRANSCRIBE, NO_TIMESTAMPS] and r["labels"][-1] == EOT for r in records)
+    assert all(
+        list(r["labels"][:4]) == [SOT, KO, TRANSCRIBE, NO_TIMESTAMPS] and r["labels"][-1] == EOT for r in records
+    )
     assert tokenizer.decode(records[0]["labels"], skip_special_tokens=True).strip()
 
     def loss(edit) -> float:
-        batch = Collator(model.config.decoder_start_token_id)([{**r, "labels": edit(list(r["labels"]))} for r in records])
+        batch = Collator(model.config.decoder_start_token_id)(
+            [{**r, "labels": edit(list(r["labels"]))} for r in records]
+        )
         with torch.no_grad():
             return model(**batch).loss.item()
 
@@ -299,8 +313,14 @@ def test_two_training_steps_save_a_model_that_keeps_openais_generation_config(re
     out, summary, val_rows = tuned
     assert summary["global_steps"] == 2 and np.isfinite(summary["train_loss"]) and summary["train_loss"] < 6
     saved, base = GenerationConfig.from_pretrained(out), GenerationConfig.from_pretrained(rebuilt)
-    for name in ("suppress_tokens", "begin_suppress_tokens", "alignment_heads", "lang_to_id", "task_to_id",
-                 "no_timestamps_token_id"):
+    for name in (
+        "suppress_tokens",
+        "begin_suppress_tokens",
+        "alignment_heads",
+        "lang_to_id",
+        "task_to_id",
+        "no_timestamps_token_id",
+    ):
         assert getattr(saved, name) == getattr(base, name) and getattr(saved, name), name
     assert len(saved.suppress_tokens) == 88 and saved.lang_to_id["<|ko|>"] == KO
     assert (saved.language, saved.task) == ("ko", "transcribe")
@@ -315,9 +335,12 @@ def test_the_trainers_validation_cer_is_the_benchmarks_cer(tuned):
     from whisper_ko import evaluation, inference
 
     out, summary, val_rows = tuned
-    options = evaluation.Options(decoding=inference.Decoding(max_new_tokens=32), batch_size=4, cpu_workers=1,
-                                warmup_batches=0)
-    scored = evaluation.run({"tuned": str(out)}, val_rows, options, evaluation.Scoring(resamples=0))["tuned"].metrics["overall"]
+    options = evaluation.Options(
+        decoding=inference.Decoding(max_new_tokens=32), batch_size=4, cpu_workers=1, warmup_batches=0
+    )
+    scored = evaluation.run({"tuned": str(out)}, val_rows, options, evaluation.Scoring(resamples=0))["tuned"].metrics[
+        "overall"
+    ]
     assert scored["n"] == 4 and scored["cer_nospace"] == pytest.approx(summary["best_val_cer_nospace"], abs=1e-6)
 
 
@@ -338,14 +361,22 @@ def test_a_hub_id_works_as_a_local_directory_does(rebuilt, tuned, tmp_path):
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(revision)
     env = {**__import__("os").environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
-    probe = ("from whisper_ko import features, labels; t = labels.load_tokenizer('openai/whisper-base'); "
-             "print(features.n_mels('openai/whisper-base'), t.convert_tokens_to_ids('<|ko|>'))")
+    probe = (
+        "from whisper_ko import features, labels; t = labels.load_tokenizer('openai/whisper-base'); "
+        "print(features.n_mels('openai/whisper-base'), t.convert_tokens_to_ids('<|ko|>'))"
+    )
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["80", str(KO)]
 
     manifest.write(tmp_path / "data/manifests/test.jsonl", tuned[2])
     shutil.copy(REPO / "params.yaml", tmp_path)
-    proc = subprocess.run([sys.executable, str(REPO / "stages/benchmark.py"), "--model", "openai/whisper-base",
-                           "--max-samples", "4"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "stages/benchmark.py"), "--model", "openai/whisper-base", "--max-samples", "4"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "openai/whisper-base on 4 test utterances" in proc.stdout and "CER no-space" in proc.stdout

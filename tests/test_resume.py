@@ -31,8 +31,14 @@ def quality(project: Path) -> dict:
 
 def kill_when(project: Path, ready, timeout: float = 300) -> None:
     """Run `dvc repro` and SIGKILL it and every process it started as soon as `ready()` holds."""
-    proc = subprocess.Popen([*DVC, "repro"], cwd=project, env=dvc_env(), start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*DVC, "repro"],
+        cwd=project,
+        env=dvc_env(),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + timeout
     while not ready():
         assert proc.poll() is None, "dvc repro ended before the kill"

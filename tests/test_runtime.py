@@ -15,7 +15,7 @@ def emulated_bf16_gpu(monkeypatch):
 
 def test_auto_precision_means_native_bf16_else_fp16_and_fp32_on_cpu(emulated_bf16_gpu, monkeypatch):
     assert runtime.precision("auto", cuda=True, param="train.precision") == "fp16"  # emulated bf16 is slow
-    with pytest.raises(runtime.DeviceError, match="V100.*only emulates bf16"):
+    with pytest.raises(runtime.DeviceError, match=r"V100.*only emulates bf16"):
         runtime.precision("bf16", cuda=True, param="train.precision")
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)  # an H100
     assert runtime.precision("auto", cuda=True, param="train.precision") == "bf16"
@@ -24,9 +24,9 @@ def test_auto_precision_means_native_bf16_else_fp16_and_fp32_on_cpu(emulated_bf1
 
 def test_bf16_runs_on_cpu_and_fp16_needs_cuda():
     assert runtime.precision("bf16", cuda=False, param="train.precision") == "bf16"
-    with pytest.raises(runtime.DeviceError, match="train.precision fp16 needs a CUDA GPU"):
+    with pytest.raises(runtime.DeviceError, match=r"train.precision fp16 needs a CUDA GPU"):
         runtime.precision("fp16", cuda=False, param="train.precision")
-    with pytest.raises(ValueError, match="benchmark.dtype 'bfloat16': choose one of auto, bf16, fp16, fp32"):
+    with pytest.raises(ValueError, match=r"benchmark.dtype 'bfloat16': choose one of auto, bf16, fp16, fp32"):
         runtime.precision("bfloat16", cuda=False, param="benchmark.dtype")
 
 
@@ -34,7 +34,7 @@ def test_a_gpu_host_whose_torch_cannot_use_cuda_fails_loudly(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(runtime.shutil, "which", lambda name: f"/usr/bin/{name}")
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    with pytest.raises(runtime.DeviceError, match="nvidia-smi is present but torch .* cannot use the GPU"):
+    with pytest.raises(runtime.DeviceError, match=r"nvidia-smi is present but torch .* cannot use the GPU"):
         runtime.cuda_available()
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # the CPU on purpose
     assert runtime.cuda_available() is False
@@ -73,17 +73,23 @@ def test_a_flash_attn_wheel_built_for_another_torch_falls_back_to_sdpa(fake_flas
     fake_flash_attn("raise ImportError('flash_attn_2_cuda.so: undefined symbol: _ZN3c104cuda9SetDeviceEi')\n")
     names, note = runtime.attention_candidates("auto", torch.bfloat16, cuda=True)
     assert names == ["sdpa"] and "undefined symbol" in note
-    with pytest.raises(runtime.DeviceError, match="flash_attention_2 cannot run here: .*undefined symbol"):
+    with pytest.raises(runtime.DeviceError, match=r"flash_attention_2 cannot run here: .*undefined symbol"):
         runtime.attention_candidates("flash_attention_2", torch.bfloat16, cuda=True)
-    with pytest.raises(ValueError, match="model.attention 'flash': choose one of"):
+    with pytest.raises(ValueError, match=r"model.attention 'flash': choose one of"):
         runtime.attention_candidates("flash", torch.bfloat16, cuda=True)
 
 
 def test_a_flash_attn_that_imports_but_transformers_rejects_loads_sdpa(fake_flash_attn, tiny_model):
     fake_flash_attn("__version__ = '2.8.3'\n")  # importable, but no installed distribution: transformers refuses it
     messages = []
-    model = runtime.load_whisper(str(tiny_model), weights=torch.float32, compute_dtype=torch.bfloat16,
-                                 attention="auto", cuda=True, log=messages.append)
+    model = runtime.load_whisper(
+        str(tiny_model),
+        weights=torch.float32,
+        compute_dtype=torch.bfloat16,
+        attention="auto",
+        cuda=True,
+        log=messages.append,
+    )
     assert model.config._attn_implementation == "sdpa"
     assert any(m.startswith("attention flash_attention_2 did not load") for m in messages)
 
@@ -94,8 +100,9 @@ def test_weights_load_in_the_requested_dtype_whatever_the_config_declares(tiny_m
     half = tmp_path / "half"
     WhisperForConditionalGeneration.from_pretrained(tiny_model).half().save_pretrained(half)
     assert WhisperForConditionalGeneration.from_pretrained(half).dtype == torch.float16  # transformers 5's default
-    model = runtime.load_whisper(str(half), weights=torch.float32, compute_dtype=torch.bfloat16, attention="sdpa",
-                                 cuda=False)
+    model = runtime.load_whisper(
+        str(half), weights=torch.float32, compute_dtype=torch.bfloat16, attention="sdpa", cuda=False
+    )
     assert {p.dtype for p in model.parameters()} == {torch.float32}
 
 

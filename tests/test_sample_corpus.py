@@ -26,9 +26,7 @@ TAG = re.compile(r"(?:^|\s|[가-힣?])[nbol]/(?=\s|$)")
 GLUED_TAG = re.compile(r"[가-힣][nbol]/")
 FILLER = re.compile(r"(?:^|\s)[어음아]/(?=\s|$)")
 
-needs_espeak = pytest.mark.skipif(
-    shutil.which("espeak-ng") is None, reason="espeak-ng not installed"
-)
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 
 
 @pytest.fixture(scope="module")
@@ -47,21 +45,11 @@ def broken_paths(info: dict) -> set[str]:
 
 
 def label_for(audio: str) -> str:
-    return (
-        audio.replace("원천데이터", "라벨링데이터")
-        .replace("/TS_", "/TL_")
-        .replace("/VS_", "/VL_")[:-4]
-        + ".txt"
-    )
+    return audio.replace("원천데이터", "라벨링데이터").replace("/TS_", "/TL_").replace("/VS_", "/VL_")[:-4] + ".txt"
 
 
 def audio_for(label: str) -> str:
-    return (
-        label.replace("라벨링데이터", "원천데이터")
-        .replace("/TL_", "/TS_")
-        .replace("/VL_", "/VS_")[:-4]
-        + ".wav"
-    )
+    return label.replace("라벨링데이터", "원천데이터").replace("/TL_", "/TS_").replace("/VL_", "/VS_")[:-4] + ".wav"
 
 
 def good_audio(out: Path, info: dict) -> list[str]:
@@ -81,8 +69,7 @@ def read_label(path: Path) -> str:
 
 def session_jsons(out: Path) -> dict[str, dict]:
     return {
-        str(p.relative_to(out)): json.loads(p.read_text(encoding="utf-8-sig"))
-        for p in sorted(out.rglob("S*.json"))
+        str(p.relative_to(out)): json.loads(p.read_text(encoding="utf-8-sig")) for p in sorted(out.rglob("S*.json"))
     }
 
 
@@ -178,11 +165,7 @@ def test_labels_use_ai_hub_notation(corpus):
     assert any(DUAL_NUMBER.search(label) for label in labels)
     assert any(TAG.search(label) for label in labels)
     assert any(FILLER.search(label) for label in labels)
-    marked = [
-        label
-        for label in labels
-        if TAG.search(label) or FILLER.search(label) or GLUED_TAG.search(label)
-    ]
+    marked = [label for label in labels if TAG.search(label) or FILLER.search(label) or GLUED_TAG.search(label)]
     assert 0.2 <= len(marked) / len(labels) <= 0.7
 
 
@@ -239,9 +222,7 @@ def test_label_without_audio_is_listed_in_its_session_json(corpus):
     out, info = corpus
     entry = next(e for e in info["broken"] if e["kind"] == "label_without_audio")
     document = json.loads(
-        (out / entry["label"])
-        .with_name(Path(entry["label"]).parent.name + ".json")
-        .read_text("utf-8-sig")
+        (out / entry["label"]).with_name(Path(entry["label"]).parent.name + ".json").read_text("utf-8-sig")
     )
     paths = [d["audioPath"] for d in document["dataSet"]["dialogs"]]
     assert "/".join(Path(entry["label"]).with_suffix(".wav").parts[-4:]) in paths
@@ -323,9 +304,7 @@ def test_sino_korean_readings(n, reading):
     assert sino(n) == reading
 
 
-@pytest.mark.parametrize(
-    "n, reading", [(1, "한"), (3, "세"), (12, "열두"), (20, "스무"), (24, "스물네")]
-)
+@pytest.mark.parametrize("n, reading", [(1, "한"), (3, "세"), (12, "열두"), (20, "스무"), (24, "스물네")])
 def test_native_korean_readings(n, reading):
     assert native(n) == reading
 
@@ -345,10 +324,13 @@ def test_test_only_sentences_are_never_said_in_training_and_marked_for_the_bench
     """The last template of every list is reserved for the test side (issue: listening, not
     remembering): its fixed words appear in no training label, and discover carries the mark."""
     from whisper_ko.discover import discover
-    from whisper_ko_fixtures.sample_corpus.bank import DOMAINS as BANK, SHARED
+    from whisper_ko_fixtures.sample_corpus.bank import DOMAINS as BANK
+    from whisper_ko_fixtures.sample_corpus.bank import SHARED
 
-    lists = [*SHARED.values(), *(roles[r] for d in BANK.values() for roles in d["subcategories"].values()
-                                 for r in ("counsellor", "customer"))]
+    lists = [
+        *SHARED.values(),
+        *(roles[r] for d in BANK.values() for roles in d["subcategories"].values() for r in ("counsellor", "customer")),
+    ]
 
     def fixed_words(template: str) -> set[str]:  # the words every filling of it says, notation aside
         plain = re.sub(r"\([^)]*\)/\([^)]*\)", " ", template)

@@ -16,17 +16,22 @@ from safetensors.torch import load_file
 from transformers import WhisperForConditionalGeneration, WhisperProcessor, pipeline
 
 from conftest import REPO
-from whisper_ko.config import Discover
 from whisper_ko import shards
 from whisper_ko.collate import Collator
+from whisper_ko.config import Discover, Model, Paths, Preprocess, Train, parse
 from whisper_ko.discover import discover
-from whisper_ko.config import Model, Paths, Preprocess, Train, parse
 from whisper_ko.preprocess import preprocess_split
 from whisper_ko.training import TrainingError, apply_method, finetune, trainer_kwargs
 
 pytestmark = pytest.mark.slow
-QUICK = {"max_steps": 4, "per_device_train_batch_size": 4, "per_device_eval_batch_size": 8, "learning_rate": 1e-3,
-         "logging_steps": 1, "seed": 0}
+QUICK = {
+    "max_steps": 4,
+    "per_device_train_batch_size": 4,
+    "per_device_eval_batch_size": 8,
+    "learning_rate": 1e-3,
+    "logging_steps": 1,
+    "seed": 0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -40,19 +45,33 @@ def features(sample_corpus, tiny_model, tmp_path_factory):
 
 def train_config(tmp_path, **overrides) -> Train:
     """QUICK settings writing under tmp_path, parsed as the stage parses params.yaml."""
-    values = {"eval_steps": 2, "eval_max_samples": 4, "eval_max_new_tokens": 12, "early_stopping_patience": None,
-              **QUICK, **overrides}
+    values = {
+        "eval_steps": 2,
+        "eval_max_samples": 4,
+        "eval_max_new_tokens": 12,
+        "early_stopping_patience": None,
+        **QUICK,
+        **overrides,
+    }
     return parse(Train, values, "train")
 
 
 def paths(features, tmp_path) -> Paths:
-    return Paths(features=str(features), model=str(tmp_path / "out"), checkpoints=str(tmp_path / "ckpt"),
-                 curves=str(tmp_path / "dvclive"))
+    return Paths(
+        features=str(features),
+        model=str(tmp_path / "out"),
+        checkpoints=str(tmp_path / "ckpt"),
+        curves=str(tmp_path / "dvclive"),
+    )
 
 
 def run(features, tiny_model, tmp_path, log=None, **overrides):
-    return finetune(Model(str(tiny_model)), train_config(tmp_path, **overrides), paths(features, tmp_path),
-                    log=log or (lambda _: None))
+    return finetune(
+        Model(str(tiny_model)),
+        train_config(tmp_path, **overrides),
+        paths(features, tmp_path),
+        log=log or (lambda _: None),
+    )
 
 
 def weights(directory):
@@ -78,8 +97,13 @@ def test_full_finetune_saves_a_plain_whisper_with_the_base_generation_config(fea
 
 
 def test_lora_is_merged_into_a_plain_checkpoint(features, tiny_model, tmp_path):
-    run(features, tiny_model, tmp_path, method="lora", lora={"r": 4, "alpha": 8, "dropout": 0.0,
-                                                              "target_modules": ["q_proj", "v_proj"]})
+    run(
+        features,
+        tiny_model,
+        tmp_path,
+        method="lora",
+        lora={"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]},
+    )
     tuned, base = weights(tmp_path / "out"), weights(tiny_model)
     assert not any("lora" in k for k in tuned) and set(tuned) == set(base)
     q = "model.decoder.layers.0.self_attn.q_proj.weight"
@@ -125,7 +149,7 @@ def test_rerun_after_a_kill_resumes_and_changed_params_start_fresh(features, tin
 def test_bad_input_fails_before_training(features, tiny_model, tmp_path):
     with pytest.raises(FileNotFoundError, match="preprocess"):
         finetune(Model(str(tiny_model)), train_config(tmp_path), paths(tmp_path / "none", tmp_path))
-    with pytest.raises(TrainingError, match="<|xx|>"):
+    with pytest.raises(TrainingError, match=r"<|xx|>"):
         finetune(Model(str(tiny_model), language="xx"), train_config(tmp_path), paths(features, tmp_path))
     assert not (tmp_path / "ckpt").exists()
 
@@ -145,8 +169,14 @@ def stage_project(root, features, tiny_model, **train):
 
 def train_stage(*launch, cwd, env=None):
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.Popen([sys.executable, *launch, str(REPO / "stages/train.py")], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, *launch, str(REPO / "stages/train.py")],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def finished(proc):
@@ -177,8 +207,21 @@ def test_the_readme_multi_node_command_trains_like_one_process_with_the_same_glo
     nodes = stage_project(tmp_path / "nodes", features, tiny_model)  # nproc_per_node: 1, per device 4
     # As the README writes it, with two nodes on the loopback address and one process each.
     launches = [
-        train_stage("-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(rank), "--master_addr",
-                    "127.0.0.1", "--master_port", str(port), "--nproc_per_node", "1", cwd=nodes)
+        train_stage(
+            "-m",
+            "torch.distributed.run",
+            "--nnodes",
+            "2",
+            "--node_rank",
+            str(rank),
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(port),
+            "--nproc_per_node",
+            "1",
+            cwd=nodes,
+        )
         for rank in (0, 1)
     ]
     for launch in launches:
@@ -224,9 +267,21 @@ CLAIM = textwrap.dedent("""
 def test_only_the_main_rank_clears_and_marks_the_checkpoint_directory(tmp_path):
     (tmp_path / "claim.py").write_text(CLAIM)
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "claim.py",
-         str(tmp_path / "ckpt")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "claim.py",
+            str(tmp_path / "ckpt"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank-{rank}.json").read_text()) for rank in (0, 1)]
@@ -238,7 +293,9 @@ def test_only_the_main_rank_clears_and_marks_the_checkpoint_directory(tmp_path):
     assert [r["interrupted"]["resume"] for r in ranks] == [checkpoint, checkpoint]
     assert [r["completed"]["resume"] for r in ranks] == [None, None]
     assert main["interrupted"]["messages"] == [f"resuming from {checkpoint}"]
-    assert main["completed"]["messages"] == [f"starting fresh (the previous run completed): clearing {tmp_path / 'ckpt'}"]
+    assert main["completed"]["messages"] == [
+        f"starting fresh (the previous run completed): clearing {tmp_path / 'ckpt'}"
+    ]
     assert all(not other[case]["messages"] for case in ("fresh", "interrupted", "completed"))
     assert json.loads(main["completed"]["marker"]) == {"fingerprint": "a"}  # cleared, marked once
     assert not (tmp_path / "ckpt" / "checkpoint-2").exists()

@@ -49,14 +49,21 @@ from transformers import WhisperForConditionalGeneration, WhisperProcessor
 from whisper_ko import evaluation, inference, runtime, shapes
 from whisper_ko.config import Model, Paths, Preprocess, Train, parse
 from whisper_ko.preprocess import preprocess_split
+from whisper_ko.training import finetune
 from whisper_ko_fixtures import tiny_model
 from whisper_ko_fixtures.sample_corpus import training_texts
-from whisper_ko.training import finetune
 
 REPO = Path(__file__).resolve().parents[1]
 # The trained model: whisper-tiny's shape on a GPU (real kernels, seconds per run), smaller on CPU.
-GPU_SIZE = {"d_model": 384, "encoder_layers": 4, "decoder_layers": 4, "encoder_attention_heads": 6,
-            "decoder_attention_heads": 6, "encoder_ffn_dim": 1536, "decoder_ffn_dim": 1536}
+GPU_SIZE = {
+    "d_model": 384,
+    "encoder_layers": 4,
+    "decoder_layers": 4,
+    "encoder_attention_heads": 6,
+    "decoder_attention_heads": 6,
+    "encoder_ffn_dim": 1536,
+    "decoder_ffn_dim": 1536,
+}
 CPU_SIZE = {}  # tiny_model's default: d_model 64, 2+2 layers
 # The random models of sections 5 and 6 on CPU (a shape of whisper_ko.shapes.SHAPES' form).
 CPU_SHAPE = (64, 2, 2, 4, 256, 80, 51866)
@@ -106,8 +113,10 @@ def host() -> dict:
             capability=".".join(map(str, torch.cuda.get_device_capability())),
             memory_gib=round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1),
             native_bf16=runtime.native_bf16(),
-            sdpa_backends={name: getattr(torch.backends.cuda, f"{name}_sdp_enabled")()
-                           for name in ("flash", "mem_efficient", "cudnn", "math")},
+            sdpa_backends={
+                name: getattr(torch.backends.cuda, f"{name}_sdp_enabled")()
+                for name in ("flash", "mem_efficient", "cudnn", "math")
+            },
         )
     problem = runtime.flash_attention_problem(torch.bfloat16, cuda)
     info["flash_attention_2"] = "loads" if problem is None else problem
@@ -117,8 +126,9 @@ def host() -> dict:
 def _nvidia_smi(field: str) -> str | None:
     if not shutil.which("nvidia-smi"):
         return None
-    out = subprocess.run(["nvidia-smi", f"--query-gpu={field}", "--format=csv,noheader"], capture_output=True,
-                         text=True)
+    out = subprocess.run(
+        ["nvidia-smi", f"--query-gpu={field}", "--format=csv,noheader"], capture_output=True, text=True
+    )
     return out.stdout.splitlines()[0].strip() if out.returncode == 0 and out.stdout else None
 
 
@@ -146,8 +156,17 @@ def synthetic_split(root: Path, n: int, seed: int) -> list[dict]:
         wave = 0.3 * np.sin(2 * np.pi * rng.uniform(150, 400) * t) + 0.05 * rng.standard_normal(t.size)
         path = root / f"{i:04d}.wav"
         sf.write(path, wave.astype(np.float32), 8000, subtype="PCM_16")
-        rows.append({"id": f"{root.name}/{i:04d}", "audio": str(path), "sample_rate": 8000, "duration": duration,
-                     "category": f"D0{i % 2 + 1}", "text": texts[i % len(texts)], "raw_text": texts[i % len(texts)]})
+        rows.append(
+            {
+                "id": f"{root.name}/{i:04d}",
+                "audio": str(path),
+                "sample_rate": 8000,
+                "duration": duration,
+                "category": f"D0{i % 2 + 1}",
+                "text": texts[i % len(texts)],
+                "raw_text": texts[i % len(texts)],
+            }
+        )
     return rows
 
 
@@ -165,12 +184,30 @@ def train_run(name: str, fields: dict, base: Path, features: Path, work: Path, c
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     out = work / name
-    paths = Paths(features=str(features), model=str(out / "model"), checkpoints=str(out / "checkpoints"),
-                  curves=str(out / "dvclive"))
-    config = parse(Train, {
-        "eval_steps": steps // 2, "eval_max_samples": 8, "eval_max_new_tokens": 16, "early_stopping_patience": None,
-        "warmup_ratio": 0.0, "max_steps": steps, "per_device_train_batch_size": 8, "per_device_eval_batch_size": 8,
-        "learning_rate": 1e-3, "logging_steps": 1, "save_total_limit": None, **fields}, "train")
+    paths = Paths(
+        features=str(features),
+        model=str(out / "model"),
+        checkpoints=str(out / "checkpoints"),
+        curves=str(out / "dvclive"),
+    )
+    config = parse(
+        Train,
+        {
+            "eval_steps": steps // 2,
+            "eval_max_samples": 8,
+            "eval_max_new_tokens": 16,
+            "early_stopping_patience": None,
+            "warmup_ratio": 0.0,
+            "max_steps": steps,
+            "per_device_train_batch_size": 8,
+            "per_device_eval_batch_size": 8,
+            "learning_rate": 1e-3,
+            "logging_steps": 1,
+            "save_total_limit": None,
+            **fields,
+        },
+        "train",
+    )
     start = time.perf_counter()
     summary = finetune(Model(str(base), attention="auto"), config, paths, log=lambda message: None)
     wall = time.perf_counter() - start
@@ -183,12 +220,21 @@ def train_run(name: str, fields: dict, base: Path, features: Path, work: Path, c
     check(_best_reloaded(summary, out, saved, base), f"the saved model is not checkpoint-{summary['best_step']}")
     model, processor = inference.load(str(out / "model"), "cuda" if cuda else "cpu", "auto")
     batch = inference.prepare([row["audio"] for row in _val_rows(features)][:2], model.config.num_mel_bins, model.dtype)
-    check(all(isinstance(h, str) for h in inference.decode(model, processor, batch, inference.Decoding(max_new_tokens=8))),
-          "the saved model does not generate")
+    check(
+        all(
+            isinstance(h, str) for h in inference.decode(model, processor, batch, inference.Decoding(max_new_tokens=8))
+        ),
+        "the saved model does not generate",
+    )
     return {
-        "name": name, "ok": True, "precision": summary["precision"], "attention": summary["attention"],
-        "train_loss": round(summary["train_loss"], 4), "samples_per_s": summary["samples_per_s"],
-        "peak_memory_gib": summary["peak_memory_gib"], "wall_s": round(wall, 1),
+        "name": name,
+        "ok": True,
+        "precision": summary["precision"],
+        "attention": summary["attention"],
+        "train_loss": round(summary["train_loss"], 4),
+        "samples_per_s": summary["samples_per_s"],
+        "peak_memory_gib": summary["peak_memory_gib"],
+        "wall_s": round(wall, 1),
     }
 
 
@@ -219,13 +265,20 @@ def ddp_stage(base: Path, features: Path, work: Path) -> dict:
     (project / "data" / "features").symlink_to(features)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["model"].update(base=str(base))
-    params["train"].update(nproc_per_node=2, max_steps=4, eval_steps=2, eval_max_samples=8, per_device_train_batch_size=8,
-                           eval_max_new_tokens=16)
+    params["train"].update(
+        nproc_per_node=2,
+        max_steps=4,
+        eval_steps=2,
+        eval_max_samples=8,
+        per_device_train_batch_size=8,
+        eval_max_new_tokens=16,
+    )
     (project / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
     outputs = []
     for _ in range(2):
-        proc = subprocess.run([sys.executable, str(REPO / "stages/train.py")], cwd=project, capture_output=True,
-                              text=True, timeout=600)
+        proc = subprocess.run(
+            [sys.executable, str(REPO / "stages/train.py")], cwd=project, capture_output=True, text=True, timeout=600
+        )
         check(proc.returncode == 0, f"the stage failed under torchrun:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
         outputs.append(proc.stdout)
     check("starting fresh (the previous run completed)" in outputs[1], "the rerun did not start fresh")
@@ -238,17 +291,26 @@ def ddp_stage(base: Path, features: Path, work: Path) -> dict:
 
 
 def benchmark_two_models(models: dict[str, str], rows: list[dict], cuda: bool) -> dict:
-    options = evaluation.Options(decoding=inference.Decoding(max_new_tokens=16), batch_size=None if cuda else 4,
-                                cpu_workers=2, batch_timeout_s=300)
+    options = evaluation.Options(
+        decoding=inference.Decoding(max_new_tokens=16),
+        batch_size=None if cuda else 4,
+        cpu_workers=2,
+        batch_timeout_s=300,
+    )
     results = evaluation.run(models, rows, options, evaluation.Scoring(resamples=0))
     out = {}
     for alias, result in results.items():
         check(all(h is not None for h in result.transcripts.hypotheses), f"{alias}: utterances without a hypothesis")
         overall = result.metrics["overall"]
         check(overall["rtfx"] > 0 and overall["rtfx_per_device"] > 0, f"{alias}: no speed measured")
-        out[alias] = {"cer": overall["cer"], "rtfx": overall["rtfx"], "rtfx_per_device": overall["rtfx_per_device"],
-                      "workers": len(result.transcripts.timings), "dtype": result.transcripts.dtype,
-                      "attention": result.transcripts.attention}
+        out[alias] = {
+            "cer": overall["cer"],
+            "rtfx": overall["rtfx"],
+            "rtfx_per_device": overall["rtfx_per_device"],
+            "workers": len(result.transcripts.timings),
+            "dtype": result.transcripts.dtype,
+            "attention": result.transcripts.attention,
+        }
     return {"ok": True, **out}
 
 
@@ -292,9 +354,14 @@ def preset_steps(preset: Path, cuda: bool, steps: int = 3) -> dict:
     sync()
     elapsed = time.perf_counter() - start
     check(math.isfinite(loss.item()), f"{preset.stem}: loss {loss.item()}")
-    return {"preset": preset.stem, "shape": shape if cuda else "d_model 64 (CPU)", "batch": batch,
-            "gradient_checkpointing": train["gradient_checkpointing"],
-            "peak_memory_gib": round(runtime.peak_memory_gib(cuda), 1), "samples_per_s": round(batch * steps / elapsed, 1)}
+    return {
+        "preset": preset.stem,
+        "shape": shape if cuda else "d_model 64 (CPU)",
+        "batch": batch,
+        "gradient_checkpointing": train["gradient_checkpointing"],
+        "peak_memory_gib": round(runtime.peak_memory_gib(cuda), 1),
+        "samples_per_s": round(batch * steps / elapsed, 1),
+    }
 
 
 def generate_timing(cuda: bool, batches: list[int], steps: int = 32) -> list[dict]:
@@ -305,9 +372,12 @@ def generate_timing(cuda: bool, batches: list[int], steps: int = 32) -> list[dic
     rows = []
     for batch in batches:
         feats = torch.randn(batch, model.config.num_mel_bins, 3000, device=device, dtype=dtype)
-        decode = {"decoder_input_ids": torch.full((batch, 1), model.config.decoder_start_token_id, device=device),
-                  "attention_mask": torch.ones(batch, 3000, dtype=torch.long, device=device),
-                  "min_new_tokens": steps, "max_new_tokens": steps}
+        decode = {
+            "decoder_input_ids": torch.full((batch, 1), model.config.decoder_start_token_id, device=device),
+            "attention_mask": torch.ones(batch, 3000, dtype=torch.long, device=device),
+            "min_new_tokens": steps,
+            "max_new_tokens": steps,
+        }
         with torch.inference_mode():
             for _ in range(2):  # warm-up: allocator, cuDNN autotuning, kernel selection
                 model.generate(feats, **decode)
@@ -321,8 +391,12 @@ def generate_timing(cuda: bool, batches: list[int], steps: int = 32) -> list[dic
             sync()
             total_s = time.perf_counter() - start
         step_s = max(total_s - encoder_s, 0.0) / steps
-        row = {"batch": batch, "encoder_ms": round(encoder_s * 1e3, 1), "ms_per_step": round(step_s * 1e3, 2),
-               "utterances_per_s": round(batch / total_s, 1)}
+        row = {
+            "batch": batch,
+            "encoder_ms": round(encoder_s * 1e3, 1),
+            "ms_per_step": round(step_s * 1e3, 2),
+            "utterances_per_s": round(batch / total_s, 1),
+        }
         for seconds in (4, 10):  # a clip of this length decodes about TOKENS_PER_SECOND tokens a second
             row[f"rtfx_{seconds}s"] = round(batch * seconds / (encoder_s + seconds * TOKENS_PER_SECOND * step_s), 1)
         rows.append(row)
@@ -334,13 +408,20 @@ def generate_timing(cuda: bool, batches: list[int], steps: int = 32) -> list[dic
 
 
 def run_checks(work: Path, cuda: bool) -> dict:
-    summary = {"host": host(), "train": [], "ddp": None, "benchmark": None, "presets": [], "generate": None,
-               "failures": []}
+    summary = {
+        "host": host(),
+        "train": [],
+        "ddp": None,
+        "benchmark": None,
+        "presets": [],
+        "generate": None,
+        "failures": [],
+    }
 
     def attempt(section: str, action, record=None):
         try:
             result = action()
-        except Exception as err:  # noqa: BLE001 - every failure is reported, the remaining checks still run
+        except Exception as err:
             summary["failures"].append(f"{section}: {type(err).__name__}: {err}")
             traceback.print_exc()
             result = {"name": section, "ok": False, "error": f"{type(err).__name__}: {err}"}
@@ -361,27 +442,49 @@ def run_checks(work: Path, cuda: bool) -> dict:
         if fields["precision"] == "fp16" and not cuda:
             summary["train"].append({"name": name, "skipped": "fp16 needs a CUDA GPU"})
             continue
-        attempt(f"train {name}", lambda: train_run(name, fields, half if float16_base else base, features, work,
-                                                   cuda, steps), summary["train"].append)
+        attempt(
+            f"train {name}",
+            lambda name=name, fields=fields, base=half if float16_base else base: train_run(
+                name, fields, base, features, work, cuda, steps
+            ),
+            summary["train"].append,
+        )
     if cuda and torch.cuda.device_count() >= 2:
         attempt("ddp", lambda: ddp_stage(base, features, work))
     else:
         summary["ddp"] = {"skipped": "needs two GPUs"}
     finetuned = work / "bf16_full" / "model"
-    attempt("benchmark", lambda: benchmark_two_models({"base": str(base), "finetuned": str(finetuned)},
-                                                      _val_rows(features), cuda))
+    attempt(
+        "benchmark",
+        lambda: benchmark_two_models({"base": str(base), "finetuned": str(finetuned)}, _val_rows(features), cuda),
+    )
     for preset in sorted((REPO / "presets").glob("*.yaml")):
-        attempt(f"preset {preset.stem}", lambda: {"ok": True, **preset_steps(preset, cuda)}, summary["presets"].append)
-    attempt("generate", lambda: {"ok": True, "shape": "large-v3" if cuda else "d_model 64 (CPU)",
-                                 "tokens_per_second_assumed": TOKENS_PER_SECOND,
-                                 "rows": generate_timing(cuda, [16, 64, 128] if cuda else [2, 4])})
+        attempt(
+            f"preset {preset.stem}",
+            lambda preset=preset: {"ok": True, **preset_steps(preset, cuda)},
+            summary["presets"].append,
+        )
+    attempt(
+        "generate",
+        lambda: {
+            "ok": True,
+            "shape": "large-v3" if cuda else "d_model 64 (CPU)",
+            "tokens_per_second_assumed": TOKENS_PER_SECOND,
+            "rows": generate_timing(cuda, [16, 64, 128] if cuda else [2, 4]),
+        },
+    )
     summary["ok"] = not summary["failures"]
     return summary
 
 
 @click.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("gpu-check"), show_default=True,
-              help="Where the summary (gpu_check.json) and the run's files go.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("gpu-check"),
+    show_default=True,
+    help="Where the summary (gpu_check.json) and the run's files go.",
+)
 @click.option("--allow-cpu", is_flag=True, help="Without a GPU, run the CPU-runnable parts instead of failing.")
 def main(out: Path, allow_cpu: bool):
     """Verify this host's GPU paths of training and benchmarking; JSON summary last."""
@@ -390,7 +493,9 @@ def main(out: Path, allow_cpu: bool):
     except runtime.DeviceError as err:
         raise click.ClickException(str(err)) from err
     if not cuda and not allow_cpu:
-        raise click.ClickException("no CUDA GPU is visible: this check is for GPU hosts (--allow-cpu runs the CPU parts)")
+        raise click.ClickException(
+            "no CUDA GPU is visible: this check is for GPU hosts (--allow-cpu runs the CPU parts)"
+        )
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

@@ -19,7 +19,7 @@ def sections(text: str) -> dict[str, str]:
     """Each top-level section's block of text, in order (text before the first is kept under "")."""
     starts = [(m.start(), m.group(1)) for m in _SECTION.finditer(text)]
     blocks = {"": text[: starts[0][0]] if starts else text}
-    for (start, name), (end, _) in zip(starts, [*starts[1:], (len(text), "")]):
+    for (start, name), (end, _) in zip(starts, [*starts[1:], (len(text), "")], strict=True):
         blocks[name] = text[start:end]
     return blocks
 

@@ -25,7 +25,7 @@ class Collator:
         targets = [self.strip_sot(list(r["labels"])) for r in records]
         width = max(map(len, targets))
         labels = torch.full((len(targets), width), IGNORE_INDEX, dtype=torch.long)
-        for row, ids in zip(labels, targets):
+        for row, ids in zip(labels, targets, strict=True):
             row[: len(ids)] = torch.tensor(ids, dtype=torch.long)
         return {"input_features": self.pad_batch(records), "labels": labels}
 
@@ -37,7 +37,7 @@ class Collator:
             # trainer without another copy (as torch's default collate does).
             out.share_memory_()
         padded = out if self.dtype == torch.float32 else torch.empty(shape)
-        for row, record in zip(padded.numpy(), records):
+        for row, record in zip(padded.numpy(), records, strict=True):
             features.pad(record["input_features"], out=row)
         if padded is not out:
             out.copy_(padded)

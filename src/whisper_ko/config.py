@@ -63,8 +63,10 @@ class Discover:
 
     def __post_init__(self):
         require(bool(self.root), "discover.root is empty: set it to the corpus root")
-        require(0 < self.max_duration <= CHUNK_LENGTH,
-                f"discover.max_duration must be in (0, {CHUNK_LENGTH}] seconds (Whisper's window)")
+        require(
+            0 < self.max_duration <= CHUNK_LENGTH,
+            f"discover.max_duration must be in (0, {CHUNK_LENGTH}] seconds (Whisper's window)",
+        )
         for name in ("val_fraction", "test_fraction"):
             require(0 <= getattr(self, name) < 1, f"discover.{name} must be in [0, 1)")
         _positive(self, "discover", "val_max", "max_per_category", "workers")
@@ -98,8 +100,10 @@ class Preprocess:
     silent_audio: Literal["keep", "skip"] = "keep"  # clips of digital silence whose label has text
 
     def __post_init__(self):
-        require(5 <= self.max_label_tokens <= MAX_TARGET_POSITIONS,
-                f"preprocess.max_label_tokens must be in [5, {MAX_TARGET_POSITIONS}] (Whisper's decoder)")
+        require(
+            5 <= self.max_label_tokens <= MAX_TARGET_POSITIONS,
+            f"preprocess.max_label_tokens must be in [5, {MAX_TARGET_POSITIONS}] (Whisper's decoder)",
+        )
         require(self.min_duration >= 0, "preprocess.min_duration must be 0 or more")
         _positive(self, "preprocess", "shard_size", "workers")
 
@@ -119,9 +123,20 @@ class Lora:
 
 # Train fields passed to Seq2SeqTrainingArguments as they are.
 TRAINER_FIELDS = (
-    "learning_rate", "lr_scheduler_type", "num_train_epochs", "max_steps", "per_device_train_batch_size",
-    "per_device_eval_batch_size", "gradient_accumulation_steps", "weight_decay", "max_grad_norm", "seed",
-    "dataloader_num_workers", "dataloader_persistent_workers", "logging_steps", "save_total_limit",
+    "learning_rate",
+    "lr_scheduler_type",
+    "num_train_epochs",
+    "max_steps",
+    "per_device_train_batch_size",
+    "per_device_eval_batch_size",
+    "gradient_accumulation_steps",
+    "weight_decay",
+    "max_grad_norm",
+    "seed",
+    "dataloader_num_workers",
+    "dataloader_persistent_workers",
+    "logging_steps",
+    "save_total_limit",
 )
 
 
@@ -159,17 +174,34 @@ class Train:
         require(self.learning_rate > 0, "train.learning_rate must be positive")
         require(0 <= self.warmup_ratio < 1, "train.warmup_ratio must be in [0, 1)")
         require(self.max_steps == -1 or self.max_steps > 0, "train.max_steps must be -1 (use epochs) or positive")
-        require(self.max_steps > 0 or self.num_train_epochs > 0,
-                f"train.num_train_epochs is {self.num_train_epochs:g} with max_steps -1: that trains nothing; "
-                "set a positive number of epochs or max_steps")
-        _positive(self, "train", "per_device_train_batch_size", "per_device_eval_batch_size",
-                  "gradient_accumulation_steps", "eval_steps", "eval_max_samples", "eval_max_new_tokens",
-                  "early_stopping_patience", "nproc_per_node", "logging_steps", "save_total_limit")
-        require(self.max_grad_norm > 0 and self.weight_decay >= 0 and self.early_stopping_threshold >= 0,
-                "train.max_grad_norm must be positive, weight_decay and early_stopping_threshold 0 or more")
+        require(
+            self.max_steps > 0 or self.num_train_epochs > 0,
+            f"train.num_train_epochs is {self.num_train_epochs:g} with max_steps -1: that trains nothing; "
+            "set a positive number of epochs or max_steps",
+        )
+        _positive(
+            self,
+            "train",
+            "per_device_train_batch_size",
+            "per_device_eval_batch_size",
+            "gradient_accumulation_steps",
+            "eval_steps",
+            "eval_max_samples",
+            "eval_max_new_tokens",
+            "early_stopping_patience",
+            "nproc_per_node",
+            "logging_steps",
+            "save_total_limit",
+        )
+        require(
+            self.max_grad_norm > 0 and self.weight_decay >= 0 and self.early_stopping_threshold >= 0,
+            "train.max_grad_norm must be positive, weight_decay and early_stopping_threshold 0 or more",
+        )
         require(self.dataloader_num_workers >= 0, "train.dataloader_num_workers must be 0 or more")
-        require(not self.dataloader_persistent_workers or self.dataloader_num_workers > 0,
-                "train.dataloader_persistent_workers needs dataloader_num_workers > 0")
+        require(
+            not self.dataloader_persistent_workers or self.dataloader_num_workers > 0,
+            "train.dataloader_persistent_workers needs dataloader_num_workers > 0",
+        )
 
     def trainer_args(self) -> dict:
         """The fields Seq2SeqTrainingArguments takes as they are."""
@@ -194,17 +226,29 @@ class Benchmark:
     kocer: bool = False  # also score reading-equivalence CER (pip install 'whisper-ko[kocer]')
 
     def __post_init__(self):
-        require(FINETUNED not in self.models,
-                f"benchmark.models: `{FINETUNED}` is the pipeline's own fine-tune (paths.model); give this one another alias")
+        require(
+            FINETUNED not in self.models,
+            f"benchmark.models: `{FINETUNED}` is the pipeline's own fine-tune (paths.model); "
+            "give this one another alias",
+        )
         require(all(self.models.values()), "benchmark.models: every alias needs a hub id or a directory")
-        require(self.warmup_batches >= 0 and self.bootstrap_resamples >= 0,
-                "benchmark.warmup_batches and bootstrap_resamples must be 0 or more")
+        require(
+            self.warmup_batches >= 0 and self.bootstrap_resamples >= 0,
+            "benchmark.warmup_batches and bootstrap_resamples must be 0 or more",
+        )
         require(self.batch_timeout_s > 0, "benchmark.batch_timeout_s must be positive")
         _positive(self, "benchmark", "batch_size", "num_beams", "max_new_tokens", "max_samples", "cpu_workers")
 
 
-SECTIONS = {"paths": Paths, "discover": Discover, "text": Text, "model": Model, "preprocess": Preprocess, "train": Train,
-            "benchmark": Benchmark}
+SECTIONS = {
+    "paths": Paths,
+    "discover": Discover,
+    "text": Text,
+    "model": Model,
+    "preprocess": Preprocess,
+    "train": Train,
+    "benchmark": Benchmark,
+}
 
 
 def load(path: str | Path, *sections: str) -> tuple:
@@ -229,8 +273,10 @@ def parse(cls: type, values, name: str):
     hints = typing.get_type_hints(cls)
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(set(values) - set(known))
-    require(not unknown, f"unknown parameter(s) {', '.join(f'{name}.{k}' for k in unknown)}; "
-                         f"known: {', '.join(sorted(known))}")
+    require(
+        not unknown,
+        f"unknown parameter(s) {', '.join(f'{name}.{k}' for k in unknown)}; known: {', '.join(sorted(known))}",
+    )
     missing = [k for k, f in known.items() if k not in values and f.default is MISSING and f.default_factory is MISSING]
     require(not missing, f"{', '.join(f'{name}.{k}' for k in missing)} must be set")
     return cls(**{key: _value(values[key], hints[key], f"{name}.{key}") for key in values})
@@ -258,8 +304,12 @@ def _value(value, kind, name: str):
     if origin is dict:
         require(isinstance(value, dict), f"{name}: expected a mapping, got {value!r}")
         return {_value(k, args[0], f"{name} key"): _value(v, args[1], f"{name}.{k}") for k, v in value.items()}
-    ok = {bool: isinstance(value, bool), int: isinstance(value, int) and not isinstance(value, bool),
-          float: isinstance(value, (int, float)) and not isinstance(value, bool), str: isinstance(value, str)}[kind]
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }[kind]
     require(ok, f"{name}: expected {_describe(kind)}, got {value!r}")
     return float(value) if kind is float else value
 
@@ -267,8 +317,9 @@ def _value(value, kind, name: str):
 def _describe(kind) -> str:
     if get_origin(kind) in (Union, types.UnionType):
         return " or ".join(_describe(a) for a in get_args(kind))
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
-            type(None): "null"}.get(kind, str(kind))
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}.get(
+        kind, str(kind)
+    )
 
 
 def _positive(config, section: str, *names: str) -> None:

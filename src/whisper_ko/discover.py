@@ -215,7 +215,7 @@ def discover(config: Discover, policy: Text = Text()) -> tuple[dict[str, list[di
     notes = defaultdict(Counter)
     identity = {}  # row id → (real path, digest) of its audio
     results = probe_all(found.candidates, policy, config.max_duration, config.workers or os.cpu_count() or 1)
-    for candidate, (status, *value) in zip(found.candidates, results):
+    for candidate, (status, *value) in zip(found.candidates, results, strict=True):
         if status == "kept":
             row, note = value
             kept[candidate.side].append(row)
@@ -226,8 +226,13 @@ def discover(config: Discover, policy: Text = Text()) -> tuple[dict[str, list[di
             skipped.add(*value)
     sides = {candidate.side for candidate in found.candidates}
 
-    splits = make_splits(kept, val_fraction=config.val_fraction, val_max=config.val_max,
-                         test_fraction=config.test_fraction, seed=config.seed)
+    splits = make_splits(
+        kept,
+        val_fraction=config.val_fraction,
+        val_max=config.val_max,
+        test_fraction=config.test_fraction,
+        seed=config.seed,
+    )
     drop_test_audio(splits, identity, skipped)
     for name in splits:
         splits[name], dropped = limit_per_category(splits[name], config.max_per_category, config.seed)
@@ -284,16 +289,20 @@ def check_leaks(splits: dict[str, list[dict]], identity: dict) -> None:
 def require_splits(splits: dict[str, list[dict]], report: dict, sides: set[str], config: Discover) -> None:
     """A corpus that leaves train empty, or val or test empty where it has (or is asked for) that
     side, fails now, saying what was found, rather than after preprocessing as a puzzle in train."""
-    found = (f"{report['found']} utterances found under {report['root']} ({report['layout']} layout), "
-             f"{report['kept_total']} kept; skipped: " +
-             (", ".join(f"{reason} {entry['count']}" for reason, entry in report["skipped"].items()) or "none"))
+    found = (
+        f"{report['found']} utterances found under {report['root']} ({report['layout']} layout), "
+        f"{report['kept_total']} kept; skipped: "
+        + (", ".join(f"{reason} {entry['count']}" for reason, entry in report["skipped"].items()) or "none")
+    )
     if not splits["train"]:
         raise DiscoverError(f"discover kept no training utterance: {found}")
     if not splits["test"] and ("test" in sides or config.test_fraction > 0):
         raise DiscoverError(f"the test split is empty: {found}")
     if not splits["val"] and ("val" in sides or config.val_fraction > 0):
-        raise DiscoverError(f"the val split is empty (too few training sessions for discover.val_fraction "
-                            f"{config.val_fraction}?): {found}")
+        raise DiscoverError(
+            f"the val split is empty (too few training sessions for discover.val_fraction "
+            f"{config.val_fraction}?): {found}"
+        )
 
 
 def build_report(layout, found, session_files, splits, skipped, notes) -> dict:

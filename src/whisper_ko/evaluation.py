@@ -145,7 +145,9 @@ def group_fields(rows: list[dict], extra: list[str]) -> tuple[str, ...]:
     return fields
 
 
-def benchmark(settings: config.Benchmark, model: config.Model, rows: list[dict], models: dict[str, str]) -> dict[str, Result]:
+def benchmark(
+    settings: config.Benchmark, model: config.Model, rows: list[dict], models: dict[str, str]
+) -> dict[str, Result]:
     """The benchmark stage's run: `models` on `rows` as the params say."""
     options = Options(
         decoding=inference.Decoding(model.language, model.task, settings.num_beams, settings.max_new_tokens),
@@ -157,7 +159,9 @@ def benchmark(settings: config.Benchmark, model: config.Model, rows: list[dict],
         processor_fallback=model.base,
         batch_timeout_s=settings.batch_timeout_s,
     )
-    scoring = Scoring(group_fields(rows, settings.group_by), settings.kocer, settings.bootstrap_resamples, settings.seed)
+    scoring = Scoring(
+        group_fields(rows, settings.group_by), settings.kocer, settings.bootstrap_resamples, settings.seed
+    )
     return run(models, rows, options, scoring)
 
 
@@ -271,7 +275,7 @@ class _Workers:
         if isinstance(message, Ready):
             self.position[rank] = (message.model, 0)
         elif isinstance(message, BatchDone):
-            for i, hypothesis in zip(self.shards[rank][message.batch], message.hypotheses):
+            for i, hypothesis in zip(self.shards[rank][message.batch], message.hypotheses, strict=True):
                 found.hypotheses[i] = hypothesis
             found.errors.update(message.errors)
             self.position[rank] = (message.model, message.batch + 1)
@@ -317,8 +321,12 @@ class _Workers:
 def _single_threaded_children() -> Iterator[None]:
     # Spawned children read these when their libraries start: one process per device already
     # keeps the machine busy, and more threads per process only contend for the same cores.
-    pinned = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-              "TOKENIZERS_PARALLELISM": "false"}
+    pinned = {
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     saved = {name: os.environ.get(name) for name in pinned}
     os.environ.update(pinned)
     try:
@@ -353,7 +361,11 @@ def _worker(rank, device, models, batches, options, results) -> None:
                 results.put(BatchDone(rank, model_index, batch_index, hypotheses, errors))
 
             decode_s, wall_s = run_batches(
-                batches, prepare, decode, send, warmup=options.warmup_batches,
+                batches,
+                prepare,
+                decode,
+                send,
+                warmup=options.warmup_batches,
                 synchronize=(lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None),
             )
             timing = Timing(device, audio_s, decode_s, wall_s)
@@ -434,7 +446,9 @@ def score(rows: list[dict], found: Transcripts, scoring: Scoring = Scoring()) ->
                 "cer_nospace": metrics.utterance_rate(scores, "nospace"),
             }
         )
-    table = {"overall": {**metrics.aggregate(scored, resamples=scoring.resamples, seed=scoring.seed), **speed(rows, found)}}
+    table = {
+        "overall": {**metrics.aggregate(scored, resamples=scoring.resamples, seed=scoring.seed), **speed(rows, found)}
+    }
     for name in scoring.group_by:
         table[f"by_{name}"] = metrics.by_group(scored, name, resamples=scoring.resamples, seed=scoring.seed)
     return table, predictions

@@ -69,7 +69,12 @@ def _has_processor(model: str) -> bool:
 
 
 def load(
-    model: str, device: str = "cpu", dtype: str = "auto", processor: str | None = None, attention: str = "sdpa", log=print
+    model: str,
+    device: str = "cpu",
+    dtype: str = "auto",
+    processor: str | None = None,
+    attention: str = "sdpa",
+    log=print,
 ) -> tuple[WhisperForConditionalGeneration, WhisperProcessor]:
     """The model on `device` in eval mode, its weights in the dtype `runtime.precision` gives for
     `dtype` (fp32 on CPU, bf16 or fp16 on GPU for auto), attention by the training's policy, and
@@ -111,7 +116,7 @@ def decode(
     """Hypotheses for a prepared batch, None where its audio could not be read."""
     hypotheses: list[str | None] = [None] * batch.size
     if batch.features is not None:
-        for i, text in zip(batch.ok, generate(model, processor, batch.features, decoding)):
+        for i, text in zip(batch.ok, generate(model, processor, batch.features, decoding), strict=True):
             hypotheses[i] = text
     return hypotheses
 

@@ -24,8 +24,17 @@ AIHUB_SOURCE, AIHUB_LABEL = "원천데이터", "라벨링데이터"
 AIHUB_ZIP_LEVEL = re.compile(r"^[TV][SL]_")
 KSPON_EVAL = ("eval_clean", "eval_other")
 # Top-level folder or file names that say which split a plain tree or JSONL manifest belongs to.
-SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
-               "dev": "val", "test": "test", "eval": "test", "evaluation": "test"}
+SPLIT_NAMES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "dev": "val",
+    "test": "test",
+    "eval": "test",
+    "evaluation": "test",
+}
 UNKNOWN_VALUES = {"", "none", "null", "알수없음", "unknown", "-"}
 METADATA_KEYS = ("subcategory", "speaker_type", "gender", "age", "network")
 AIHUB_DIALOG_KEYS = {"speaker", "audioPath", "duration", "text"}
@@ -103,8 +112,9 @@ def scan(root: str | Path, layout: str = "auto", category_pattern: str | None = 
     loops: list[Path] = []
     result = scanner(root, category_re, loops)
     # A folder linking back to one it is inside would make the walk endless: each is a counted skip.
-    result.candidates += [Candidate("train", f"symlink_loop/{path}", audio=str(path), problem="symlink_loop")
-                          for path in loops]
+    result.candidates += [
+        Candidate("train", f"symlink_loop/{path}", audio=str(path), problem="symlink_loop") for path in loops
+    ]
     result.candidates.sort(key=lambda c: (c.side, c.key))
     result.root = root
     return result

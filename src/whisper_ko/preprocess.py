@@ -16,10 +16,9 @@ from dataclasses import asdict
 from multiprocessing import get_context
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
-
-import numpy as np
 
 from whisper_ko import audio, features, labels, shards
 from whisper_ko.config import Model, Preprocess
@@ -68,7 +67,9 @@ def _avoid_page_faults() -> None:
 def _init_worker(model: Model, config: Preprocess, n_mels: int) -> None:
     # One thread per worker: processes, not threads, provide the parallelism.
     torch.set_num_threads(1)
-    _worker.update(config=config, n_mels=n_mels, tokenizer=labels.load_tokenizer(model.base, model.language, model.task))
+    _worker.update(
+        config=config, n_mels=n_mels, tokenizer=labels.load_tokenizer(model.base, model.language, model.task)
+    )
 
 
 def _write_shard(job: tuple[Path, list[dict], str]) -> dict:
@@ -78,7 +79,7 @@ def _write_shard(job: tuple[Path, list[dict], str]) -> dict:
     silent = []  # kept clips of digital silence: a label with text over no sound is worth a look
     writer = shards.ShardWriter(path, n_mels, config.dtype, meta={"fingerprint": digest})
     seconds = 0.0
-    for row, ids in zip(rows, labels.encode(tokenizer, [row["text"] for row in rows])):
+    for row, ids in zip(rows, labels.encode(tokenizer, [row["text"] for row in rows]), strict=True):
         reason = _skip_reason(row, config)
         if not reason and len(ids) > config.max_label_tokens:
             reason = "label_too_long"
@@ -97,8 +98,7 @@ def _write_shard(job: tuple[Path, list[dict], str]) -> dict:
             continue
         writer.add(row["id"], features.log_mel(wave, n_mels), ids, len(wave) / audio.SAMPLE_RATE, row.get("category"))
         seconds += len(wave) / audio.SAMPLE_RATE
-    writer.meta["stats"] = {"kept": len(writer), "seconds": seconds, "skipped": dict(skipped),
-                            "kept_silent": silent}
+    writer.meta["stats"] = {"kept": len(writer), "seconds": seconds, "skipped": dict(skipped), "kept_silent": silent}
     writer.close()
     return writer.meta["stats"]
 

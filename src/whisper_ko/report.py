@@ -94,15 +94,50 @@ def group_tables(results: dict[str, Result], metric: str = "cer_nospace") -> str
 
 
 def overall_table(results: dict[str, Result]) -> str:
-    header = ["Model", "n", "hours", "failed", "empty refs", "CER %", "CER no-space %", "95% CI", "WER %",
-              "samples/s", "RTFx node", "RTFx per device", "worker peak RSS MB", "dtype", "attention", "batch"]
+    header = [
+        "Model",
+        "n",
+        "hours",
+        "failed",
+        "empty refs",
+        "CER %",
+        "CER no-space %",
+        "95% CI",
+        "WER %",
+        "samples/s",
+        "RTFx node",
+        "RTFx per device",
+        "worker peak RSS MB",
+        "dtype",
+        "attention",
+        "batch",
+    ]
     lines = [_row(header), _row(["---"] * len(header))]
     for alias, r in results.items():
         m, t = r.metrics["overall"], r.transcripts
         interval = f"{_pct(m.get('cer_nospace_ci_low'))}–{_pct(m.get('cer_nospace_ci_high'))}"
-        lines.append(_row([alias, m["n"], m["hours"], m["failed"], m["empty_references"], _pct(m["cer"]),
-                           _pct(m["cer_nospace"]), interval, _pct(m["wer"]), m["samples_per_s"], m["rtfx"],
-                           m["rtfx_per_device"], round(t.peak_rss_mb), t.dtype, t.attention, t.batch_size]))
+        lines.append(
+            _row(
+                [
+                    alias,
+                    m["n"],
+                    m["hours"],
+                    m["failed"],
+                    m["empty_references"],
+                    _pct(m["cer"]),
+                    _pct(m["cer_nospace"]),
+                    interval,
+                    _pct(m["wer"]),
+                    m["samples_per_s"],
+                    m["rtfx"],
+                    m["rtfx_per_device"],
+                    round(t.peak_rss_mb),
+                    t.dtype,
+                    t.attention,
+                    t.batch_size,
+                ]
+            )
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -144,8 +179,14 @@ def plot_rows(results: dict[str, Result]) -> list[dict]:
     for alias, r in results.items():
         groups = {**r.metrics["by_category"], "TOTAL": r.metrics["overall"]}
         for category, values in groups.items():
-            rows.append({"label": f"{category} {alias}", "model": alias, "category": category,
-                         "cer_nospace": values["cer_nospace"]})
+            rows.append(
+                {
+                    "label": f"{category} {alias}",
+                    "model": alias,
+                    "category": category,
+                    "cer_nospace": values["cer_nospace"],
+                }
+            )
     return rows
 
 

@@ -77,7 +77,7 @@ def flash_attention_problem(compute_dtype: torch.dtype, cuda: bool) -> str | Non
     try:
         # A wheel built for another torch imports with an undefined symbol (ImportError or OSError).
         importlib.import_module("flash_attn")
-    except Exception as err:  # noqa: BLE001 - any failure to import means it cannot be used
+    except Exception as err:
         return f"flash_attn does not import ({type(err).__name__}: {err})"
     return None
 

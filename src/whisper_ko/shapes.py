@@ -21,7 +21,16 @@ def config(shape: str | tuple, **overrides):
 
     d_model, encoder, decoder, heads, ffn, mels, vocab = SHAPES[shape] if isinstance(shape, str) else shape
     return WhisperConfig(
-        d_model=d_model, encoder_layers=encoder, decoder_layers=decoder, encoder_attention_heads=heads,
-        decoder_attention_heads=heads, encoder_ffn_dim=ffn, decoder_ffn_dim=ffn, num_mel_bins=mels,
-        vocab_size=vocab, max_source_positions=N_AUDIO_CTX, max_target_positions=MAX_TARGET_POSITIONS, **overrides,
+        d_model=d_model,
+        encoder_layers=encoder,
+        decoder_layers=decoder,
+        encoder_attention_heads=heads,
+        decoder_attention_heads=heads,
+        encoder_ffn_dim=ffn,
+        decoder_ffn_dim=ffn,
+        num_mel_bins=mels,
+        vocab_size=vocab,
+        max_source_positions=N_AUDIO_CTX,
+        max_target_positions=MAX_TARGET_POSITIONS,
+        **overrides,
     )

@@ -67,7 +67,8 @@ class ShardWriter:
 
     def close(self) -> int:
         self._data.close()
-        ids, offsets, sizes, frames, labels, durations, categories = zip(*self._rows) if self._rows else ([],) * 7
+        columns = zip(*self._rows, strict=True) if self._rows else ([],) * 7
+        ids, offsets, sizes, frames, labels, durations, categories = columns
         label_offsets = np.cumsum([0, *map(len, labels)], dtype=np.int64)
         header = {"n_mels": self.n_mels, "dtype": self.dtype.name, "bytes": self._offset, **self.meta}
         index = self.path.with_suffix(INDEX_SUFFIX)
@@ -190,13 +191,15 @@ def shard_paths(directory: str | Path) -> list[Path]:
     return sorted(p.with_name(p.name[: -len(INDEX_SUFFIX)]) for p in Path(directory).glob(f"*{INDEX_SUFFIX}"))
 
 
-def open(path: str | Path) -> ShardSet:  # noqa: A001 - the contract's name (shards.open)
+def open(path: str | Path) -> ShardSet:
     """Open a shard (`path` without suffix) or a directory of shards."""
     path = Path(path)
     if path.is_dir():
         paths = shard_paths(path)
+    elif path.with_suffix(INDEX_SUFFIX).exists():
+        paths = [path]
     else:
-        paths = [path] if path.with_suffix(INDEX_SUFFIX).exists() else []
+        paths = []
     if not paths:
         raise MissingShards(f"no feature shards in {path}: run the preprocess stage first")
     return ShardSet([Shard(p) for p in paths])

@@ -35,8 +35,9 @@ Decisions where the notation is ambiguous:
 
 import re
 import unicodedata
+from collections.abc import Callable
 from functools import partial
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 SIDES = ("spelling", "pronunciation")
 FILLER_POLICIES = ("keep", "drop")

@@ -12,6 +12,7 @@ import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -24,9 +25,9 @@ from transformers import (
     WhisperForConditionalGeneration,
     WhisperProcessor,
 )
+from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_callback import ExportableState
 from transformers.trainer_pt_utils import LengthGroupedSampler
-from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from whisper_ko import metrics, runtime, shards
@@ -49,8 +50,12 @@ class TrainingError(UserError):
 def trainer_kwargs(config: Train, checkpoints: str, precision: str, cuda: bool) -> dict:
     """Seq2SeqTrainingArguments of this run (creating them sets up the process group under torchrun)."""
     if config.eval_steps:
-        strategy = {"eval_strategy": "steps", "save_strategy": "steps", "eval_steps": config.eval_steps,
-                    "save_steps": config.eval_steps}
+        strategy = {
+            "eval_strategy": "steps",
+            "save_strategy": "steps",
+            "eval_steps": config.eval_steps,
+            "save_steps": config.eval_steps,
+        }
     else:
         strategy = {"eval_strategy": "epoch", "save_strategy": "epoch"}
     # use_cpu makes a torchrun launch on CPU a real DDP run over gloo. No tf32 here: TF32 is set
@@ -151,7 +156,8 @@ def cer_metrics(processor: WhisperProcessor):
         labels = np.where(prediction.label_ids != IGNORE_INDEX, prediction.label_ids, pad)
         hyps = processor.batch_decode(predicted, skip_special_tokens=True)
         refs = processor.batch_decode(labels, skip_special_tokens=True)
-        scores = metrics.aggregate([metrics.utterance_scores(r.strip(), h.strip()) for r, h in zip(refs, hyps)])
+        pairs = zip(refs, hyps, strict=True)
+        scores = metrics.aggregate([metrics.utterance_scores(r.strip(), h.strip()) for r, h in pairs])
         return {k: scores[k] for k in ("cer", "cer_nospace", "wer")}
 
     return compute
@@ -160,9 +166,15 @@ def cer_metrics(processor: WhisperProcessor):
 class DVCLiveLogger(TrainerCallback):
     """Train loss and eval CER/WER per step into dvclive/ (no TrainingArguments dumped as params)."""
 
-    KEYS = {"loss": "train/loss", "learning_rate": "train/learning_rate", "eval_loss": "eval/loss",
-            "eval_cer": "eval/cer", "eval_cer_nospace": "eval/cer_nospace", "eval_wer": "eval/wer",
-            "eval_peak_memory_gib": "system/peak_memory_gib"}
+    KEYS: ClassVar[dict[str, str]] = {
+        "loss": "train/loss",
+        "learning_rate": "train/learning_rate",
+        "eval_loss": "eval/loss",
+        "eval_cer": "eval/cer",
+        "eval_cer_nospace": "eval/cer_nospace",
+        "eval_wer": "eval/wer",
+        "eval_peak_memory_gib": "system/peak_memory_gib",
+    }
 
     def __init__(self, directory: str):
         self.directory, self.live = directory, None
@@ -344,16 +356,32 @@ def finetune(model: Model, config: Train, paths: Paths, log=print) -> dict:
         runtime.set_matmul_precision()
     args = Seq2SeqTrainingArguments(**trainer_kwargs(config, paths.checkpoints, precision, cuda))
     # fp32 master weights whatever the checkpoint declares: bf16/fp16 only through autocast.
-    net = runtime.load_whisper(model.base, weights=torch.float32, compute_dtype=runtime.DTYPES[precision],
-                               attention=model.attention, cuda=cuda, log=log)
-    log(f"training in {precision} with {net.config._attn_implementation} attention on {args.device} "
-        f"(world size {args.world_size})")
+    net = runtime.load_whisper(
+        model.base,
+        weights=torch.float32,
+        compute_dtype=runtime.DTYPES[precision],
+        attention=model.attention,
+        cuda=cuda,
+        log=log,
+    )
+    log(
+        f"training in {precision} with {net.config._attn_implementation} attention on {args.device} "
+        f"(world size {args.world_size})"
+    )
     train_set = open_split(Path(paths.features) / "train", net.config.num_mel_bins)
     val_set = open_split(Path(paths.features) / "val", net.config.num_mel_bins)
     prepare_model(net, model, config, train_set)
     resume_from = claim_checkpoints(Path(paths.checkpoints), run_fingerprint(model, config, train_set, val_set), log)
-    trainer = build_trainer(apply_method(net, config), config, paths, args, train_set, val_set,
-                            WhisperProcessor.from_pretrained(model.base), precision)
+    trainer = build_trainer(
+        apply_method(net, config),
+        config,
+        paths,
+        args,
+        train_set,
+        val_set,
+        WhisperProcessor.from_pretrained(model.base),
+        precision,
+    )
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume_from)
     wall = time.perf_counter() - start
@@ -393,7 +421,9 @@ def prepare_model(net: WhisperForConditionalGeneration, model: Model, config: Tr
         net.config.use_cache = False
 
 
-def build_trainer(net, config: Train, paths: Paths, args, train_set, val_set, processor, precision: str) -> ShardTrainer:
+def build_trainer(
+    net, config: Train, paths: Paths, args, train_set, val_set, processor, precision: str
+) -> ShardTrainer:
     callbacks = [DVCLiveLogger(paths.curves), RunLoss()]
     if config.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(config.early_stopping_patience, config.early_stopping_threshold))
