@@ -25,7 +25,16 @@ comma := ,
 
 .PHONY: setup lock lint espeak sample-data tiny-model real-model demo test repro clean gpu-check preset docker-build docker-repro test-docker
 
-setup: $(STAMP)
+PLOTS_TEMPLATE := .dvc/plots_template.html
+# Where the demo's report is: params.yaml's paths section.
+REPORTS = $(shell $(BIN)/python -c "from whisper_ko import config; print(config.load('params.yaml', 'paths')[0].reports)")
+SPEED = $(shell $(BIN)/python -c "from whisper_ko import config; print(config.load('params.yaml', 'paths')[0].speed)")
+
+setup: $(STAMP) $(PLOTS_TEMPLATE)
+
+# `dvc plots show` offline: DVC's page with Vega inlined (.dvc/config: plots.html_template).
+$(PLOTS_TEMPLATE): tools/plots_template.py $(STAMP)
+	$(BIN)/python tools/plots_template.py --out $@
 
 $(STAMP): pyproject.toml fixtures/pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,7 +45,7 @@ else
 	$(BIN)/pip install -q --no-index --no-deps $(TORCH) 2>/dev/null && $(BIN)/pip install -q $(TORCH) \
 	  || $(BIN)/pip install -q $(TORCH) --index-url $(TORCH_CPU_INDEX) --extra-index-url https://pypi.org/simple
 endif
-	$(BIN)/pip install -q -c requirements.lock -e '.[dev,kocer,bench]' -e fixtures
+	$(BIN)/pip install -q -c requirements.lock -e '.[dev,kocer,bench,plots]' -e fixtures
 	touch $(STAMP)
 
 # requirements.lock: the versions tested together, every package but torch (see setup, Docker).
@@ -67,9 +76,11 @@ real-model: setup
 repro: setup
 	dvc repro
 
+# Ends on the answer: the report's first section, up to its figures.
 demo: sample-data real-model
 	dvc repro
-	@echo; cat reports/benchmark.md
+	@echo; awk '/^## /{n++} /^!\[/{exit} n==1' $(REPORTS)/benchmark.md
+	@echo "Full report: $(REPORTS)/benchmark.md (figures in $(REPORTS)/figures/); speed: $(SPEED)/benchmark.md"
 
 test: setup espeak
 	python -m pytest -q

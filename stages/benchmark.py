@@ -1,5 +1,6 @@
 """DVC stage `benchmark`: the test manifest × the fine-tune (paths.model) and `benchmark.models` →
-metrics (paths.metrics), report, predictions and plot (paths.reports).
+quality metrics (paths.metrics), report, figure, predictions and plot (paths.reports); speed apart
+(paths.speed), since it varies from run to run.
 
 Quick look at one model, printing only, no tracked output touched:
     python stages/benchmark.py --model models/finetuned --max-samples 50
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from whisper_ko import config, evaluation, manifest, report
+from whisper_ko import config, evaluation, figures, manifest, report
 from whisper_ko.errors import UserError
 
 
@@ -38,27 +39,41 @@ def main(params_file, single_model, max_samples):
         if not rows:
             raise UserError(f"{test} is empty: nothing to benchmark")
         models = {single_model: single_model} if single_model else {**settings.models, config.FINETUNED: paths.model}
-        results = evaluation.benchmark(settings, model, rows, models)
+        results, comparison = evaluation.benchmark(settings, model, rows, models)
     except UserError as err:
         raise click.ClickException(str(err)) from err
     if single_model:
         result = results[single_model]
         click.echo(f"{single_model} on {len(rows)} test utterances\n{report.summary(result, settings.seed)}")
         return
-    write_outputs(results, paths, settings.seed)
+    write_outputs(results, comparison, paths, settings.seed)
+    click.echo(report.speed_markdown(results))
     click.echo(report.group_tables(results))
+    click.echo(report.answer(comparison) if comparison else report.NO_BASELINE)
 
 
-def write_outputs(results: dict[str, evaluation.Result], paths: config.Paths, seed: int) -> None:
-    metrics, reports = Path(paths.metrics), Path(paths.reports)
-    metrics.parent.mkdir(parents=True, exist_ok=True)
-    metrics.write_text(json.dumps({alias: r.metrics for alias, r in results.items()}, indent=2) + "\n")
+def write_outputs(
+    results: dict[str, evaluation.Result], comparison: evaluation.Comparison | None, paths: config.Paths, seed: int
+) -> None:
+    quality = {alias: r.metrics for alias, r in results.items()}
+    if comparison:
+        quality[comparison.candidate] = {**quality[comparison.candidate], "vs_base": comparison.metrics()}
+    _write(Path(paths.metrics), json.dumps(quality, indent=2) + "\n")
+    speed = Path(paths.speed)
+    _write(speed / "benchmark.json", json.dumps({alias: r.speed for alias, r in results.items()}, indent=2) + "\n")
+    _write(speed / "benchmark.md", report.speed_markdown(results))
+    reports = Path(paths.reports)
     for alias, r in results.items():
         manifest.write(reports / "predictions" / f"{alias}.jsonl", r.predictions)
-    reports.mkdir(parents=True, exist_ok=True)
-    (reports / "benchmark.md").write_text(report.markdown(results, seed), encoding="utf-8")
-    plot = json.dumps(report.plot_rows(results), ensure_ascii=False, indent=1) + "\n"
-    (reports / "benchmark_plot.json").write_text(plot, encoding="utf-8")
+    figures.cer_by_category(quality, reports / config.CER_FIGURE)
+    curves = (reports / config.CURVES_FIGURE).is_file()
+    _write(reports / "benchmark.md", report.markdown(results, comparison, seed, curves, paths.speed))
+    _write(reports / "benchmark_plot.json", json.dumps(report.plot_rows(results), ensure_ascii=False, indent=1) + "\n")
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -94,6 +94,8 @@ def test_a_non_finite_loss_stops_training_naming_the_step_and_saves_nothing(nan_
         model=str(tmp_path / "out"),
         checkpoints=str(tmp_path / "ckpt"),
         curves=str(tmp_path / "live"),
+        reports=str(tmp_path / "reports"),
+        speed=str(tmp_path / "speed"),
     )
     with pytest.raises(TrainingError, match=r"the training loss became nan at step \d: non-finite features"):
         finetune(Model(str(tiny_model)), config, paths, log=lambda _: None)

@@ -18,7 +18,7 @@ import yaml
 from click.testing import CliRunner
 
 from conftest import REPO, run_stage
-from whisper_ko import discover, evaluation, inference, manifest
+from whisper_ko import discover, evaluation, inference, manifest, report
 from whisper_ko.config import Paths
 
 OPTIONS = evaluation.Options(
@@ -46,6 +46,7 @@ def project(root: Path, rows: list[dict], tiny_model: Path, **overrides) -> Path
     manifest.write(root / "data/manifests/test.jsonl", rows)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["paths"]["model"] = str(tiny_model)  # the fine-tune the stage always scores, here the tiny model
+    params["model"]["base"] = str(tiny_model)  # scored as `base` too: the fine-tune is compared with it
     params["benchmark"].update(
         models={"base": str(tiny_model)}, max_new_tokens=8, batch_size=4, bootstrap_resamples=50, **overrides
     )
@@ -94,7 +95,9 @@ def test_results_come_back_in_manifest_order_from_several_workers(test_rows, tin
         assert sum(group["failed"] for group in result.metrics["by_category"].values()) == 1
         assert overall["cer_nospace_ci_low"] <= overall["cer_nospace"] <= overall["cer_nospace_ci_high"]
         # each worker decodes within its wall time, so two workers give at most twice one device's RTFx
-        assert overall["samples_per_s"] > 0 and 0 < overall["rtfx"] <= 2 * overall["rtfx_per_device"]
+        speed = result.speed
+        assert speed["samples_per_s"] > 0 and 0 < speed["rtfx"] <= 2 * speed["rtfx_per_device"]
+        assert not {"wall_s", "rtfx", "samples_per_s"} & set(overall)  # quality only: a rerun gives the same
         timings = result.transcripts.timings
         assert [t.device for t in timings] == ["cpu", "cpu"]  # one per worker
         assert sum(t.audio_s for t in timings) == pytest.approx(sum(r["duration"] for r in rows))
@@ -103,7 +106,7 @@ def test_results_come_back_in_manifest_order_from_several_workers(test_rows, tin
             "sdpa",
             4,
         )
-    assert results["a"].metrics == {**results["b"].metrics, "overall": results["a"].metrics["overall"]}
+    assert results["a"].metrics == results["b"].metrics
 
 
 def test_a_worker_that_raises_fails_the_run_naming_model_and_batch(test_rows, tiny_model, tmp_path):
@@ -169,11 +172,34 @@ def test_stage_writes_metrics_report_predictions_and_plot(test_rows, tiny_model,
     assert metrics["base"]["overall"]["n"] == 10
     predictions = manifest.read(root / "reports/predictions/base.jsonl")
     assert len(predictions) == 10 and {"id", "category", "reference", "hypothesis", "cer"} <= set(predictions[0])
-    report = (root / "reports/benchmark.md").read_text()
+    text = (root / "reports/benchmark.md").read_text()
     for heading in ("## By category", "## By speaker_type", "## Overall", "## base: 10 random", "## base: 10 worst"):
-        assert heading in report
+        assert heading in text
     plot = json.loads((root / "reports/benchmark_plot.json").read_text())
     assert {row["category"] for row in plot} == {"D01", "D02", "D03", "D04", "TOTAL"}
+    # the answer: base and "finetuned" are the same model here, so the paired change is exactly zero
+    assert metrics["finetuned"]["vs_base"] == {
+        "cer_nospace_change": 0.0,
+        "cer_nospace_change_ci_low": 0.0,
+        "cer_nospace_change_ci_high": 0.0,
+        "n": 10,
+    }
+    answer = proc.stdout.rstrip().splitlines()[-1]
+    assert answer.startswith("Fine-tuning left no-space CER at ") and "on 10 test utterances" in answer, answer
+    assert text.startswith("# Benchmark on the test split: 10 utterances") and "## Did fine-tuning help?" in text
+    assert answer in text and "](figures/cer_by_category.png)" in text and "CER above 100%" in text
+    assert (root / "reports/figures/cer_by_category.png").read_bytes().startswith(b"\x89PNG")
+    # quality apart from speed: no timing in the metrics or the report, all of it in paths.speed
+    timing = {"wall_s", "samples_per_s", "rtfx", "rtfx_per_device", "worker_peak_rss_mb"}
+    assert not timing & {key for table in metrics.values() for group in table.values() for key in _keys(group)}
+    assert "RTFx" not in text and "samples/s" not in text
+    speed = json.loads((root / "metrics/speed/benchmark.json").read_text())
+    assert set(speed) == {"base", "finetuned"} and all(set(s) == timing for s in speed.values())
+    assert "RTFx per device" in (root / "metrics/speed/benchmark.md").read_text()
+
+
+def _keys(value):
+    return [k for key, v in value.items() for k in (_keys(v) if isinstance(v, dict) else [key])]
 
 
 def _leaves(value):
@@ -212,8 +238,9 @@ def test_dvc_metrics_diff_shows_the_change_per_category(test_rows, tmp_path, sta
     for drop in (0, 2):  # the second commit loses two characters of every D02 hypothesis
         hypotheses = [row["text"][drop:] if row["category"] == "D02" else row["text"] for row in test_rows]
         found = evaluation.Transcripts(hypotheses, {}, [evaluation.Timing("cpu", 10.0, 1.0, 1.0)])
-        table, predictions = evaluation.score(test_rows, found, evaluation.Scoring(resamples=0))
-        stage_module.write_outputs({"finetuned": evaluation.Result(table, predictions, found)}, Paths(), seed=0)
+        table, predictions, scored = evaluation.score(test_rows, found, evaluation.Scoring(resamples=0))
+        result = evaluation.Result(table, predictions, found, evaluation.speed(test_rows, found), scored)
+        stage_module.write_outputs({"finetuned": result}, None, Paths(), seed=0)
         subprocess.run([*git, "add", "-A"], check=True)
         subprocess.run([*git, "commit", "-qm", f"drop {drop}"], check=True)
 
@@ -285,3 +312,31 @@ def test_the_next_batch_is_read_while_the_current_one_decodes():
     sent = []
     evaluation.run_batches(["a", "b", "c"], prepare, decode, lambda i, prepared, hyps: sent.append(hyps))
     assert sent == [["a"], ["b"], ["c"]]
+
+
+def scored(edits: list[int], chars: int = 4) -> list[dict]:
+    return [{"nospace_edits": e, "nospace_chars": chars} for e in edits]
+
+
+def test_the_fine_tune_is_compared_with_its_base_on_the_same_utterances():
+    """A paired bootstrap: each resample draws the same utterances for both models, so a model better
+    on every utterance but one tie has an interval below zero (an unpaired one would straddle it)."""
+    results = {
+        "zero-shot": evaluation.Result({}, [], None, scored=scored([4, 0, 2, 2, 3, 1, 4, 2])),
+        "finetuned": evaluation.Result({}, [], None, scored=scored([3, 0, 1, 1, 2, 0, 3, 1])),
+    }
+    results["zero-shot"].scored.append({"error": "unreadable"})  # scored by neither: left out
+    results["finetuned"].scored.append({"error": "unreadable"})
+    c = evaluation.compare(results, "zero-shot", "finetuned", evaluation.Scoring(resamples=500, seed=1))
+    assert (c.n, c.before, c.after, c.change) == (8, 18 / 32, 11 / 32, round(-7 / 32, 6))
+    assert -7 / 32 - 0.2 < c.ci_low <= c.change <= c.ci_high < 0
+    sentence = report.answer(c)
+    assert sentence.startswith("Fine-tuning lowered no-space CER from 56.25% (zero-shot) to 34.38% (finetuned)")
+    assert "on 8 test utterances (-21.88 points, 95% interval" in sentence and "chance" not in sentence
+
+
+def test_the_base_model_is_found_among_the_benchmarked_models_by_path(tmp_path):
+    (tmp_path / "base").mkdir()
+    models = {"finetuned": str(tmp_path / "base"), "other": "org/x", "zero-shot": f"{tmp_path}/./base"}
+    assert evaluation.baseline_alias(models, str(tmp_path / "base")) == "zero-shot"
+    assert evaluation.baseline_alias({"other": "org/x"}, str(tmp_path / "base")) is None

@@ -1,9 +1,12 @@
 import json
+import re
 
 import pytest
 
 from whisper_ko.config import Discover
 from whisper_ko.discover import discover
+from whisper_ko.report import SKIP_REASONS
+from whisper_ko_fixtures.sample_corpus.corpus import expected_discover
 
 # sample_info.json kind → the reason discover must give
 EXPECTED_REASON = {
@@ -54,8 +57,10 @@ def test_counts_add_up(result, info):
     kept = sum(len(rows) for rows in splits.values())
     skipped = sum(e["count"] for e in report["skipped"].values())
     assert report["found"] == kept + skipped
-    good = sum(sum(c.values()) for c in info["counts"].values())
-    assert kept == good + 1  # every good utterance plus the CP949 label
+    # what `make sample-data` announces
+    expect = expected_discover(info)
+    assert (report["found"], kept, skipped) == (expect["found"], expect["kept"], expect["skipped"])
+    assert expect["kept_broken"] == ["cp949_label"] and len(expect["skipped_broken"]) == len(EXPECTED_REASON)
     assert report["kept"]["test"] == {f"D0{i}": info["counts"]["validation"][f"D0{i}"] for i in range(1, 5)}
 
 
@@ -110,4 +115,11 @@ def test_stage_rewrites_byte_identical_manifests(sample_corpus, tmp_path):
     assert set(first) == {"train.jsonl", "val.jsonl", "test.jsonl"}
     report = json.loads((tmp_path / "reports/discover.json").read_text())
     assert report["found"] == report["kept_total"] + report["skipped_total"]
-    assert "| skipped because |" in (tmp_path / "reports/discover.md").read_text()
+    # readable once: every skip reason explained with its examples, durations as h:mm, input as read
+    text = (tmp_path / "reports/discover.md").read_text()
+    for reason, entry in report["skipped"].items():
+        assert f"- **{reason}** ({entry['count']}): {SKIP_REASONS[reason]}. Examples:" in text
+        assert all(f"  - `{example}`" in text for example in entry["examples"])
+    assert "| train |" in text and re.search(r"\| \d+:\d\d \|", text) and "duration (h:mm)" in text
+    assert "| Transcript encoding | CP949, decoded: 1; UTF-8: " in text
+    assert "8 kHz, resampled to 16 kHz" in text and "False" not in text

@@ -69,20 +69,20 @@ def test_rerun_after_a_kill_resumes_and_a_changed_param_rebuilds(rows, tiny_mode
     model, settings = Model(str(tiny_model)), Preprocess(shard_size=4, workers=2)
     first = preprocess_split(rows, tmp_path, model, settings)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    assert first["processed_now"] == 12 and len(shards.shard_paths(tmp_path)) == 3
+    assert first["speed"]["processed_now"] == 12 and len(shards.shard_paths(tmp_path)) == 3
 
     # A kill while shard 1 was being written leaves its data file but no index.
     (tmp_path / "shard-00001.idx.npz").unlink()
     (tmp_path / "shard-00001.bin").write_bytes(b"partial")
     resumed = preprocess_split(rows, tmp_path, model, settings)
-    assert resumed["processed_now"] == 4
+    assert resumed["speed"]["processed_now"] == 4
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
     rebuilt = preprocess_split(rows, tmp_path, model, Preprocess(dtype="float32", shard_size=4, workers=2))
-    assert rebuilt["processed_now"] == 12 and shards.open(tmp_path)[0]["input_features"].dtype == np.float32
+    assert rebuilt["speed"]["processed_now"] == 12 and shards.open(tmp_path)[0]["input_features"].dtype == np.float32
 
     fewer = preprocess_split(rows[:4], tmp_path, model, Preprocess(dtype="float32", shard_size=4, workers=1))
-    assert fewer["processed_now"] == 0 and len(shards.open(tmp_path)) == 4  # stale shards removed
+    assert fewer["speed"]["processed_now"] == 0 and len(shards.open(tmp_path)) == 4  # stale shards removed
 
 
 def test_a_failed_rewrite_never_leaves_a_shard_that_is_trusted_but_corrupt(rows, tiny_model, tmp_path):
@@ -99,8 +99,13 @@ def test_a_failed_rewrite_never_leaves_a_shard_that_is_trusted_but_corrupt(rows,
     killed._data.flush()
     assert (tmp_path / "a" / "shard-00001.bin").read_bytes() == clean["shard-00001.bin"]  # untouched
     resumed = preprocess_split(rows, tmp_path / "a", model, settings)
-    assert resumed["processed_now"] == 0 and {p.name: p.read_bytes() for p in (tmp_path / "a").iterdir()} == clean
+    assert (
+        resumed["speed"]["processed_now"] == 0 and {p.name: p.read_bytes() for p in (tmp_path / "a").iterdir()} == clean
+    )
 
     (tmp_path / "a" / "shard-00002.bin").write_bytes(b"")  # an index beside a data file it does not describe
     repaired = preprocess_split(rows, tmp_path / "a", model, settings)
-    assert repaired["processed_now"] == 4 and {p.name: p.read_bytes() for p in (tmp_path / "a").iterdir()} == clean
+    assert (
+        repaired["speed"]["processed_now"] == 4
+        and {p.name: p.read_bytes() for p in (tmp_path / "a").iterdir()} == clean
+    )

@@ -270,7 +270,12 @@ def tuned(rebuilt, sample_corpus, tmp_path_factory):
         logging_steps=1,
     )
     paths = Paths(
-        features=str(root), model=str(root / "out"), checkpoints=str(root / "ckpt"), curves=str(root / "dvclive")
+        features=str(root),
+        model=str(root / "out"),
+        checkpoints=str(root / "ckpt"),
+        curves=str(root / "dvclive"),
+        reports=str(root / "reports"),
+        speed=str(root / "speed"),
     )
     summary = finetune(Model(str(rebuilt)), config, paths, log=lambda _: None)
     return root / "out", summary, val_rows

@@ -1,5 +1,8 @@
 """The device, dtype, attention and TF32 policy shared by training and inference (runtime.py)."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -117,3 +120,21 @@ def test_matmul_precision_is_set_once_and_readable_through_both_apis():
         assert torch.backends.cudnn.allow_tf32 is True
     finally:
         torch.set_float32_matmul_precision(saved)
+
+
+def test_whispers_own_generate_call_warns_no_one_but_other_misuse_still_does(tiny_model):
+    """transformers' Whisper generate() passes a generation_config and suppress tokens together to
+    its parent and warns the caller about it on every call; a fresh process, since it warns once."""
+    code = f"""
+import torch
+from whisper_ko import inference
+model, processor = inference.load({str(tiny_model)!r})
+features = torch.zeros(1, 80, 3000)
+inference.generate(model, processor, features, inference.Decoding(max_new_tokens=2))
+# a caller's own misuse: a generation_config and a generation argument together
+model.generate(features, generation_config=model.generation_config, max_new_tokens=2, top_k=3)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if "Passing `generation_config` together" in line]
+    assert len(warnings) == 1 and "top_k" in warnings[0], proc.stderr

@@ -21,7 +21,7 @@ from whisper_ko.collate import Collator
 from whisper_ko.config import Discover, Model, Paths, Preprocess, Train, parse
 from whisper_ko.discover import discover
 from whisper_ko.preprocess import preprocess_split
-from whisper_ko.training import TrainingError, apply_method, finetune, trainer_kwargs
+from whisper_ko.training import TrainingError, apply_method, finetune, log_line, trainer_kwargs
 
 pytestmark = pytest.mark.slow
 QUICK = {
@@ -62,7 +62,13 @@ def paths(features, tmp_path) -> Paths:
         model=str(tmp_path / "out"),
         checkpoints=str(tmp_path / "ckpt"),
         curves=str(tmp_path / "dvclive"),
+        reports=str(tmp_path / "reports"),
+        speed=str(tmp_path / "speed"),
     )
+
+
+def saved_summary(tmp_path) -> dict:
+    return json.loads((tmp_path / "out" / "training_summary.json").read_text())
 
 
 def run(features, tiny_model, tmp_path, log=None, **overrides):
@@ -308,10 +314,13 @@ def test_bf16_on_cpu_trains_and_evaluates_under_autocast(features, tiny_model, t
     assert (summary["precision"], summary["attention"], summary["global_steps"]) == ("bf16", "sdpa", 4)
     assert math.isfinite(summary["train_loss"]) and summary["best_val_cer_nospace"] is not None
     curves = tmp_path / "dvclive" / "plots" / "metrics"
-    for curve in ("eval/cer.tsv", "eval/loss.tsv", "system/peak_memory_gib.tsv"):  # one row per evaluation
+    for curve in ("eval/cer.tsv", "eval/loss.tsv"):  # one row per evaluation
         rows = [line.split("\t") for line in (curves / curve).read_text().splitlines()[1:]]
         assert [row[0] for row in rows] == ["2", "4"] and all(math.isfinite(float(row[1])) for row in rows), curve
-    assert summary["peak_memory_gib"] > 0 and summary["peak_memory_of"] == "CPU process, resident"
+    speed = summary["speed"]
+    assert speed["peak_memory_gib"] > 0 and speed["peak_memory_of"] == "CPU process, resident"
+    assert speed == json.loads((tmp_path / "speed" / "train.json").read_text())
+    assert not {"wall_time_s", "samples_per_s", "peak_memory_gib"} & set(saved_summary(tmp_path))
 
 
 def test_a_float16_checkpoint_trains_fp32_master_weights(features, tiny_model, tmp_path):
@@ -358,3 +367,14 @@ def test_a_gpu_host_whose_torch_cannot_use_cuda_stops_before_training(features, 
     assert proc.returncode == 1 and "Traceback" not in output
     assert output.strip().splitlines()[-1].startswith("Error: nvidia-smi is present but torch")
     assert not (tmp_path / "project" / "ckpt").exists()  # nothing touched
+
+
+def test_an_evaluation_logs_one_readable_line():
+    logs = {"eval_loss": 1.1099, "eval_cer": 0.4, "eval_cer_nospace": 0.45, "eval_wer": 0.6, "epoch": 1.0}
+    assert log_line({**logs, "eval_peak_memory_gib": 2.44}, 17, 34) == (
+        "step 17/34 (epoch 1.00): validation no-space CER 45.00%, CER 40.00%, WER 60.00%, loss 1.110, "
+        "peak memory 2.4 GiB"
+    )
+    assert log_line({"loss": 2.3866, "learning_rate": 0.0002, "epoch": 0.3}, 10, 34) == (
+        "step 10/34: loss 2.387, learning rate 2.00e-04"
+    )

@@ -189,6 +189,8 @@ def train_run(name: str, fields: dict, base: Path, features: Path, work: Path, c
         model=str(out / "model"),
         checkpoints=str(out / "checkpoints"),
         curves=str(out / "dvclive"),
+        reports=str(out / "reports"),
+        speed=str(out / "speed"),
     )
     config = parse(
         Train,
@@ -232,8 +234,8 @@ def train_run(name: str, fields: dict, base: Path, features: Path, work: Path, c
         "precision": summary["precision"],
         "attention": summary["attention"],
         "train_loss": round(summary["train_loss"], 4),
-        "samples_per_s": summary["samples_per_s"],
-        "peak_memory_gib": summary["peak_memory_gib"],
+        "samples_per_s": summary["speed"]["samples_per_s"],
+        "peak_memory_gib": summary["speed"]["peak_memory_gib"],
         "wall_s": round(wall, 1),
     }
 
@@ -284,7 +286,8 @@ def ddp_stage(base: Path, features: Path, work: Path) -> dict:
     check("starting fresh (the previous run completed)" in outputs[1], "the rerun did not start fresh")
     summary = json.loads((project / "models/finetuned/training_summary.json").read_text())
     check(summary["world_size"] == 2 and summary["global_steps"] == 4, f"summary {summary}")
-    return {"ok": True, "world_size": 2, "samples_per_s": summary["samples_per_s"]}
+    speed = json.loads((project / "metrics/speed/train.json").read_text())
+    return {"ok": True, "world_size": 2, "samples_per_s": speed["samples_per_s"]}
 
 
 # ---------------------------------------------------------------- 4. benchmark
@@ -301,12 +304,12 @@ def benchmark_two_models(models: dict[str, str], rows: list[dict], cuda: bool) -
     out = {}
     for alias, result in results.items():
         check(all(h is not None for h in result.transcripts.hypotheses), f"{alias}: utterances without a hypothesis")
-        overall = result.metrics["overall"]
-        check(overall["rtfx"] > 0 and overall["rtfx_per_device"] > 0, f"{alias}: no speed measured")
+        speed = result.speed
+        check(speed["rtfx"] > 0 and speed["rtfx_per_device"] > 0, f"{alias}: no speed measured")
         out[alias] = {
-            "cer": overall["cer"],
-            "rtfx": overall["rtfx"],
-            "rtfx_per_device": overall["rtfx_per_device"],
+            "cer": result.metrics["overall"]["cer"],
+            "rtfx": speed["rtfx"],
+            "rtfx_per_device": speed["rtfx_per_device"],
             "workers": len(result.transcripts.timings),
             "dtype": result.transcripts.dtype,
             "attention": result.transcripts.attention,

@@ -41,11 +41,17 @@ class Paths:
     model: str = "models/finetuned"  # the fine-tune; the benchmark scores it as `finetuned`
     checkpoints: str = "checkpoints/train"  # kept between runs: a rerun with the same params resumes
     curves: str = "dvclive"  # training curves and their last values
-    metrics: str = "metrics/benchmark.json"  # in git: `dvc metrics diff` between commits
+    metrics: str = "metrics/benchmark.json"  # quality, in git: `dvc metrics diff` between commits
     reports: str = "reports"
+    # Timings of train and benchmark (<stage>.json, <stage>.md): they vary from run to run, so they are
+    # neither in git nor DVC outputs, and a rerun on the same inputs leaves the tree clean.
+    speed: str = "metrics/speed"
 
 
 FINETUNED = "finetuned"  # the benchmark's alias of the pipeline's own fine-tune (paths.model)
+# Figures under paths.reports (dvc.yaml names them too), linked from benchmark.md by these relative paths.
+CER_FIGURE = "figures/cer_by_category.png"  # drawn by the benchmark
+CURVES_FIGURE = "figures/training_curves.png"  # drawn by train
 
 
 @dataclass(frozen=True)

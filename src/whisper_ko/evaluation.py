@@ -122,9 +122,33 @@ class Failed:
 
 @dataclass
 class Result:
-    metrics: dict  # {"overall": {...}, "by_<field>": {group: {...}}}, numbers only
+    metrics: dict  # quality: {"overall": {...}, "by_<field>": {group: {...}}}, numbers only
     predictions: list[dict]  # per utterance, in manifest order
     transcripts: Transcripts
+    speed: dict = field(default_factory=dict)  # `speed`: varies from run to run, kept apart from quality
+    scored: list[dict] = field(default_factory=list)  # per-utterance counts (metrics.utterance_scores)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The fine-tune against its base model, paired over the utterances both scored."""
+
+    baseline: str  # alias of the base model
+    candidate: str
+    n: int
+    before: float  # cer_nospace of the baseline on these utterances
+    after: float
+    change: float  # after - before: negative is better
+    ci_low: float | None  # 95% paired bootstrap interval of the change (None without resamples)
+    ci_high: float | None
+
+    def metrics(self) -> dict:
+        return {
+            "cer_nospace_change": self.change,
+            "cer_nospace_change_ci_low": self.ci_low,
+            "cer_nospace_change_ci_high": self.ci_high,
+            "n": self.n,
+        }
 
 
 def subset(rows: list[dict], max_samples: int | None, seed: int) -> list[dict]:
@@ -147,8 +171,9 @@ def group_fields(rows: list[dict], extra: list[str]) -> tuple[str, ...]:
 
 def benchmark(
     settings: config.Benchmark, model: config.Model, rows: list[dict], models: dict[str, str]
-) -> dict[str, Result]:
-    """The benchmark stage's run: `models` on `rows` as the params say."""
+) -> tuple[dict[str, Result], Comparison | None]:
+    """The benchmark stage's run: `models` on `rows` as the params say, and the fine-tune against
+    the base model where both are among `models`."""
     options = Options(
         decoding=inference.Decoding(model.language, model.task, settings.num_beams, settings.max_new_tokens),
         batch_size=settings.batch_size,
@@ -162,7 +187,43 @@ def benchmark(
     scoring = Scoring(
         group_fields(rows, settings.group_by), settings.kocer, settings.bootstrap_resamples, settings.seed
     )
-    return run(models, rows, options, scoring)
+    results = run(models, rows, options, scoring)
+    baseline = baseline_alias(models, model.base)
+    if baseline is None or config.FINETUNED not in results:
+        return results, None
+    return results, compare(results, baseline, config.FINETUNED, scoring)
+
+
+def baseline_alias(models: dict[str, str], base: str) -> str | None:
+    """The alias under which `models` scores the base model itself (zero-shot), if any."""
+
+    def same(a: str, b: str) -> bool:
+        return a == b or (os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b))
+
+    return next((alias for alias, path in models.items() if alias != config.FINETUNED and same(path, base)), None)
+
+
+def compare(results: dict[str, Result], baseline: str, candidate: str, scoring: Scoring = Scoring()) -> Comparison:
+    """`candidate` against `baseline` on the utterances both scored: no-space CER before and after,
+    and the paired bootstrap interval of the change (the same utterances drawn for both)."""
+    pairs = [
+        (b, c)
+        for b, c in zip(results[baseline].scored, results[candidate].scored, strict=True)
+        if "error" not in b and "error" not in c and b["nospace_chars"] > 0
+    ]
+    if not pairs:
+        raise UserError(f"no test utterance was scored for both {baseline!r} and {candidate!r}")
+    edits = np.array([[b["nospace_edits"], c["nospace_edits"]] for b, c in pairs], dtype=np.float64)
+    lengths = np.array([b["nospace_chars"] for b, _ in pairs], dtype=np.float64)
+    before, after = edits.sum(axis=0) / lengths.sum()
+    low = high = None
+    if scoring.resamples:
+        low, high = metrics.bootstrap_interval(
+            edits[:, 1] - edits[:, 0], lengths.tolist(), resamples=scoring.resamples, seed=scoring.seed
+        )
+    return Comparison(
+        baseline, candidate, len(pairs), round(before, 6), round(after, 6), round(after - before, 6), low, high
+    )
 
 
 def run(models: dict[str, str], rows: list[dict], options: Options, scoring: Scoring = Scoring()) -> dict[str, Result]:
@@ -171,8 +232,8 @@ def run(models: dict[str, str], rows: list[dict], options: Options, scoring: Sco
         metrics.kocer_module()
     results = {}
     for alias, found in transcribe(models, rows, options).items():
-        table, predictions = score(rows, found, scoring)
-        results[alias] = Result(table, predictions, found)
+        table, predictions, scored = score(rows, found, scoring)
+        results[alias] = Result(table, predictions, found, speed(rows, found), scored)
     return results
 
 
@@ -425,8 +486,9 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
-def score(rows: list[dict], found: Transcripts, scoring: Scoring = Scoring()) -> tuple[dict, list[dict]]:
-    """Metrics (overall, and per group of each `group_by` field) and per-utterance predictions."""
+def score(rows: list[dict], found: Transcripts, scoring: Scoring = Scoring()) -> tuple[dict, list[dict], list[dict]]:
+    """Metrics (overall, and per group of each `group_by` field), per-utterance predictions and
+    per-utterance scores."""
     scored, predictions = [], []
     for i, row in enumerate(rows):
         hypothesis = found.hypotheses[i]
@@ -446,12 +508,10 @@ def score(rows: list[dict], found: Transcripts, scoring: Scoring = Scoring()) ->
                 "cer_nospace": metrics.utterance_rate(scores, "nospace"),
             }
         )
-    table = {
-        "overall": {**metrics.aggregate(scored, resamples=scoring.resamples, seed=scoring.seed), **speed(rows, found)}
-    }
+    table = {"overall": metrics.aggregate(scored, resamples=scoring.resamples, seed=scoring.seed)}
     for name in scoring.group_by:
         table[f"by_{name}"] = metrics.by_group(scored, name, resamples=scoring.resamples, seed=scoring.seed)
-    return table, predictions
+    return table, predictions, scored
 
 
 def _prediction(row: dict, hypothesis: str | None) -> dict:
@@ -468,7 +528,7 @@ def _prediction(row: dict, hypothesis: str | None) -> dict:
 def speed(rows: list[dict], found: Transcripts) -> dict:
     """Samples/s and RTFx of the node (over the slowest worker's wall time) and RTFx per device
     (audio over decoding time, summed over workers: the Open ASR Leaderboard's figure for one device).
-    Model load and warm-up are excluded from both."""
+    Model load and warm-up are excluded from both; peak memory is the largest worker's."""
     wall = max((t.wall_s for t in found.timings), default=0.0)
     decode = sum(t.decode_s for t in found.timings)
     audio_s = sum(row["duration"] for row in rows)
@@ -477,4 +537,5 @@ def speed(rows: list[dict], found: Transcripts) -> dict:
         "samples_per_s": round(len(rows) / wall, 2) if wall else 0.0,
         "rtfx": round(audio_s / wall, 2) if wall else 0.0,
         "rtfx_per_device": round(audio_s / decode, 2) if decode else 0.0,
+        "worker_peak_rss_mb": round(found.peak_rss_mb),
     }

@@ -1,13 +1,17 @@
 """What the stages write for people: discover's and the benchmark's reports as Markdown, the
-benchmark's DVC plot rows and the quick single-model summary. No stage logic lives here."""
+benchmark's speed report, its DVC plot rows and the quick single-model summary. No stage logic
+lives here. The quality reports hold nothing that varies from run to run, so that a rerun on the
+same inputs leaves them byte for byte as they were; timings go to the speed report."""
 
 from __future__ import annotations
 
 import random
 from typing import TYPE_CHECKING
 
+from whisper_ko.config import CER_FIGURE, CURVES_FIGURE
+
 if TYPE_CHECKING:  # annotations only: discover's report needs none of the benchmark's imports
-    from whisper_ko.evaluation import Result
+    from whisper_ko.evaluation import Comparison, Result
 
 # Metrics tabulated per group, in this order: label, and how a value is written.
 METRICS = {
@@ -23,58 +27,152 @@ METRICS = {
 }
 SHOWN = 10  # random and worst predictions per model
 CELL_CHARS = 200  # a looping hypothesis runs to max_new_tokens; its start shows the loop
+OVER_100 = (
+    "CER is edits over reference characters, and a model that hallucinates or repeats itself "
+    "inserts characters the audio never had: CER above 100% means more edits than characters, "
+    "not a broken score."
+)
+
+NO_BASELINE = (
+    "No model in benchmark.models is model.base itself: add it (e.g. `zero-shot: <model.base>`) to measure "
+    "what fine-tuning changed."
+)
+
+# Why discover skipped an utterance, for a reader who has not read the code.
+SKIP_REASONS = {
+    "audio_empty": "the audio has no samples",
+    "audio_missing": "the audio file the label names does not exist",
+    "audio_not_finite": "the audio has NaN or infinite samples",
+    "audio_too_long": "longer than discover.max_duration (Whisper hears 30 s at most)",
+    "audio_unreadable": "the audio file cannot be decoded",
+    "audio_without_label": "an audio file with no transcript beside it",
+    "empty_label": "the transcript is empty after normalisation",
+    "label_too_long": "more label tokens than preprocess.max_label_tokens",
+    "label_undecodable": "the transcript is neither UTF-8, UTF-16 nor CP949",
+    "label_without_audio": "a transcript with no audio beside it",
+    "malformed_notation": "transcription notation that cannot be read unambiguously (text params)",
+    "manifest_line_invalid": "a manifest line that is not a JSON object with audio and text",
+    "masked_span": "a masked (( … )) span, with text.masked: drop",
+    "over_max_per_category": "beyond discover.max_per_category",
+    "same_audio_as_a_test_utterance": "the same audio as a test utterance (a copy or link): never trained on",
+    "symlink_loop": "a symbolic link that loops",
+}
+# How discover read what it kept, per note: a title, then how each value reads.
+KEPT_INPUT = {
+    "sample_rate": (
+        "Sample rate",
+        lambda v: f"{int(v) / 1000:g} kHz" + ("" if v == "16000" else ", resampled to 16 kHz"),
+    ),
+    "channels": ("Channels", lambda v: {"1": "mono"}.get(v, f"{v} channels, downmixed to mono")),
+    "label_encoding": ("Transcript encoding", lambda v: v.upper() if v == "utf-8" else f"{v.upper()}, decoded"),
+    "markup_left_in_text": (
+        "Notation left in the text after normalisation",
+        lambda v: {"False": "none", "True": "some (check the text params)"}[v],
+    ),
+    "no_hangul": ("Script of the transcripts", lambda v: {"False": "Hangul", "True": "no Hangul (another script?)"}[v]),
+}
+
+
+def hours_minutes(hours: float) -> str:
+    minutes = round(hours * 60)
+    return f"{minutes // 60}:{minutes % 60:02d}"
 
 
 def discover_markdown(report: dict) -> str:
-    """reports/discover.md: found = kept + skipped, per split and category, skips with an example."""
+    """reports/discover.md: found = kept + skipped, per split and category; every skip reason
+    explained with examples; how the kept input was read."""
     categories = sorted({c for per in report["kept"].values() for c in per})
     lines = [
-        f"# discover ({report['layout']}): {report['found']} found = "
-        f"{report['kept_total']} kept + {report['skipped_total']} skipped",
+        f"# discover: {report['found']} utterances found = {report['kept_total']} kept + "
+        f"{report['skipped_total']} skipped",
         "",
-        f"Corpus: `{report['root']}`",
+        f"Corpus: `{report['root']}` ({report['layout']} layout)",
         "",
-        "| split | " + " | ".join(categories) + " | total | sessions | hours |",
+        "| split | " + " | ".join(categories) + " | utterances | sessions | duration (h:mm) |",
         "|---" * (len(categories) + 4) + "|",
     ]
     for split, per in report["kept"].items():
         cells = " | ".join(str(per.get(c, 0)) for c in categories)
-        lines.append(
-            f"| {split} | {cells} | {sum(per.values())} | {report['sessions'][split]} | {report['hours'][split]} |"
-        )
+        duration = hours_minutes(report["hours"][split])
+        lines.append(f"| {split} | {cells} | {sum(per.values())} | {report['sessions'][split]} | {duration} |")
     if not report["kept"]["test"]:
         lines += ["", "**No test split**: the corpus has no evaluation side; set `discover.test_fraction`."]
-    lines += ["", "| skipped because | count | example |", "|---|---|---|"]
+    lines += ["", f"## Skipped: {report['skipped_total']}", ""]
     for reason, entry in report["skipped"].items():
-        lines.append(f"| {reason} | {entry['count']} | `{entry['examples'][0] if entry['examples'] else ''}` |")
-    lines += ["", "| kept input | values |", "|---|---|"]
+        lines.append(f"- **{reason}** ({entry['count']}): {SKIP_REASONS.get(reason, reason)}. Examples:")
+        lines += [f"  - `{example}`" for example in entry["examples"]]
+    lines += ["", "## Kept, as found", "", "| | |", "|---|---|"]
     for name, counts in report["kept_input"].items():
-        lines.append(f"| {name} | " + ", ".join(f"{k}: {v}" for k, v in counts.items()) + " |")
+        title, reads = KEPT_INPUT.get(name, (name, str))
+        lines.append(f"| {title} | " + "; ".join(f"{reads(k)}: {v}" for k, v in counts.items()) + " |")
     return "\n".join(lines) + "\n"
 
 
-def markdown(results: dict[str, Result], seed: int = 0) -> str:
-    """The whole report: per-group tables (the Model × category × TOTAL table first), an
-    overall table with speed, then predictions beside references for each model."""
+def markdown(
+    results: dict[str, Result],
+    comparison: Comparison | None = None,
+    seed: int = 0,
+    curves: bool = False,
+    speed: str = "metrics/speed",
+) -> str:
+    """The whole report: the answer (fine-tuned against zero-shot, per category and per group,
+    the figures), per-group tables of every metric, an overall table, then predictions beside
+    references for each model. `curves`: link the training curves' figure; `speed`: where the
+    speed report is."""
     any_result = next(iter(results.values()))
     overall = any_result.metrics["overall"]
     total = overall["n"] + overall["empty_references"] + overall["failed"]
-    parts = [f"# Benchmark on the test split: {total} utterances, {overall['hours']:.2f} h scored\n"]
+    # The answer first, ending on its sentence (`make demo` prints this section up to the figures).
+    parts = [
+        f"# Benchmark on the test split: {total} utterances, {hours_minutes(overall['hours'])} h:mm scored\n",
+        "## Did fine-tuning help?\n",
+        group_tables(results),
+        f"{answer(comparison) if comparison else NO_BASELINE}\n",
+        f"![{METRICS['cer_nospace']} per category and model]({CER_FIGURE})\n",
+    ]
+    if curves:
+        parts.append(f"![Training loss and validation CER]({CURVES_FIGURE})\n")
+    parts.append(f"{OVER_100} Speed: `{speed}/benchmark.md` (not in git: it varies from run to run).\n")
     for breakdown in (key for key in any_result.metrics if key.startswith("by_")):
         parts.append(f"## By {breakdown[3:]}\n")
         for metric, label in METRICS.items():
             if metric in overall:
                 parts.append(f"### {label}\n\n{group_table(results, breakdown, metric)}")
     parts.append(f"## Overall\n\n{overall_table(results)}")
-    parts.append(
-        "## Speed per worker\n\nWarm-up batches and model loading are not timed. RTFx node: all audio over the "
-        "slowest worker's wall time; RTFx per device: audio over time spent decoding, as the Open ASR "
-        f"Leaderboard reports it.\n\n{workers_table(results)}"
-    )
     for alias, result in results.items():
         parts.append(f"## {alias}: {SHOWN} random predictions\n\n{predictions_table(sample(result, seed))}")
         parts.append(f"## {alias}: {SHOWN} worst utterances\n\n{predictions_table(worst(result))}")
     return "\n".join(parts)
+
+
+def answer(c: Comparison) -> str:
+    """One sentence: did fine-tuning help, by how much, how sure."""
+    if c.change:
+        verb = "lowered" if c.change < 0 else "raised"
+        change = f"{verb} no-space CER from {_pct(c.before)}% ({c.baseline}) to {_pct(c.after)}% ({c.candidate})"
+    else:
+        change = f"left no-space CER at {_pct(c.after)}% ({c.baseline} and {c.candidate} alike)"
+    sentence = f"Fine-tuning {change} on {c.n} test utterances"
+    if c.ci_low is None:
+        return sentence + "."
+    interval = f"{100 * c.change:+.2f} points, 95% interval {100 * c.ci_low:+.2f} to {100 * c.ci_high:+.2f}"
+    chance = ": within chance, the interval includes zero" if c.ci_low <= 0 <= c.ci_high else ""
+    return f"{sentence} ({interval}, paired bootstrap over utterances){chance}."
+
+
+def speed_markdown(results: dict[str, Result]) -> str:
+    """reports/speed.md: per model and per worker, as the Open ASR Leaderboard measures it."""
+    header = ["Model", "samples/s", "RTFx node", "RTFx per device", "worker peak RSS MB", "dtype", "attention", "batch"]
+    lines = [_row(header), _row(["---"] * len(header))]
+    for alias, r in results.items():
+        s, t = r.speed, r.transcripts
+        cells = [s["samples_per_s"], s["rtfx"], s["rtfx_per_device"], s["worker_peak_rss_mb"]]
+        lines.append(_row([alias, *cells, t.dtype, t.attention, t.batch_size]))
+    return (
+        "# Benchmark speed\n\nWarm-up batches and model loading are not timed. RTFx node: all audio over the "
+        "slowest worker's wall time; RTFx per device: audio over time spent decoding, as the Open ASR "
+        f"Leaderboard reports it.\n\n{chr(10).join(lines)}\n\n## Per worker\n\n{workers_table(results)}"
+    )
 
 
 def group_table(results: dict[str, Result], breakdown: str = "by_category", metric: str = "cer") -> str:
@@ -94,50 +192,13 @@ def group_tables(results: dict[str, Result], metric: str = "cer_nospace") -> str
 
 
 def overall_table(results: dict[str, Result]) -> str:
-    header = [
-        "Model",
-        "n",
-        "hours",
-        "failed",
-        "empty refs",
-        "CER %",
-        "CER no-space %",
-        "95% CI",
-        "WER %",
-        "samples/s",
-        "RTFx node",
-        "RTFx per device",
-        "worker peak RSS MB",
-        "dtype",
-        "attention",
-        "batch",
-    ]
+    header = ["Model", "n", "hours", "failed", "empty refs", "CER %", "CER no-space %", "95% CI", "WER %", "dtype"]
     lines = [_row(header), _row(["---"] * len(header))]
     for alias, r in results.items():
-        m, t = r.metrics["overall"], r.transcripts
+        m = r.metrics["overall"]
         interval = f"{_pct(m.get('cer_nospace_ci_low'))}–{_pct(m.get('cer_nospace_ci_high'))}"
-        lines.append(
-            _row(
-                [
-                    alias,
-                    m["n"],
-                    m["hours"],
-                    m["failed"],
-                    m["empty_references"],
-                    _pct(m["cer"]),
-                    _pct(m["cer_nospace"]),
-                    interval,
-                    _pct(m["wer"]),
-                    m["samples_per_s"],
-                    m["rtfx"],
-                    m["rtfx_per_device"],
-                    round(t.peak_rss_mb),
-                    t.dtype,
-                    t.attention,
-                    t.batch_size,
-                ]
-            )
-        )
+        cells = [m["n"], m["hours"], m["failed"], m["empty_references"], _pct(m["cer"]), _pct(m["cer_nospace"])]
+        lines.append(_row([alias, *cells, interval, _pct(m["wer"]), r.transcripts.dtype]))
     return "\n".join(lines) + "\n"
 
 
@@ -192,12 +253,12 @@ def plot_rows(results: dict[str, Result]) -> list[dict]:
 
 def summary(result: Result, seed: int = 0) -> str:
     """The quick evaluation's printout: headline numbers, then references beside predictions."""
-    m = result.metrics["overall"]
+    m, v = result.metrics["overall"], result.speed
     lines = [
         f"CER {_pct(m['cer'])}%  CER no-space {_pct(m['cer_nospace'])}% "
         f"(95% CI {_pct(m.get('cer_nospace_ci_low'))}–{_pct(m.get('cer_nospace_ci_high'))})  WER {_pct(m['wer'])}%",
         f"samples {m['n']} (failed {m['failed']}, empty references {m['empty_references']})  "
-        f"wall {m['wall_s']} s  {m['samples_per_s']} samples/s  RTFx {m['rtfx']} (per device {m['rtfx_per_device']})",
+        f"wall {v['wall_s']} s  {v['samples_per_s']} samples/s  RTFx {v['rtfx']} (per device {v['rtfx_per_device']})",
     ]
     for p in sample(result, seed):
         lines += ["", f"  {p['id']}  CER {_pct(p['cer'])}%", f"  REF: {p['reference']}", f"  HYP: {p['hypothesis']}"]

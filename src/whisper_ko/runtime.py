@@ -7,7 +7,9 @@ attention implementation here, so a model is scored the way it was trained.
 """
 
 import importlib
+import logging
 import os
+import re
 import resource
 import shutil
 from typing import get_args
@@ -94,11 +96,31 @@ def attention_candidates(choice: str, compute_dtype: torch.dtype, cuda: bool) ->
     return (["sdpa"], f"flash-attention-2 not used: {problem}") if problem else (["flash_attention_2", "sdpa"], "")
 
 
+class _WhisperOwnGenerateCall(logging.Filter):
+    """Drops one warning that transformers addresses to the wrong party. Its own Whisper generate()
+    calls GenerationMixin.generate with a generation_config and, beside it, `suppress_tokens` and
+    `begin_suppress_tokens` (models/whisper/generation_whisper.py, a workaround its comment calls
+    hacky), which then warns that passing both is deprecated: on every call, whoever the caller,
+    with nothing a caller can change. The same warning about any other argument still shows."""
+
+    PATTERN = re.compile(r"Passing `generation_config` together with generation-related arguments=\(\{(.*?)\}\)")
+    OWN = frozenset({"suppress_tokens", "begin_suppress_tokens"})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        found = self.PATTERN.search(record.getMessage())
+        return not found or {name.strip(" '") for name in found[1].split(",")} != self.OWN
+
+
+_GENERATION_LOGGER = logging.getLogger("transformers.generation.utils")
+
+
 def load_whisper(
     path: str, *, weights: torch.dtype, compute_dtype: torch.dtype, attention: str, cuda: bool, log=print
 ) -> WhisperForConditionalGeneration:
     """The model with weights in `weights` whatever dtype its config declares (transformers 5 would
     otherwise load large-v3 and turbo in float16), attention chosen by `attention_candidates`."""
+    if not any(isinstance(f, _WhisperOwnGenerateCall) for f in _GENERATION_LOGGER.filters):
+        _GENERATION_LOGGER.addFilter(_WhisperOwnGenerateCall())
     candidates, note = attention_candidates(attention, compute_dtype, cuda)
     if note and attention == "auto":
         log(note)

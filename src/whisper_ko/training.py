@@ -26,13 +26,13 @@ from transformers import (
     WhisperProcessor,
 )
 from transformers.trainer import TRAINER_STATE_NAME
-from transformers.trainer_callback import ExportableState
+from transformers.trainer_callback import ExportableState, ProgressCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from whisper_ko import metrics, runtime, shards
+from whisper_ko import figures, metrics, runtime, shards
 from whisper_ko.collate import IGNORE_INDEX, Collator
-from whisper_ko.config import Model, Paths, Train
+from whisper_ko.config import CURVES_FIGURE, Model, Paths, Train
 from whisper_ko.errors import UserError
 
 RUN_MARKER = "run.json"
@@ -164,16 +164,16 @@ def cer_metrics(processor: WhisperProcessor):
 
 
 class DVCLiveLogger(TrainerCallback):
-    """Train loss and eval CER/WER per step into dvclive/ (no TrainingArguments dumped as params)."""
+    """Train loss and eval CER/WER per step into dvclive/ (no TrainingArguments dumped as params).
+    Results only: the learning rate follows from the params and memory varies from run to run, so
+    neither reaches the curves `dvc metrics diff` compares."""
 
     KEYS: ClassVar[dict[str, str]] = {
         "loss": "train/loss",
-        "learning_rate": "train/learning_rate",
         "eval_loss": "eval/loss",
         "eval_cer": "eval/cer",
         "eval_cer_nospace": "eval/cer_nospace",
         "eval_wer": "eval/wer",
-        "eval_peak_memory_gib": "system/peak_memory_gib",
     }
 
     def __init__(self, directory: str):
@@ -205,6 +205,33 @@ class DVCLiveLogger(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         if self.live is not None:
             self.live.end()
+
+
+class ReadableProgress(ProgressCallback):
+    """transformers' progress bar, with a sentence per log instead of a Python dict."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and self.training_bar is not None and logs:
+            self.training_bar.write(log_line(logs, state.global_step, state.max_steps))
+
+
+def log_line(logs: dict, step: int, max_steps: int) -> str:
+    where = f"step {step}/{max_steps}"
+    if "eval_loss" in logs:
+        scores = ", ".join(f"{label} {100 * logs[key]:.2f}%" for key, label in EVAL_SCORES.items() if key in logs)
+        memory = f", peak memory {logs['eval_peak_memory_gib']:.1f} GiB" if "eval_peak_memory_gib" in logs else ""
+        return f"{where} (epoch {logs.get('epoch', 0):.2f}): validation {scores}, loss {logs['eval_loss']:.3f}{memory}"
+    if "train_runtime" in logs:
+        minutes, seconds = divmod(round(logs["train_runtime"]), 60)
+        return (
+            f"trained {step} steps in {minutes}:{seconds:02d} ({logs.get('train_samples_per_second', 0):.2f} samples/s)"
+        )
+    if "loss" in logs:
+        return f"{where}: loss {logs['loss']:.3f}, learning rate {logs.get('learning_rate', 0):.2e}"
+    return f"{where}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in logs.items())
+
+
+EVAL_SCORES = {"eval_cer_nospace": "no-space CER", "eval_cer": "CER", "eval_wer": "WER"}
 
 
 class RunLoss(TrainerCallback, ExportableState):
@@ -394,18 +421,27 @@ def finetune(model: Model, config: Train, paths: Paths, log=print) -> dict:
         "method": config.method,
         "train_utterances": len(train_set),
         "val_utterances": len(val_set),
-        **run_summary(trainer, result, wall, len(train_set), config.metric_for_best_model),
+        **run_summary(trainer, result, len(train_set), config.metric_for_best_model),
         "precision": precision,
         "attention": trainer.model.config._attn_implementation,
-        "device": torch.cuda.get_device_name() if cuda else "cpu",
         "world_size": args.world_size,
+        "params": asdict(config),
+    }
+    speed = {
+        "wall_time_s": round(wall, 1),
+        "samples_per_s": round(result.metrics.get("train_samples_per_second", 0.0), 2),
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
         "peak_memory_gib": round(runtime.peak_memory_gib(cuda), 3),
         "peak_memory_of": "GPU, allocated" if cuda else "CPU process, resident",
-        "params": asdict(config),
     }
     save(trainer, Path(paths.model), summary)
     mark_completed(Path(paths.checkpoints))
-    return summary
+    Path(paths.speed).mkdir(parents=True, exist_ok=True)
+    (Path(paths.speed) / "train.json").write_text(json.dumps(speed, indent=2) + "\n")
+    curves = Path(paths.reports) / CURVES_FIGURE
+    if not figures.training_curves(Path(paths.curves), curves):
+        curves.unlink(missing_ok=True)
+    return {**summary, "speed": speed}
 
 
 def prepare_model(net: WhisperForConditionalGeneration, model: Model, config: Train, train_set) -> None:
@@ -427,7 +463,7 @@ def build_trainer(
     callbacks = [DVCLiveLogger(paths.curves), RunLoss()]
     if config.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(config.early_stopping_patience, config.early_stopping_threshold))
-    return ShardTrainer(
+    trainer = ShardTrainer(
         model=net,
         args=args,
         train_dataset=train_set,
@@ -438,10 +474,15 @@ def build_trainer(
         callbacks=callbacks,
         max_new_tokens=config.eval_max_new_tokens,
     )
+    if not args.disable_tqdm:
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(ReadableProgress)
+    return trainer
 
 
-def run_summary(trainer: ShardTrainer, result, wall: float, n_train: int, metric: str) -> dict:
-    """What the run did: steps, epochs, the best checkpoint and its score, loss, speed."""
+def run_summary(trainer: ShardTrainer, result, n_train: int, metric: str) -> dict:
+    """What the run did: steps, epochs, the best checkpoint and its score, loss (the same for the
+    same inputs: the summary is part of the saved model, which DVC hashes)."""
     state = trainer.state
     return {
         "best_step": int(state.best_model_checkpoint.rsplit("-", 1)[1]) if state.best_model_checkpoint else None,
@@ -449,8 +490,6 @@ def run_summary(trainer: ShardTrainer, result, wall: float, n_train: int, metric
         "global_steps": result.global_step,
         "epochs": round(state.epoch or 0.0, 3),
         "samples_seen": round((state.epoch or 0.0) * n_train),
-        "wall_time_s": round(wall, 1),
-        "samples_per_s": round(result.metrics.get("train_samples_per_second", 0.0), 2),
         "train_loss": trainer.run_loss().total / state.global_step,  # the whole run's, resumed or not
     }
 
