@@ -134,6 +134,16 @@ def load_whisper(
     raise AssertionError("unreachable: candidates is never empty")
 
 
+def reproducible(cuda: bool) -> None:
+    """Training on CPU gives the same weights run after run, so a rerun on the same inputs leaves
+    the model, and dvc.lock, as they were. The backward of Whisper's decoder positional embedding
+    (an indexed read, so index_put_ with accumulation) adds its rows from several threads in
+    whatever order they finish unless deterministic algorithms are asked for. GPUs keep their
+    faster nondeterministic kernels: bit-identical GPU runs are not promised."""
+    if not cuda:
+        torch.use_deterministic_algorithms(True)
+
+
 def nonfinite_parameter(model: torch.nn.Module) -> str | None:
     """The name of the first parameter holding NaN or inf, or None: a model trained into NaN
     decodes "!!!!" for every clip and must be neither saved nor scored."""

@@ -379,6 +379,7 @@ def finetune(model: Model, config: Train, paths: Paths, log=print) -> dict:
     `paths.model`; return the summary. Checkpoints go to `paths.checkpoints`, curves to `paths.curves`."""
     cuda = runtime.cuda_available()
     precision = runtime.precision(config.precision, cuda, "train.precision")
+    runtime.reproducible(cuda)
     if cuda:
         runtime.set_matmul_precision()
     args = Seq2SeqTrainingArguments(**trainer_kwargs(config, paths.checkpoints, precision, cuda))
