@@ -1,4 +1,5 @@
-"""DVC stage `benchmark`: the test manifest × the fine-tune (paths.model) and `benchmark.models` →
+"""DVC stage `benchmark`: the test manifest × the fine-tune (paths.model), its export (paths.export)
+and `benchmark.models` →
 quality metrics (paths.metrics), report, figure, predictions and plot (paths.reports); speed apart
 (paths.speed), since it varies from run to run.
 
@@ -38,26 +39,33 @@ def main(params_file, single_model, max_samples):
         rows = evaluation.subset(manifest.read(test), max_samples or settings.max_samples, settings.seed)
         if not rows:
             raise UserError(f"{test} is empty: nothing to benchmark")
-        models = {single_model: single_model} if single_model else {**settings.models, config.FINETUNED: paths.model}
-        results, comparison = evaluation.benchmark(settings, model, rows, models)
+        models = (
+            {single_model: single_model}
+            if single_model
+            else {**settings.models, config.FINETUNED: paths.model, config.EXPORTED: paths.export}
+        )
+        results, comparisons = evaluation.benchmark(settings, model, rows, models)
     except UserError as err:
         raise click.ClickException(str(err)) from err
     if single_model:
         result = results[single_model]
         click.echo(f"{single_model} on {len(rows)} test utterances\n{report.summary(result, settings.seed)}")
         return
-    write_outputs(results, comparison, paths, settings.seed)
+    write_outputs(results, comparisons, paths, settings.seed)
     click.echo(report.speed_markdown(results))
     click.echo(report.group_tables(results))
-    click.echo(report.answer(comparison) if comparison else report.NO_BASELINE)
+    for comparison in comparisons:
+        if comparison.kind == "source":
+            click.echo(report.parity(comparison) + "\n")
+    click.echo(report.conclusion(comparisons))
 
 
 def write_outputs(
-    results: dict[str, evaluation.Result], comparison: evaluation.Comparison | None, paths: config.Paths, seed: int
+    results: dict[str, evaluation.Result], comparisons: list[evaluation.Comparison], paths: config.Paths, seed: int
 ) -> None:
     quality = {alias: r.metrics for alias, r in results.items()}
-    if comparison:
-        quality[comparison.candidate] = {**quality[comparison.candidate], "vs_base": comparison.metrics()}
+    for c in comparisons:  # vs_base: the fine-tune against zero-shot; vs_source: an export against its source
+        quality[c.candidate] = {**quality[c.candidate], f"vs_{c.kind}": c.metrics()}
     _write(Path(paths.metrics), json.dumps(quality, indent=2) + "\n")
     speed = Path(paths.speed)
     _write(speed / "benchmark.json", json.dumps({alias: r.speed for alias, r in results.items()}, indent=2) + "\n")
@@ -67,7 +75,7 @@ def write_outputs(
         manifest.write(reports / "predictions" / f"{alias}.jsonl", r.predictions)
     figures.cer_by_category(quality, reports / config.CER_FIGURE)
     curves = (reports / config.CURVES_FIGURE).is_file()
-    _write(reports / "benchmark.md", report.markdown(results, comparison, seed, curves, paths.speed))
+    _write(reports / "benchmark.md", report.markdown(results, comparisons, seed, curves, paths.speed))
     _write(reports / "benchmark_plot.json", json.dumps(report.plot_rows(results), ensure_ascii=False, indent=1) + "\n")
 
 

@@ -18,7 +18,7 @@ import yaml
 from click.testing import CliRunner
 
 from conftest import REPO, run_stage
-from whisper_ko import discover, evaluation, inference, manifest, report
+from whisper_ko import deploy, discover, evaluation, inference, manifest, report
 from whisper_ko.config import Paths
 
 OPTIONS = evaluation.Options(
@@ -47,11 +47,20 @@ def project(root: Path, rows: list[dict], tiny_model: Path, **overrides) -> Path
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["paths"]["model"] = str(tiny_model)  # the fine-tune the stage always scores, here the tiny model
     params["model"]["base"] = str(tiny_model)  # scored as `base` too: the fine-tune is compared with it
+    params["paths"]["export"] = str(export(tiny_model, root))
     params["benchmark"].update(
         models={"base": str(tiny_model)}, max_new_tokens=8, batch_size=4, bootstrap_resamples=50, **overrides
     )
     (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
     return root
+
+
+def export(model: Path, root: Path) -> Path:
+    """The tiny model for faster-whisper, as the export stage makes it (once per project folder)."""
+    out = root / "models" / "ct2"
+    if not out.is_dir():
+        deploy.export(model, out, "int8")
+    return out
 
 
 def weights_only(model: Path, out: Path) -> Path:
@@ -179,11 +188,13 @@ def test_stage_writes_metrics_report_predictions_and_plot(test_rows, tiny_model,
     assert {row["category"] for row in plot} == {"D01", "D02", "D03", "D04", "TOTAL"}
     # the answer: base and "finetuned" are the same model here, so the paired change is exactly zero
     assert metrics["finetuned"]["vs_base"] == {
-        "cer_nospace_change": 0.0,
-        "cer_nospace_change_ci_low": 0.0,
-        "cer_nospace_change_ci_high": 0.0,
+        **{f"{rate}_change{end}": 0.0 for rate in ("cer", "cer_nospace") for end in ("", "_ci_low", "_ci_high")},
+        "share_transcripts_changed": 0.0,
         "n": 10,
     }
+    # the export, decoded by faster-whisper, against the model it was exported from
+    assert set(metrics) == {"base", "finetuned", "finetuned-ct2"} and metrics["finetuned-ct2"]["vs_source"]["n"] == 10
+    assert "finetuned-ct2, exported from finetuned and decoded by faster-whisper: no-space CER " in proc.stdout
     answer = proc.stdout.rstrip().splitlines()[-1]
     assert answer.startswith("Fine-tuning left no-space CER at ") and "on 10 test utterances" in answer, answer
     assert text.startswith("# Benchmark on the test split: 10 utterances") and "## Did fine-tuning help?" in text
@@ -194,7 +205,7 @@ def test_stage_writes_metrics_report_predictions_and_plot(test_rows, tiny_model,
     assert not timing & {key for table in metrics.values() for group in table.values() for key in _keys(group)}
     assert "RTFx" not in text and "samples/s" not in text
     speed = json.loads((root / "metrics/speed/benchmark.json").read_text())
-    assert set(speed) == {"base", "finetuned"} and all(set(s) == timing for s in speed.values())
+    assert set(speed) == {"base", "finetuned", "finetuned-ct2"} and all(set(s) == timing for s in speed.values())
     assert "RTFx per device" in (root / "metrics/speed/benchmark.md").read_text()
 
 
@@ -209,10 +220,11 @@ def _leaves(value):
 @pytest.mark.slow
 def test_quick_evaluation_prints_a_summary_and_writes_nothing(test_rows, tiny_model, tmp_path):
     root = project(tmp_path, test_rows, tiny_model)
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
     proc = run_stage("benchmark", root, "--model", str(tiny_model), "--max-samples", "6")
     assert "samples 6 " in proc.stdout and "samples/s" in proc.stdout and "WER" in proc.stdout
     assert proc.stdout.count("REF: ") == 6
-    assert sorted(p.name for p in root.iterdir()) == ["data", "params.yaml"]
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
 
 
 def test_stage_errors_are_clear(test_rows, tiny_model, tmp_path, stage_module, monkeypatch):
@@ -240,7 +252,7 @@ def test_dvc_metrics_diff_shows_the_change_per_category(test_rows, tmp_path, sta
         found = evaluation.Transcripts(hypotheses, {}, [evaluation.Timing("cpu", 10.0, 1.0, 1.0)])
         table, predictions, scored = evaluation.score(test_rows, found, evaluation.Scoring(resamples=0))
         result = evaluation.Result(table, predictions, found, evaluation.speed(test_rows, found), scored)
-        stage_module.write_outputs({"finetuned": result}, None, Paths(), seed=0)
+        stage_module.write_outputs({"finetuned": result}, [], Paths(), seed=0)
         subprocess.run([*git, "add", "-A"], check=True)
         subprocess.run([*git, "commit", "-qm", f"drop {drop}"], check=True)
 
@@ -315,21 +327,25 @@ def test_the_next_batch_is_read_while_the_current_one_decodes():
 
 
 def scored(edits: list[int], chars: int = 4) -> list[dict]:
-    return [{"nospace_edits": e, "nospace_chars": chars} for e in edits]
+    return [{"nospace_edits": e, "nospace_chars": chars, "char_edits": e, "chars": chars} for e in edits]
 
 
 def test_the_fine_tune_is_compared_with_its_base_on_the_same_utterances():
     """A paired bootstrap: each resample draws the same utterances for both models, so a model better
     on every utterance but one tie has an interval below zero (an unpaired one would straddle it)."""
+
+    def result(edits: list[int], hypotheses: list[str]) -> evaluation.Result:
+        found = evaluation.Transcripts([*hypotheses, None], {8: "unreadable"})  # scored by neither: left out
+        return evaluation.Result({}, [], found, scored=[*scored(edits), {"error": "unreadable"}])
+
     results = {
-        "zero-shot": evaluation.Result({}, [], None, scored=scored([4, 0, 2, 2, 3, 1, 4, 2])),
-        "finetuned": evaluation.Result({}, [], None, scored=scored([3, 0, 1, 1, 2, 0, 3, 1])),
+        "zero-shot": result([4, 0, 2, 2, 3, 1, 4, 2], list("abcdefgh")),
+        "finetuned": result([3, 0, 1, 1, 2, 0, 3, 1], list("xbxxxxxx")),
     }
-    results["zero-shot"].scored.append({"error": "unreadable"})  # scored by neither: left out
-    results["finetuned"].scored.append({"error": "unreadable"})
     c = evaluation.compare(results, "zero-shot", "finetuned", evaluation.Scoring(resamples=500, seed=1))
-    assert (c.n, c.before, c.after, c.change) == (8, 18 / 32, 11 / 32, round(-7 / 32, 6))
-    assert -7 / 32 - 0.2 < c.ci_low <= c.change <= c.ci_high < 0
+    ns = c.cer_nospace
+    assert (c.n, ns.before, ns.after, ns.change, c.changed) == (8, 18 / 32, 11 / 32, round(-7 / 32, 6), 7 / 8)
+    assert -7 / 32 - 0.2 < ns.ci_low <= ns.change <= ns.ci_high < 0
     sentence = report.answer(c)
     assert sentence.startswith("Fine-tuning lowered no-space CER from 56.25% (zero-shot) to 34.38% (finetuned)")
     assert "on 8 test utterances (-21.88 points, 95% interval" in sentence and "chance" not in sentence

@@ -27,6 +27,7 @@ def test_the_log_reads_as_sentences(project):
     assert [line.split(" (epoch")[0] for line in evaluations] == ["step 2/4", "step 4/4"], log[-3000:]
     assert "{'eval_loss'" not in log and "{'loss'" not in log
     assert "Passing `generation_config` together" not in log
+    assert "attention mask is not set" not in log and "seem to have been set" not in log
 
 
 def test_repro_writes_every_contract_output(project):

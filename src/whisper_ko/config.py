@@ -46,9 +46,11 @@ class Paths:
     # Timings of train and benchmark (<stage>.json, <stage>.md): they vary from run to run, so they are
     # neither in git nor DVC outputs, and a rerun on the same inputs leaves the tree clean.
     speed: str = "metrics/speed"
+    export: str = "models/finetuned-ct2"  # the fine-tune for faster-whisper; benchmarked as `finetuned-ct2`
 
 
 FINETUNED = "finetuned"  # the benchmark's alias of the pipeline's own fine-tune (paths.model)
+EXPORTED = "finetuned-ct2"  # and of its CTranslate2 export (paths.export)
 # Figures under paths.reports (dvc.yaml names them too), linked from benchmark.md by these relative paths.
 CER_FIGURE = "figures/cer_by_category.png"  # drawn by the benchmark
 CURVES_FIGURE = "figures/training_curves.png"  # drawn by train
@@ -232,11 +234,11 @@ class Benchmark:
     kocer: bool = False  # also score reading-equivalence CER (pip install 'whisper-ko[kocer]')
 
     def __post_init__(self):
-        require(
-            FINETUNED not in self.models,
-            f"benchmark.models: `{FINETUNED}` is the pipeline's own fine-tune (paths.model); "
-            "give this one another alias",
-        )
+        for alias, what in ((FINETUNED, "fine-tune (paths.model)"), (EXPORTED, "export (paths.export)")):
+            require(
+                alias not in self.models,
+                f"benchmark.models: `{alias}` is the pipeline's own {what}; give this one another alias",
+            )
         require(all(self.models.values()), "benchmark.models: every alias needs a hub id or a directory")
         require(
             self.warmup_batches >= 0 and self.bootstrap_resamples >= 0,
@@ -244,6 +246,13 @@ class Benchmark:
         )
         require(self.batch_timeout_s > 0, "benchmark.batch_timeout_s must be positive")
         _positive(self, "benchmark", "batch_size", "num_beams", "max_new_tokens", "max_samples", "cpu_workers")
+
+
+@dataclass(frozen=True)
+class Export:
+    # CTranslate2 weight type. int8_float16: int8 weights, float16 elsewhere, faster-whisper's usual GPU
+    # deployment (a CPU runs it as int8_float32); int8 and float32 for CPUs, float16 for full GPU precision.
+    quantization: Literal["int8_float16", "int8", "float16", "float32"] = "int8_float16"
 
 
 SECTIONS = {
@@ -254,6 +263,7 @@ SECTIONS = {
     "preprocess": Preprocess,
     "train": Train,
     "benchmark": Benchmark,
+    "export": Export,
 }
 
 

@@ -28,7 +28,7 @@ import torch
 import transformers
 from tqdm import tqdm
 
-from whisper_ko import config, inference, metrics, runtime
+from whisper_ko import config, deploy, inference, metrics, runtime
 from whisper_ko.errors import UserError
 
 # How often the main process looks at its workers while waiting for results.
@@ -130,25 +130,39 @@ class Result:
 
 
 @dataclass(frozen=True)
-class Comparison:
-    """The fine-tune against its base model, paired over the utterances both scored."""
+class Change:
+    """One corpus-level rate of two models on the same utterances."""
 
-    baseline: str  # alias of the base model
-    candidate: str
-    n: int
-    before: float  # cer_nospace of the baseline on these utterances
+    before: float  # the baseline's
     after: float
     change: float  # after - before: negative is better
     ci_low: float | None  # 95% paired bootstrap interval of the change (None without resamples)
     ci_high: float | None
 
+
+@dataclass(frozen=True)
+class Comparison:
+    """A model against the one it came from (the fine-tune against its base, an export against its
+    source), paired over the utterances both scored."""
+
+    kind: str  # "base" or "source": what the baseline is to the candidate
+    baseline: str  # alias
+    candidate: str
+    n: int
+    cer: Change
+    cer_nospace: Change
+    changed: float  # share of these utterances whose transcript differs
+
     def metrics(self) -> dict:
-        return {
-            "cer_nospace_change": self.change,
-            "cer_nospace_change_ci_low": self.ci_low,
-            "cer_nospace_change_ci_high": self.ci_high,
-            "n": self.n,
-        }
+        out = {}
+        for name in ("cer", "cer_nospace"):
+            change = getattr(self, name)
+            out |= {
+                f"{name}_change": change.change,
+                f"{name}_change_ci_low": change.ci_low,
+                f"{name}_change_ci_high": change.ci_high,
+            }
+        return {**out, "share_transcripts_changed": self.changed, "n": self.n}
 
 
 def subset(rows: list[dict], max_samples: int | None, seed: int) -> list[dict]:
@@ -171,9 +185,8 @@ def group_fields(rows: list[dict], extra: list[str]) -> tuple[str, ...]:
 
 def benchmark(
     settings: config.Benchmark, model: config.Model, rows: list[dict], models: dict[str, str]
-) -> tuple[dict[str, Result], Comparison | None]:
-    """The benchmark stage's run: `models` on `rows` as the params say, and the fine-tune against
-    the base model where both are among `models`."""
+) -> tuple[dict[str, Result], list[Comparison]]:
+    """The benchmark stage's run: `models` on `rows` as the params say, and their comparisons."""
     options = Options(
         decoding=inference.Decoding(model.language, model.task, settings.num_beams, settings.max_new_tokens),
         batch_size=settings.batch_size,
@@ -188,41 +201,73 @@ def benchmark(
         group_fields(rows, settings.group_by), settings.kocer, settings.bootstrap_resamples, settings.seed
     )
     results = run(models, rows, options, scoring)
-    baseline = baseline_alias(models, model.base)
-    if baseline is None or config.FINETUNED not in results:
-        return results, None
-    return results, compare(results, baseline, config.FINETUNED, scoring)
+    return results, comparisons(results, models, model.base, scoring)
+
+
+def comparisons(results: dict[str, Result], models: dict[str, str], base: str, scoring: Scoring) -> list[Comparison]:
+    """The fine-tune against the base model, where both were scored, and each CTranslate2 export
+    against the model it was exported from, where that was scored."""
+    found = []
+    baseline = baseline_alias(models, base)
+    if baseline and config.FINETUNED in results:
+        found.append(compare(results, baseline, config.FINETUNED, scoring, "base"))
+    for alias, path in models.items():
+        source = deploy.source_of(path)
+        # the fine-tune first: in a test or a quick look the base may be the very same directory
+        others = sorted((a for a in models if a != alias), key=lambda a: a != config.FINETUNED)
+        origin = source and next((a for a in others if _same_path(models[a], source)), None)
+        if origin:
+            found.append(compare(results, origin, alias, scoring, "source"))
+    return found
+
+
+def _same_path(a: str, b: str) -> bool:
+    return a == b or (os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b))
 
 
 def baseline_alias(models: dict[str, str], base: str) -> str | None:
     """The alias under which `models` scores the base model itself (zero-shot), if any."""
 
-    def same(a: str, b: str) -> bool:
-        return a == b or (os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b))
-
-    return next((alias for alias, path in models.items() if alias != config.FINETUNED and same(path, base)), None)
+    return next((alias for alias, path in models.items() if alias != config.FINETUNED and _same_path(path, base)), None)
 
 
-def compare(results: dict[str, Result], baseline: str, candidate: str, scoring: Scoring = Scoring()) -> Comparison:
-    """`candidate` against `baseline` on the utterances both scored: no-space CER before and after,
-    and the paired bootstrap interval of the change (the same utterances drawn for both)."""
+def compare(
+    results: dict[str, Result], baseline: str, candidate: str, scoring: Scoring = Scoring(), kind: str = "base"
+) -> Comparison:
+    """`candidate` against `baseline` on the utterances both scored: CER and no-space CER before and
+    after, each change with its paired bootstrap interval (the same utterances drawn for both), and
+    the share of transcripts that differ."""
     pairs = [
-        (b, c)
-        for b, c in zip(results[baseline].scored, results[candidate].scored, strict=True)
+        i
+        for i, (b, c) in enumerate(zip(results[baseline].scored, results[candidate].scored, strict=True))
         if "error" not in b and "error" not in c and b["nospace_chars"] > 0
     ]
     if not pairs:
         raise UserError(f"no test utterance was scored for both {baseline!r} and {candidate!r}")
-    edits = np.array([[b["nospace_edits"], c["nospace_edits"]] for b, c in pairs], dtype=np.float64)
-    lengths = np.array([b["nospace_chars"] for b, _ in pairs], dtype=np.float64)
-    before, after = edits.sum(axis=0) / lengths.sum()
-    low = high = None
-    if scoring.resamples:
-        low, high = metrics.bootstrap_interval(
-            edits[:, 1] - edits[:, 0], lengths.tolist(), resamples=scoring.resamples, seed=scoring.seed
+
+    def change(edits: str, chars: str) -> Change:
+        counts = np.array(
+            [[results[a].scored[i][edits] for a in (baseline, candidate)] for i in pairs], dtype=np.float64
         )
+        lengths = np.array([results[baseline].scored[i][chars] for i in pairs], dtype=np.float64)
+        before, after = counts.sum(axis=0) / max(lengths.sum(), 1.0)
+        low = high = None
+        if scoring.resamples:
+            low, high = metrics.bootstrap_interval(
+                counts[:, 1] - counts[:, 0], lengths.tolist(), resamples=scoring.resamples, seed=scoring.seed
+            )
+        return Change(round(before, 6), round(after, 6), round(after - before, 6), low, high)
+
+    hypotheses = [results[a].transcripts.hypotheses for a in (baseline, candidate)]
+    changed = sum(hypotheses[0][i] != hypotheses[1][i] for i in pairs) / len(pairs)
     return Comparison(
-        baseline, candidate, len(pairs), round(before, 6), round(after, 6), round(after - before, 6), low, high
+        kind,
+        baseline,
+        candidate,
+        len(pairs),
+        change("char_edits", "chars"),
+        change("nospace_edits", "nospace_chars"),
+        round(changed, 6),
     )
 
 
@@ -407,14 +452,13 @@ def _worker(rank, device, models, batches, options, results) -> None:
         cuda = device.startswith("cuda")
         audio_s = sum(duration for batch in batches for _, _, duration in batch)
         for model_index, (path, processor_path) in enumerate(models):
-            model, processor = inference.load(path, device, options.dtype, processor_path, options.attention)
+            model = inference.open_model(
+                path, device, options.dtype, processor_path, options.attention, options.decoding
+            )
             results.put(Ready(rank, model_index))
 
             def prepare(batch, model=model):
-                return inference.prepare([path for _, path, _ in batch], model.config.num_mel_bins, model.dtype, cuda)
-
-            def decode(prepared, model=model, processor=processor):
-                return inference.decode(model, processor, prepared, options.decoding)
+                return model.prepare([path for _, path, _ in batch])
 
             def send(batch_index, prepared, hypotheses, model_index=model_index):
                 indices = [i for i, _, _ in batches[batch_index]]
@@ -424,15 +468,14 @@ def _worker(rank, device, models, batches, options, results) -> None:
             decode_s, wall_s = run_batches(
                 batches,
                 prepare,
-                decode,
+                model.decode,
                 send,
                 warmup=options.warmup_batches,
                 synchronize=(lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None),
             )
             timing = Timing(device, audio_s, decode_s, wall_s)
-            dtype = str(model.dtype).removeprefix("torch.")
-            results.put(ModelDone(rank, model_index, timing, _peak_rss_mb(), model.config._attn_implementation, dtype))
-            del model, processor  # free this model before the next one loads
+            results.put(ModelDone(rank, model_index, timing, _peak_rss_mb(), model.attention, model.dtype))
+            del model  # free this model before the next one loads
     except UserError as err:  # a model that cannot be scored: its message says why and what to do
         results.put(Failed(rank, str(err)))
     except BaseException:

@@ -2,6 +2,8 @@
 
 Audio is decoded and featurised with `whisper_ko.audio` and `whisper_ko.features`, the code that
 made the training features, so a model is scored on exactly the inputs it was trained on.
+CTranslate2 exports are decoded by faster-whisper instead (`whisper_ko.deploy`), behind the same
+`prepare`/`decode` interface (`open_model`).
 """
 
 from dataclasses import dataclass
@@ -17,7 +19,7 @@ from transformers import (
     WhisperTokenizer,
 )
 
-from whisper_ko import audio, features, runtime
+from whisper_ko import audio, deploy, features, runtime
 from whisper_ko.errors import UserError
 
 
@@ -38,8 +40,11 @@ def check(model: str, processor_fallback: str | None = None) -> str:
     where its processor (tokenizer and feature extractor) comes from.
 
     A training checkpoint directory holds weights and config only; its processor is the one of the
-    model it was trained from, `processor_fallback`.
+    model it was trained from, `processor_fallback`. A CTranslate2 model carries its own.
     """
+    if deploy.is_ctranslate2(model):
+        deploy.check_model(model)
+        return model
     processor = model
     try:
         config = WhisperConfig.from_pretrained(model)
@@ -90,6 +95,32 @@ def load(
     # config makes every generate() call warn that both are set.
     net.generation_config.max_length = None
     return net, WhisperProcessor.from_pretrained(processor or model)
+
+
+class Transformers:
+    """A transformers Whisper behind the interface the benchmark's workers use (see `open_model`)."""
+
+    def __init__(self, path: str, device: str, dtype: str, processor: str | None, attention: str, decoding: Decoding):
+        self.model, self.processor = load(path, device, dtype, processor, attention)
+        self.cuda, self.decoding = device.startswith("cuda"), decoding
+        self.dtype = str(self.model.dtype).removeprefix("torch.")
+        self.attention = self.model.config._attn_implementation
+
+    def prepare(self, paths: list[str]) -> "Batch":
+        return prepare(paths, self.model.config.num_mel_bins, self.model.dtype, self.cuda)
+
+    def decode(self, batch: "Batch") -> list[str | None]:
+        return decode(self.model, self.processor, batch, self.decoding)
+
+
+def open_model(
+    path: str, device: str, dtype: str, processor: str | None, attention: str, decoding: Decoding
+) -> "Transformers | deploy.FasterWhisper":
+    """The model at `path` ready to `prepare` and `decode` batches of audio files: a CTranslate2
+    directory through faster-whisper, anything else through transformers."""
+    if deploy.is_ctranslate2(path):
+        return deploy.FasterWhisper(path, device, decoding)
+    return Transformers(path, device, dtype, processor, attention, decoding)
 
 
 @dataclass

@@ -6,6 +6,7 @@ same inputs leaves them byte for byte as they were; timings go to the speed repo
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from whisper_ko.config import CER_FIGURE, CURVES_FIGURE
@@ -110,15 +111,15 @@ def discover_markdown(report: dict) -> str:
 
 def markdown(
     results: dict[str, Result],
-    comparison: Comparison | None = None,
+    comparisons: Sequence[Comparison] = (),
     seed: int = 0,
     curves: bool = False,
     speed: str = "metrics/speed",
 ) -> str:
-    """The whole report: the answer (fine-tuned against zero-shot, per category and per group,
-    the figures), per-group tables of every metric, an overall table, then predictions beside
-    references for each model. `curves`: link the training curves' figure; `speed`: where the
-    speed report is."""
+    """The whole report: the answer (per category and per group, each export against its source, the
+    fine-tune against zero-shot, the figures), per-group tables of every metric, an overall table,
+    then predictions beside references for each model. `curves`: link the training curves' figure;
+    `speed`: where the speed report is."""
     any_result = next(iter(results.values()))
     overall = any_result.metrics["overall"]
     total = overall["n"] + overall["empty_references"] + overall["failed"]
@@ -127,7 +128,8 @@ def markdown(
         f"# Benchmark on the test split: {total} utterances, {hours_minutes(overall['hours'])} h:mm scored\n",
         "## Did fine-tuning help?\n",
         group_tables(results),
-        f"{answer(comparison) if comparison else NO_BASELINE}\n",
+        *(f"{parity(c)}\n" for c in comparisons if c.kind == "source"),
+        f"{conclusion(comparisons)}\n",
         f"![{METRICS['cer_nospace']} per category and model]({CER_FIGURE})\n",
     ]
     if curves:
@@ -145,19 +147,44 @@ def markdown(
     return "\n".join(parts)
 
 
+def conclusion(comparisons: Sequence[Comparison]) -> str:
+    """The answer to the project's question: the fine-tune against the base, or why there is none."""
+    return next((answer(c) for c in comparisons if c.kind == "base"), NO_BASELINE)
+
+
 def answer(c: Comparison) -> str:
     """One sentence: did fine-tuning help, by how much, how sure."""
-    if c.change:
-        verb = "lowered" if c.change < 0 else "raised"
-        change = f"{verb} no-space CER from {_pct(c.before)}% ({c.baseline}) to {_pct(c.after)}% ({c.candidate})"
+    ns = c.cer_nospace
+    if ns.change:
+        verb = "lowered" if ns.change < 0 else "raised"
+        change = f"{verb} no-space CER from {_pct(ns.before)}% ({c.baseline}) to {_pct(ns.after)}% ({c.candidate})"
     else:
-        change = f"left no-space CER at {_pct(c.after)}% ({c.baseline} and {c.candidate} alike)"
+        change = f"left no-space CER at {_pct(ns.after)}% ({c.baseline} and {c.candidate} alike)"
     sentence = f"Fine-tuning {change} on {c.n} test utterances"
-    if c.ci_low is None:
+    if ns.ci_low is None:
         return sentence + "."
-    interval = f"{100 * c.change:+.2f} points, 95% interval {100 * c.ci_low:+.2f} to {100 * c.ci_high:+.2f}"
-    chance = ": within chance, the interval includes zero" if c.ci_low <= 0 <= c.ci_high else ""
-    return f"{sentence} ({interval}, paired bootstrap over utterances){chance}."
+    return f"{sentence} ({_interval(ns)}, paired bootstrap over utterances){_chance(ns)}."
+
+
+def parity(c: Comparison) -> str:
+    """One sentence: what exporting changed, against the model it was exported from."""
+    changes = "; ".join(
+        f"{label} {_pct(change.before)}% → {_pct(change.after)}%"
+        + (f" ({_interval(change)}{_chance(change)})" if change.ci_low is not None else "")
+        for label, change in (("no-space CER", c.cer_nospace), ("CER", c.cer))
+    )
+    return (
+        f"{c.candidate}, exported from {c.baseline} and decoded by faster-whisper: {changes}; "
+        f"{100 * c.changed:.1f}% of the {c.n} transcripts differ."
+    )
+
+
+def _interval(change) -> str:
+    return f"{100 * change.change:+.2f} points, 95% interval {100 * change.ci_low:+.2f} to {100 * change.ci_high:+.2f}"
+
+
+def _chance(change) -> str:
+    return ": within chance, the interval includes zero" if change.ci_low <= 0 <= change.ci_high else ""
 
 
 def speed_markdown(results: dict[str, Result]) -> str:

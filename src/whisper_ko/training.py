@@ -30,7 +30,7 @@ from transformers.trainer_callback import ExportableState, ProgressCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from whisper_ko import figures, metrics, runtime, shards
+from whisper_ko import figures, metrics, runtime, shapes, shards
 from whisper_ko.collate import IGNORE_INDEX, Collator
 from whisper_ko.config import CURVES_FIGURE, Model, Paths, Train
 from whisper_ko.errors import UserError
@@ -284,12 +284,27 @@ class ShardTrainer(Seq2SeqTrainer):
             load_result = load_result._replace(missing_keys=[])
         super()._issue_warnings_after_load(load_result)
 
+    def _save(self, output_dir=None, state_dict=None):
+        super()._save(output_dir, state_dict)
+        if self.args.should_save:  # every checkpoint deploys as it is (see save_processor)
+            save_processor(self.processing_class, output_dir or self.args.output_dir)
+
     def evaluate(self, *args, **gen_kwargs):
-        # Bounded like the benchmark's decoding (new tokens, not a total length), so that the
-        # validation CER and the benchmark's CER of the same model on the same clips are equal.
-        return super().evaluate(*args, **{"max_new_tokens": self.max_new_tokens, **gen_kwargs})
+        # Bounded like the benchmark's decoding (max_new_tokens after the prompt), so that the
+        # validation CER and the benchmark's CER of the same model on the same clips are equal. Said
+        # as a total length: Seq2SeqTrainer drops a max_length of None, and generate would then warn
+        # at every evaluation that the checkpoint's max_length and max_new_tokens are both set.
+        bound = {"max_length": shapes.PROMPT_TOKENS + self.max_new_tokens}
+        return super().evaluate(*args, **{**bound, **gen_kwargs})
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):
+        # Every frame is real model input (the padding is Whisper's own): a mask of ones, as the
+        # benchmark passes, so generate need not warn that it cannot infer one.
+        features = inputs["input_features"]
+        inputs = {
+            **inputs,
+            "attention_mask": features.new_ones(features.shape[0], features.shape[-1], dtype=torch.long),
+        }
         # Accelerate wraps only forward() in autocast; generate() runs the encoder outside it, so
         # bf16/fp16 features would meet fp32 weights in conv1 at the first evaluation.
         with self.accelerator.autocast():
@@ -504,5 +519,13 @@ def save(trainer: ShardTrainer, output_dir: Path, summary: dict) -> None:
         raise TrainingError(f"the trained model has non-finite weights ({bad}); it was not saved")
     shutil.rmtree(output_dir, ignore_errors=True)
     model.save_pretrained(output_dir)
-    trainer.processing_class.save_pretrained(output_dir)
+    save_processor(trainer.processing_class, output_dir)
     (output_dir / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def save_processor(processor: WhisperProcessor, directory: str | Path) -> None:
+    """The processor, and the feature extractor in its own preprocessor_config.json too: transformers 5
+    keeps it inside processor_config.json only, and converters and faster-whisper read the former
+    (without it faster-whisper assumes 80 mel bins, and a 128-mel large-v3 would decode noise)."""
+    processor.save_pretrained(directory)
+    processor.feature_extractor.save_pretrained(directory)

@@ -1,0 +1,177 @@
+"""The fine-tune as it is deployed: converted to CTranslate2 by ctranslate2's own Transformers
+converter for faster-whisper, checked after conversion, and decoded for the benchmark by
+faster-whisper's own batched pipeline.
+
+Deployed models score worse than their transformers originals more often than users find out
+before deploying (quantization, faster-whisper's own feature extractor and decoding defaults, a
+lost preprocessor or suppress list); scoring the export on the same test set, in the same table,
+is what shows it.
+"""
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from whisper_ko import audio
+from whisper_ko.errors import UserError
+
+WEIGHTS = "model.bin"  # a directory holding it is a CTranslate2 model
+# What faster-whisper reads beside the weights: the tokenizer, and the feature extractor (its mel
+# count: without the file faster-whisper assumes 80, and a 128-mel large-v3 would decode noise).
+COPIED = ("tokenizer.json", "preprocessor_config.json")
+RECORD = "whisper_ko_export.json"  # what was exported, from where, at which quantization
+
+
+class ExportError(UserError):
+    """A model that cannot be exported, or an export that lost what a deployment needs."""
+
+
+def is_ctranslate2(path: str | Path) -> bool:
+    return (Path(path) / WEIGHTS).is_file()
+
+
+def export(source: str | Path, out: str | Path, quantization: str) -> dict:
+    """`source` (a plain Whisper directory) converted into `out` for faster-whisper; returns the
+    export record. Written beside `out` and moved into place only once checked."""
+    source, out = Path(source), Path(out)
+    if (source / "adapter_config.json").is_file():
+        raise ExportError(
+            f"{source} is a LoRA adapter: merge it into its base first (the train stage saves merged models)"
+        )
+    missing = [name for name in ("config.json", *COPIED) if not (source / name).is_file()]
+    if missing:
+        raise ExportError(f"{source} lacks {', '.join(missing)}: save the model with its processor (train does)")
+    from ctranslate2.converters import TransformersConverter
+
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    TransformersConverter(str(source), copy_files=list(COPIED)).convert(str(partial), quantization=quantization)
+    record = {"source": str(source), "path": str(out), "quantization": quantization, **check(source, partial)}
+    (partial / RECORD).write_text(json.dumps(record, indent=2) + "\n")
+    shutil.rmtree(out, ignore_errors=True)
+    partial.rename(out)
+    return record
+
+
+def check(source: Path, exported: Path) -> dict:
+    """What a deployment needs survived the conversion: suppress tokens, language ids, the mel
+    count; the exported model loads. Returns what was checked."""
+    from transformers import GenerationConfig, WhisperConfig
+
+    generation = GenerationConfig.from_pretrained(source)
+    n_mels = WhisperConfig.from_pretrained(source).num_mel_bins
+    ct2 = json.loads((exported / "config.json").read_text())
+    extractor = json.loads((exported / "preprocessor_config.json").read_text())
+    expected = {
+        "suppress_ids": list(generation.suppress_tokens or []),
+        "suppress_ids_begin": list(generation.begin_suppress_tokens or []),
+        "lang_ids": sorted((getattr(generation, "lang_to_id", None) or {}).values()),
+    }
+    for key, value in expected.items():
+        if ct2.get(key) != value:
+            raise ExportError(f"{exported}: {key} is {ct2.get(key)} after conversion, the source has {value}")
+    if extractor.get("feature_size") != n_mels:
+        raise ExportError(
+            f"{exported}: preprocessor_config.json makes {extractor.get('feature_size')} mel bins, "
+            f"the model takes {n_mels}"
+        )
+    import ctranslate2
+
+    loaded = ctranslate2.models.Whisper(str(exported), device="cpu")
+    if loaded.n_mels != n_mels:
+        raise ExportError(f"{exported}: loads with {loaded.n_mels} mel bins, the source takes {n_mels}")
+    return {
+        "n_mels": n_mels,
+        "suppress_tokens": len(expected["suppress_ids"]),
+        "languages": len(expected["lang_ids"]),
+        # CTranslate2's own verdict from the vocabulary: an English-only model is decoded without
+        # language and task tokens, whatever language is asked for (every OpenAI multilingual
+        # checkpoint is multilingual here; the tests' tiny model, with its small vocabulary, is not).
+        "multilingual": loaded.is_multilingual,
+    }
+
+
+def source_of(path: str) -> str | None:
+    """The model a CTranslate2 export was made from (its export record), if it is one."""
+    record = Path(path) / RECORD
+    return json.loads(record.read_text())["source"] if record.is_file() else None
+
+
+def check_model(path: str) -> None:
+    """Cheap checks before the benchmark starts a worker: the files faster-whisper reads."""
+    missing = [name for name in ("config.json", *COPIED) if not (Path(path) / name).is_file()]
+    if missing:
+        raise ExportError(
+            f"{path!r} is a CTranslate2 model without {', '.join(missing)}: faster-whisper cannot load it"
+        )
+
+
+@dataclass
+class Clips:
+    """The audio of one batch, read, ready for `FasterWhisper.decode`."""
+
+    size: int
+    audio: list[np.ndarray]  # 16 kHz mono float32, of the positions in `ok`
+    ok: list[int]
+    errors: dict[int, str]  # position → why its audio could not be read
+
+
+class FasterWhisper:
+    """A CTranslate2 model decoded as faster-whisper deploys it: its feature extractor, its batched
+    pipeline (no VAD, no timestamps, language and task set, `num_beams` beams), its defaults
+    otherwise. Audio is read with the pipeline's own loader, so that reading and resampling (which
+    a deployment does its own way) never count as a difference between the two models."""
+
+    attention = "ctranslate2"
+
+    def __init__(self, path: str, device: str, decoding):
+        from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+        cuda = device.startswith("cuda")
+        self.model = WhisperModel(
+            path,
+            device="cuda" if cuda else "cpu",
+            device_index=int(device.split(":")[1]) if cuda else 0,
+            compute_type="default",  # the type it was exported in, or the nearest this device runs
+            cpu_threads=1,  # one worker per core, as for transformers models
+        )
+        self.pipeline = BatchedInferencePipeline(self.model)
+        self.decoding = decoding
+        self.dtype = self.model.model.compute_type
+
+    def prepare(self, paths: list[str]) -> Clips:
+        clips, ok, errors = [], [], {}
+        for i, path in enumerate(paths):
+            try:
+                clips.append(audio.load(path))
+                ok.append(i)
+            except audio.AudioError as err:
+                errors[i] = str(err)
+        return Clips(len(paths), clips, ok, errors)
+
+    def decode(self, batch: Clips) -> list[str | None]:
+        """One pass of the batched pipeline over the batch's clips laid end to end, each clip its own
+        chunk (clip_timestamps): faster-whisper batches the chunks of one audio, not several files."""
+        hypotheses: list[str | None] = [None] * batch.size
+        if not batch.audio:
+            return hypotheses
+        ends = np.cumsum([len(clip) for clip in batch.audio]) / audio.SAMPLE_RATE
+        spans = [{"start": float(start), "end": float(end)} for start, end in zip([0.0, *ends[:-1]], ends, strict=True)]
+        segments, _ = self.pipeline.transcribe(
+            np.concatenate(batch.audio),
+            language=self.decoding.language,
+            task=self.decoding.task,
+            beam_size=self.decoding.num_beams,
+            without_timestamps=True,
+            vad_filter=False,
+            clip_timestamps=spans,
+            batch_size=len(spans),
+            max_new_tokens=self.decoding.max_new_tokens,
+        )
+        texts = [segment.text.strip() for segment in segments]  # one segment per chunk without timestamps
+        for i, text in zip(batch.ok, texts, strict=True):
+            hypotheses[i] = text
+        return hypotheses
