@@ -46,7 +46,7 @@ def test_repro_writes_every_contract_output(project):
     assert summary["global_steps"] == 4 and summary["precision"] == "bf16"
 
     metrics = json.loads((project / "metrics/benchmark.json").read_text())
-    assert set(metrics) == {"base", "finetuned"}
+    assert set(metrics) == {"base", "finetuned", "finetuned-ct2"}  # the export, decoded by faster-whisper
     for result in metrics.values():
         assert set(result["by_category"]) == {"D01", "D02", "D03", "D04"}
         assert {"cer", "cer_nospace", "wer", "n"} <= set(result["overall"])

@@ -398,12 +398,12 @@ def test_a_hub_id_works_as_a_local_directory_does(rebuilt, tuned, tmp_path):
 # ---------------------------------------------------------------- the fine-tune as deployed
 
 # |no-space CER of the export decoded by faster-whisper - the transformers model's|, measured on the
-# first 16 test clips with the two-step fine-tune above (still OpenAI's whisper-base, hallucinating
-# on this synthetic telephone speech): float32 -10.99 points, int8 -13.74, every transcript changed.
-# Not the conversion (the float32 export gives the same tokens from the same features, above): the
-# features. faster-whisper's batched pipeline pads a clip's log-mel with zeros to 30 s, Whisper pads
-# the audio with silence (log-mel about -0.8 here), and a model this unsure follows either into a
-# different hallucination. Held with a third of headroom; the demo's fine-tune: README, "Export".
+# first 8 test clips with the two-step fine-tune above (still OpenAI's whisper-base, hallucinating on
+# this synthetic telephone speech): float32 +4.57 points, int8 +1.52, every transcript changed (on 16
+# clips: -10.99 and -13.74). Not the conversion (the float32 export gives the same tokens from the
+# same features, above): the features. faster-whisper's batched pipeline pads a clip's log-mel with
+# zeros to 30 s, Whisper pads the audio with silence (log-mel about -0.8 here), and a model this
+# unsure follows either into a different hallucination. The demo's fine-tune: README, "Export".
 EXPORT_TOLERANCE = {"float32": 0.15, "int8": 0.20}
 
 
@@ -447,7 +447,7 @@ def test_faster_whisper_scores_the_export_within_tolerance(tuned, exports, sampl
     from whisper_ko import discover, evaluation, inference
 
     out, _, _ = tuned
-    rows = discover.discover(Discover(root=str(sample_corpus), workers=2))[0]["test"][:16]
+    rows = discover.discover(Discover(root=str(sample_corpus), workers=2))[0]["test"][:8]
     models = {"transformers": str(out), **{q: str(path) for q, path in exports.items()}}
     options = evaluation.Options(
         decoding=inference.Decoding(max_new_tokens=MAX_NEW_TOKENS), batch_size=8, cpu_workers=2, warmup_batches=0
@@ -459,6 +459,6 @@ def test_faster_whisper_scores_the_export_within_tolerance(tuned, exports, sampl
     for quantization, tolerance in EXPORT_TOLERANCE.items():
         c = parity[quantization]
         print(f"{quantization}: no-space CER {c.cer_nospace.before} -> {c.cer_nospace.after}, changed {c.changed}")
-        assert c.n == 16 and abs(c.cer_nospace.change) <= tolerance, c
+        assert c.n == 8 and abs(c.cer_nospace.change) <= tolerance, c
         assert results[quantization].transcripts.attention == "ctranslate2"
         assert all(HANGUL.search(h) for h in results[quantization].transcripts.hypotheses if h)

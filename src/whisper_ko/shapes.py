@@ -4,7 +4,6 @@ for sizing memory, for random models of a real shape, and for checking a rebuilt
 from whisper_ko.audio import N_AUDIO_CTX
 
 MAX_TARGET_POSITIONS = 448  # the decoder's positions: a label longer than this cannot be trained on
-PROMPT_TOKENS = 4  # <|startoftranscript|><|ko|><|transcribe|><|notimestamps|>: where decoding starts
 # d_model, encoder layers, decoder layers, attention heads, feed-forward width, mel bins, vocabulary
 SHAPES = {
     "tiny": (384, 4, 4, 6, 1536, 80, 51865),

@@ -30,7 +30,7 @@ from transformers.trainer_callback import ExportableState, ProgressCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from whisper_ko import figures, metrics, runtime, shapes, shards
+from whisper_ko import figures, metrics, runtime, shards
 from whisper_ko.collate import IGNORE_INDEX, Collator
 from whisper_ko.config import CURVES_FIGURE, Model, Paths, Train
 from whisper_ko.errors import UserError
@@ -290,12 +290,12 @@ class ShardTrainer(Seq2SeqTrainer):
             save_processor(self.processing_class, output_dir or self.args.output_dir)
 
     def evaluate(self, *args, **gen_kwargs):
-        # Bounded like the benchmark's decoding (max_new_tokens after the prompt), so that the
-        # validation CER and the benchmark's CER of the same model on the same clips are equal. Said
-        # as a total length: Seq2SeqTrainer drops a max_length of None, and generate would then warn
-        # at every evaluation that the checkpoint's max_length and max_new_tokens are both set.
-        bound = {"max_length": shapes.PROMPT_TOKENS + self.max_new_tokens}
-        return super().evaluate(*args, **{**bound, **gen_kwargs})
+        # Bounded like the benchmark's decoding (max_new_tokens), so that the validation CER and the
+        # benchmark's CER of the same model on the same clips are equal. Said as max_length, which
+        # Whisper's generate counts after the prompt too: Seq2SeqTrainer drops a max_length of None,
+        # and generate would then warn at every evaluation that the checkpoint's max_length and
+        # max_new_tokens are both set.
+        return super().evaluate(*args, **{"max_length": self.max_new_tokens, **gen_kwargs})
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):
         # Every frame is real model input (the padding is Whisper's own): a mask of ones, as the
