@@ -28,6 +28,7 @@ def test_the_log_reads_as_sentences(project):
     assert "{'eval_loss'" not in log and "{'loss'" not in log
     assert "Passing `generation_config` together" not in log
     assert "attention mask is not set" not in log and "seem to have been set" not in log
+    assert "leaked semaphore" not in log  # benchmark workers exit on their own after their last result
 
 
 def test_repro_writes_every_contract_output(project):

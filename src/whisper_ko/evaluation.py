@@ -33,6 +33,7 @@ from whisper_ko.errors import UserError
 
 # How often the main process looks at its workers while waiting for results.
 _POLL_S = 1.0
+_EXIT_GRACE_S = 30.0  # how long a worker that finished may take to exit before it is killed
 # Default batch sizes: the Open ASR Leaderboard's on a GPU; on a single-threaded CPU worker a larger
 # batch only pads more hypotheses to the longest one.
 GPU_BATCH_SIZE = 64
@@ -352,8 +353,12 @@ class _Workers:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, *exc):
         for process in self.processes:
+            if exc_type is None:
+                # A worker that sent its last result is exiting: killed now, it would leave what it
+                # holds (tqdm's lock in faster-whisper) for the resource tracker to report as leaked.
+                process.join(timeout=_EXIT_GRACE_S)
             if process.is_alive():
                 process.kill()  # also ends a stopped process, which terminate() would not
             process.join()
