@@ -132,5 +132,7 @@ docker-repro:
 test-docker: setup
 	docker/test-image.sh
 
+# The pipeline's untracked outputs; what git tracks (dvc.lock, metrics, curves, the report and its figures) stays.
 clean:
-	rm -rf data/manifests data/features models/finetuned reports checkpoints dvclive
+	rm -rf data/manifests data/features models/finetuned models/finetuned-ct2 checkpoints metrics/speed dvc_plots \
+	  reports/predictions reports/discover.json reports/discover.md reports/preprocess.json
