@@ -54,10 +54,7 @@ def main(params_file, single_model, max_samples):
     write_outputs(results, comparisons, paths, settings.seed)
     click.echo(report.speed_markdown(results))
     click.echo(report.group_tables(results))
-    for comparison in comparisons:
-        if comparison.kind == "source":
-            click.echo(report.parity(comparison) + "\n")
-    click.echo(report.conclusion(comparisons))
+    click.echo(report.verdict(comparisons))
 
 
 def write_outputs(

@@ -34,6 +34,21 @@ def tiny_model(tmp_path_factory) -> Path:
     return out
 
 
+def training_paths(features: Path, root: Path):
+    """Where a test's fine-tune reads its shards and writes: every output under `root`, none of
+    them (reports, speed) in the repository."""
+    from whisper_ko.config import Paths
+
+    return Paths(
+        features=str(features),
+        model=str(root / "out"),
+        checkpoints=str(root / "ckpt"),
+        curves=str(root / "dvclive"),
+        reports=str(root / "reports"),
+        speed=str(root / "speed"),
+    )
+
+
 def run_stage(stage: str, workdir: Path, *args: str) -> subprocess.CompletedProcess:
     """Run `stages/<stage>.py` as DVC would, from `workdir`; fail with its output if it fails."""
     proc = subprocess.run(

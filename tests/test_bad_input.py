@@ -13,9 +13,9 @@ import yaml
 from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
-from conftest import REPO
+from conftest import REPO, training_paths
 from whisper_ko import evaluation, inference, shards
-from whisper_ko.config import Discover, Model, ParamsError, Paths, Preprocess, Train, load, parse
+from whisper_ko.config import Discover, Model, ParamsError, Preprocess, Train, load, parse
 from whisper_ko.discover import DiscoverError, discover
 from whisper_ko.preprocess import preprocess_split
 from whisper_ko.training import TrainingError, finetune
@@ -89,14 +89,7 @@ def nan_features(tmp_path, tiny_model):
 
 def test_a_non_finite_loss_stops_training_naming_the_step_and_saves_nothing(nan_features, tiny_model, tmp_path):
     config = Train(max_steps=4, per_device_train_batch_size=1, eval_steps=2, eval_max_new_tokens=4, learning_rate=1e-3)
-    paths = Paths(
-        features=str(nan_features),
-        model=str(tmp_path / "out"),
-        checkpoints=str(tmp_path / "ckpt"),
-        curves=str(tmp_path / "live"),
-        reports=str(tmp_path / "reports"),
-        speed=str(tmp_path / "speed"),
-    )
+    paths = training_paths(nan_features, tmp_path)
     with pytest.raises(TrainingError, match=r"the training loss became nan at step \d: non-finite features"):
         finetune(Model(str(tiny_model)), config, paths, log=lambda _: None)
     assert not (tmp_path / "out").exists()

@@ -255,7 +255,8 @@ def test_parameter_counts_from_the_shapes_are_openais():
 def tuned(rebuilt, sample_corpus, tmp_path_factory):
     """Two training steps of the real whisper-base on real features, through the project's
     preprocess, collator and trainer; one evaluation at the end."""
-    from whisper_ko.config import Model, Paths, Preprocess, Train
+    from conftest import training_paths
+    from whisper_ko.config import Model, Preprocess, Train
     from whisper_ko.discover import discover
     from whisper_ko.preprocess import preprocess_split
     from whisper_ko.training import finetune
@@ -277,14 +278,7 @@ def tuned(rebuilt, sample_corpus, tmp_path_factory):
         learning_rate=1e-5,
         logging_steps=1,
     )
-    paths = Paths(
-        features=str(root),
-        model=str(root / "out"),
-        checkpoints=str(root / "ckpt"),
-        curves=str(root / "dvclive"),
-        reports=str(root / "reports"),
-        speed=str(root / "speed"),
-    )
+    paths = training_paths(root, root)
     summary = finetune(Model(str(rebuilt)), config, paths, log=lambda _: None)
     return root / "out", summary, val_rows
 

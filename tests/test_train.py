@@ -15,10 +15,10 @@ import yaml
 from safetensors.torch import load_file
 from transformers import WhisperForConditionalGeneration, WhisperProcessor, pipeline
 
-from conftest import REPO
+from conftest import REPO, training_paths
 from whisper_ko import shards
 from whisper_ko.collate import Collator
-from whisper_ko.config import Discover, Model, Paths, Preprocess, Train, parse
+from whisper_ko.config import Discover, Model, Preprocess, Train, parse
 from whisper_ko.discover import discover
 from whisper_ko.preprocess import preprocess_split
 from whisper_ko.training import TrainingError, apply_method, finetune, log_line, trainer_kwargs
@@ -56,17 +56,6 @@ def train_config(tmp_path, **overrides) -> Train:
     return parse(Train, values, "train")
 
 
-def paths(features, tmp_path) -> Paths:
-    return Paths(
-        features=str(features),
-        model=str(tmp_path / "out"),
-        checkpoints=str(tmp_path / "ckpt"),
-        curves=str(tmp_path / "dvclive"),
-        reports=str(tmp_path / "reports"),
-        speed=str(tmp_path / "speed"),
-    )
-
-
 def saved_summary(tmp_path) -> dict:
     return json.loads((tmp_path / "out" / "training_summary.json").read_text())
 
@@ -75,7 +64,7 @@ def run(features, tiny_model, tmp_path, log=None, **overrides):
     return finetune(
         Model(str(tiny_model)),
         train_config(tmp_path, **overrides),
-        paths(features, tmp_path),
+        training_paths(features, tmp_path),
         log=log or (lambda _: None),
     )
 
@@ -154,9 +143,9 @@ def test_rerun_after_a_kill_resumes_and_changed_params_start_fresh(features, tin
 
 def test_bad_input_fails_before_training(features, tiny_model, tmp_path):
     with pytest.raises(FileNotFoundError, match="preprocess"):
-        finetune(Model(str(tiny_model)), train_config(tmp_path), paths(tmp_path / "none", tmp_path))
+        finetune(Model(str(tiny_model)), train_config(tmp_path), training_paths(tmp_path / "none", tmp_path))
     with pytest.raises(TrainingError, match=r"<|xx|>"):
-        finetune(Model(str(tiny_model), language="xx"), train_config(tmp_path), paths(features, tmp_path))
+        finetune(Model(str(tiny_model), language="xx"), train_config(tmp_path), training_paths(features, tmp_path))
     assert not (tmp_path / "ckpt").exists()
 
 

@@ -33,6 +33,11 @@ def is_ctranslate2(path: str | Path) -> bool:
     return (Path(path) / WEIGHTS).is_file()
 
 
+def _missing(directory: str | Path) -> list[str]:
+    """Of the files both the converter and faster-whisper read, those `directory` lacks."""
+    return [name for name in ("config.json", *COPIED) if not (Path(directory) / name).is_file()]
+
+
 def export(source: str | Path, out: str | Path, quantization: str) -> dict:
     """`source` (a plain Whisper directory) converted into `out` for faster-whisper; returns the
     export record. Written beside `out` and moved into place only once checked."""
@@ -41,7 +46,7 @@ def export(source: str | Path, out: str | Path, quantization: str) -> dict:
         raise ExportError(
             f"{source} is a LoRA adapter: merge it into its base first (the train stage saves merged models)"
         )
-    missing = [name for name in ("config.json", *COPIED) if not (source / name).is_file()]
+    missing = _missing(source)
     if missing:
         raise ExportError(f"{source} lacks {', '.join(missing)}: save the model with its processor (train does)")
     from ctranslate2.converters import TransformersConverter
@@ -102,7 +107,7 @@ def source_of(path: str) -> str | None:
 
 def check_model(path: str) -> None:
     """Cheap checks before the benchmark starts a worker: the files faster-whisper reads."""
-    missing = [name for name in ("config.json", *COPIED) if not (Path(path) / name).is_file()]
+    missing = _missing(path)
     if missing:
         raise ExportError(
             f"{path!r} is a CTranslate2 model without {', '.join(missing)}: faster-whisper cannot load it"

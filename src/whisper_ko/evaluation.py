@@ -214,9 +214,11 @@ def comparisons(results: dict[str, Result], models: dict[str, str], base: str, s
         found.append(compare(results, baseline, config.FINETUNED, scoring, "base"))
     for alias, path in models.items():
         source = deploy.source_of(path)
+        if source is None:
+            continue
         # the fine-tune first: in a test or a quick look the base may be the very same directory
         others = sorted((a for a in models if a != alias), key=lambda a: a != config.FINETUNED)
-        origin = source and next((a for a in others if _same_path(models[a], source)), None)
+        origin = next((a for a in others if _same_path(models[a], source)), None)
         if origin:
             found.append(compare(results, origin, alias, scoring, "source"))
     return found
@@ -228,7 +230,6 @@ def _same_path(a: str, b: str) -> bool:
 
 def baseline_alias(models: dict[str, str], base: str) -> str | None:
     """The alias under which `models` scores the base model itself (zero-shot), if any."""
-
     return next((alias for alias, path in models.items() if alias != config.FINETUNED and _same_path(path, base)), None)
 
 

@@ -128,8 +128,7 @@ def markdown(
         f"# Benchmark on the test split: {total} utterances, {hours_minutes(overall['hours'])} h:mm scored\n",
         "## Did fine-tuning help?\n",
         group_tables(results),
-        *(f"{parity(c)}\n" for c in comparisons if c.kind == "source"),
-        f"{conclusion(comparisons)}\n",
+        f"{verdict(comparisons)}\n",
         f"![{METRICS['cer_nospace']} per category and model]({CER_FIGURE})\n",
     ]
     if curves:
@@ -145,6 +144,12 @@ def markdown(
         parts.append(f"## {alias}: {SHOWN} random predictions\n\n{predictions_table(sample(result, seed))}")
         parts.append(f"## {alias}: {SHOWN} worst utterances\n\n{predictions_table(worst(result))}")
     return "\n".join(parts)
+
+
+def verdict(comparisons: Sequence[Comparison]) -> str:
+    """What each export changed against its source, then whether fine-tuning helped: the report's
+    answer and the end of the stage's output."""
+    return "\n\n".join([*(parity(c) for c in comparisons if c.kind == "source"), conclusion(comparisons)])
 
 
 def conclusion(comparisons: Sequence[Comparison]) -> str:

@@ -285,9 +285,9 @@ class ShardTrainer(Seq2SeqTrainer):
         super()._issue_warnings_after_load(load_result)
 
     def _save(self, output_dir=None, state_dict=None):
-        super()._save(output_dir, state_dict)
-        if self.args.should_save:  # every checkpoint deploys as it is (see save_processor)
-            save_processor(self.processing_class, output_dir or self.args.output_dir)
+        super()._save(output_dir, state_dict)  # saves the processor too
+        if self.args.should_save:  # every checkpoint deploys as it is
+            save_preprocessor_config(self.processing_class, output_dir or self.args.output_dir)
 
     def evaluate(self, *args, **gen_kwargs):
         # Bounded like the benchmark's decoding (max_new_tokens), so that the validation CER and the
@@ -524,8 +524,13 @@ def save(trainer: ShardTrainer, output_dir: Path, summary: dict) -> None:
 
 
 def save_processor(processor: WhisperProcessor, directory: str | Path) -> None:
-    """The processor, and the feature extractor in its own preprocessor_config.json too: transformers 5
-    keeps it inside processor_config.json only, and converters and faster-whisper read the former
-    (without it faster-whisper assumes 80 mel bins, and a 128-mel large-v3 would decode noise)."""
+    """The processor, with its preprocessor_config.json."""
     processor.save_pretrained(directory)
+    save_preprocessor_config(processor, directory)
+
+
+def save_preprocessor_config(processor: WhisperProcessor, directory: str | Path) -> None:
+    """The feature extractor in its own preprocessor_config.json: transformers 5 keeps it inside
+    processor_config.json only, and converters and faster-whisper read the former (without it
+    faster-whisper assumes 80 mel bins, and a 128-mel large-v3 would decode noise)."""
     processor.feature_extractor.save_pretrained(directory)
