@@ -121,3 +121,18 @@ def pipeline_project(root: Path, corpus: Path, model: Path, **sections) -> Path:
     git(root, "add", "-A")
     git(root, "commit", "-qm", "pipeline")
     return root
+
+
+@pytest.fixture(scope="session")
+def reproduced_pipeline(tmp_path_factory, sample_corpus, tiny_model) -> Path:
+    """One `pipeline_project` after `dvc repro` (its log in repro.log), reproduced once for the
+    session: tests that change it take a copy (`copy_project`)."""
+    root = pipeline_project(tmp_path_factory.mktemp("reproduced"), sample_corpus, tiny_model)
+    (root / "repro.log").write_text(dvc(root, "repro"))
+    return root
+
+
+def copy_project(project: Path, dest: Path) -> Path:
+    """A copy of a project, its git history, DVC cache and outputs included: DVC finds it as reproduced."""
+    shutil.copytree(project, dest, symlinks=True)
+    return dest

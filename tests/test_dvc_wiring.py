@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, dvc, git, pipeline_project, stages_run
+from conftest import REPO, copy_project, dvc, git, stages_run
 
 SRC = REPO / "src" / "whisper_ko"
 
@@ -62,9 +62,8 @@ def test_training_follows_the_scoring_code_it_selects_checkpoints_with():
 
 
 @pytest.fixture(scope="module")
-def ran(tmp_path_factory, sample_corpus, tiny_model):
-    root = pipeline_project(tmp_path_factory.mktemp("wiring"), sample_corpus, tiny_model)
-    dvc(root, "repro")
+def ran(tmp_path_factory, reproduced_pipeline):
+    root = copy_project(reproduced_pipeline, tmp_path_factory.mktemp("wiring") / "p")
     git(root, "add", "-A")
     git(root, "commit", "-qm", "ran")
     return root

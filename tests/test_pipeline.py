@@ -7,17 +7,15 @@ import pytest
 import yaml
 from transformers import WhisperForConditionalGeneration
 
-from conftest import dvc, git, pipeline_project, stages_run
+from conftest import copy_project, dvc, git, stages_run
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory, sample_corpus, tiny_model) -> Path:
-    """A fresh git + DVC checkout of the pipeline files with quick params, after one `dvc repro`."""
-    root = pipeline_project(tmp_path_factory.mktemp("project"), sample_corpus, tiny_model)
-    (root / "repro.log").write_text(dvc(root, "repro"))
-    return root
+def project(tmp_path_factory, reproduced_pipeline) -> Path:
+    """A git + DVC checkout of the pipeline files with quick params, after one `dvc repro`."""
+    return copy_project(reproduced_pipeline, tmp_path_factory.mktemp("project") / "p")
 
 
 def test_the_log_reads_as_sentences(project):

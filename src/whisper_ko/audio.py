@@ -68,3 +68,22 @@ def _read_pcm(path: Path) -> np.ndarray:
     if len(raw) % 2:
         raise ValueError("odd number of bytes for 16-bit PCM")
     return np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
+
+
+def change_speed(audio: np.ndarray, factor: float) -> np.ndarray:
+    """Kaldi's speed perturbation (sox `speed`): played `factor` times as fast, pitch moving with
+    it; the samples are read as if recorded at factor × SAMPLE_RATE and resampled back."""
+    return np.ascontiguousarray(soxr.resample(audio, SAMPLE_RATE * factor, SAMPLE_RATE, quality="HQ"), np.float32)
+
+
+def mix_noise(audio: np.ndarray, noise: np.ndarray, snr_db: float, offset: float) -> np.ndarray:
+    """`audio` with `noise` (looped if shorter, starting `offset` of the way in) added at `snr_db`
+    dB below its power. Silence, or a silent noise, is returned as it is: no ratio defines a level."""
+    if not len(noise):
+        return audio
+    window = np.resize(np.roll(noise, -int(offset * len(noise))), len(audio))  # np.resize repeats to fill
+    speech, hiss = (float(np.mean(np.square(x, dtype=np.float64))) for x in (audio, window))
+    if not speech or not hiss:
+        return audio
+    scale = np.sqrt(speech / (hiss * 10 ** (snr_db / 10)))
+    return (audio + scale * window).astype(np.float32)

@@ -64,6 +64,10 @@ class Discover:
     max_duration: float = float(CHUNK_LENGTH)  # seconds; longer clips do not fit Whisper's window
     val_fraction: float = 0.1  # share of training sessions held out for early stopping
     val_max: int | None = 2000  # cap on val utterances
+    # What val holds out whole, so that no val group is also trained on: `session` (speakers and
+    # calls), or any manifest field, e.g. `template` in the sample corpus (sentences whose frame
+    # training never hears: early stopping and checkpoint choice then reward listening).
+    val_by: str = "session"
     test_fraction: float = 0.0  # held-out sessions as test, only for corpora without an evaluation side
     max_per_category: int | None = None  # per split, for quick subsets
     seed: int = 0
@@ -78,6 +82,7 @@ class Discover:
         for name in ("val_fraction", "test_fraction"):
             require(0 <= getattr(self, name) < 1, f"discover.{name} must be in [0, 1)")
         _positive(self, "discover", "val_max", "max_per_category", "workers")
+        require(bool(self.val_by), "discover.val_by is empty: name a manifest field such as session")
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,26 @@ class Model:
 
 
 @dataclass(frozen=True)
+class Noise:
+    """Noisy extra copies of training utterances (MUSAN-style): a seeded recording from `root`,
+    mixed in at a seeded signal-to-noise ratio."""
+
+    root: str | None = None  # folder of noise recordings (wav, flac, ogg, mp3; searched recursively); None: off
+    snr_db: list[float] = field(default_factory=lambda: [10.0, 20.0])  # [low, high]: uniform in between
+    share: float = 1.0  # of training utterances given a noisy copy
+
+    def __post_init__(self):
+        require(
+            len(self.snr_db) == 2 and self.snr_db[0] <= self.snr_db[1],
+            f"preprocess.noise.snr_db must be [low, high] in dB, got {self.snr_db}",
+        )
+        require(0 < self.share <= 1, "preprocess.noise.share must be in (0, 1]")
+
+
+SPEED_RANGE = (0.5, 2.0)  # beyond, a copy no longer sounds like speech at another pace
+
+
+@dataclass(frozen=True)
 class Preprocess:
     dtype: Literal["float16", "float32"] = "float16"  # stored feature precision
     max_label_tokens: int = MAX_TARGET_POSITIONS  # including the 4-token prefix; longer labels are skipped
@@ -106,6 +131,11 @@ class Preprocess:
     shard_size: int = 1000  # utterances per shard
     workers: int | None = None  # None: CPU count
     silent_audio: Literal["keep", "skip"] = "keep"  # clips of digital silence whose label has text
+    # Kaldi-style speed perturbation: per factor, an extra copy of every training utterance resampled
+    # to that speed (pitch moves with it), e.g. [0.9, 1.1]. Never val or test.
+    speed_perturb: list[float] = field(default_factory=list)
+    noise: Noise = field(default_factory=Noise)  # noisy training copies; off without noise.root
+    seed: int = 0  # the noise recordings, offsets and SNRs chosen per utterance
 
     def __post_init__(self):
         require(
@@ -114,6 +144,13 @@ class Preprocess:
         )
         require(self.min_duration >= 0, "preprocess.min_duration must be 0 or more")
         _positive(self, "preprocess", "shard_size", "workers")
+        low, high = SPEED_RANGE
+        require(
+            all(low <= f <= high and f != 1 for f in self.speed_perturb)
+            and len(set(self.speed_perturb)) == len(self.speed_perturb),
+            f"preprocess.speed_perturb {self.speed_perturb}: distinct factors in [{low}, {high}], "
+            "not 1 (the original is always kept), e.g. [0.9, 1.1]",
+        )
 
 
 @dataclass(frozen=True)
@@ -127,6 +164,29 @@ class Lora:
         _positive(self, "train.lora", "r", "alpha")
         require(0 <= self.dropout < 1, "train.lora.dropout must be in [0, 1)")
         require(bool(self.target_modules), "train.lora.target_modules is empty")
+
+
+@dataclass(frozen=True)
+class SpecAugment:
+    """SpecAugment through Whisper's own config (its fields, `apply` for apply_spec_augment): masks
+    on the log-mel in training steps only; every saved model's config has it off."""
+
+    apply: bool = False
+    mask_time_prob: float = 0.05  # about this share of the 3000 frames masked, in spans of
+    mask_time_length: int = 10  # frames (10 ms each)
+    mask_time_min_masks: int = 2
+    mask_feature_prob: float = 0.0  # the same along the mel bins (0: none)
+    mask_feature_length: int = 10
+    mask_feature_min_masks: int = 0
+
+    def __post_init__(self):
+        for name in ("mask_time_prob", "mask_feature_prob"):
+            require(0 <= getattr(self, name) < 1, f"train.spec_augment.{name} must be in [0, 1)")
+        _positive(self, "train.spec_augment", "mask_time_length", "mask_feature_length")
+        require(
+            self.mask_time_min_masks >= 0 and self.mask_feature_min_masks >= 0,
+            "train.spec_augment.mask_time_min_masks and mask_feature_min_masks must be 0 or more",
+        )
 
 
 # Train fields passed to Seq2SeqTrainingArguments as they are.
@@ -177,6 +237,11 @@ class Train:
     dataloader_persistent_workers: bool = False
     logging_steps: int = 10
     save_total_limit: int | None = 2  # checkpoints kept (the best one always stays)
+    spec_augment: SpecAugment = field(default_factory=SpecAugment)
+    # The saved model: the parameter mean of the N best checkpoints by metric_for_best_model (LoRA:
+    # of their adapters), kept only if its val score is no worse than the best checkpoint's; the N
+    # best stay on disk instead of save_total_limit's latest. None: the best checkpoint.
+    average_checkpoints: int | None = None
 
     def __post_init__(self):
         require(self.learning_rate > 0, "train.learning_rate must be positive")
@@ -202,6 +267,10 @@ class Train:
             "save_total_limit",
         )
         require(
+            self.average_checkpoints is None or self.average_checkpoints >= 2,
+            f"train.average_checkpoints must be 2 or more (null: no averaging), got {self.average_checkpoints}",
+        )
+        require(
             self.max_grad_norm > 0 and self.weight_decay >= 0 and self.early_stopping_threshold >= 0,
             "train.max_grad_norm must be positive, weight_decay and early_stopping_threshold 0 or more",
         )
@@ -213,7 +282,10 @@ class Train:
 
     def trainer_args(self) -> dict:
         """The fields Seq2SeqTrainingArguments takes as they are."""
-        return {name: getattr(self, name) for name in TRAINER_FIELDS}
+        args = {name: getattr(self, name) for name in TRAINER_FIELDS}
+        if self.average_checkpoints:  # training.KeepBest keeps the N best instead of the latest
+            args["save_total_limit"] = None
+        return args
 
 
 @dataclass(frozen=True)

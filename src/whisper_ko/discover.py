@@ -153,26 +153,31 @@ def probe_all(candidates: list[Candidate], policy: Text, max_duration: float, wo
 # ---------------------------------------------------------------- splits
 
 
-def hold_out(rows: list[dict], fraction: float, cap: int | None, seed: int) -> tuple[list[dict], list[dict]]:
-    """(rest, held out): whole sessions, per category, about `fraction` of each category's rows."""
+def hold_out(
+    rows: list[dict], fraction: float, cap: int | None, seed: int, by: str = "session"
+) -> tuple[list[dict], list[dict]]:
+    """(rest, held out): whole groups of rows sharing their `by` field, about `fraction` of each
+    category's rows. A group spanning categories (one template said in several) is held out whole."""
     if not rows or fraction <= 0:
         return rows, []
     share = min(fraction, cap / len(rows)) if cap else fraction
     rng = np.random.default_rng(seed)
-    sessions_by_category: dict[str, dict[str, int]] = defaultdict(Counter)
+    groups_by_category: dict[str, dict[str, int]] = defaultdict(Counter)
     for row in rows:
-        sessions_by_category[str(row["category"])][row["session"]] += 1
+        groups_by_category[str(row["category"])][str(row[by])] += 1
     held = set()
-    for category in sorted(sessions_by_category):
-        sizes = sessions_by_category[category]
+    for category in sorted(groups_by_category):
+        sizes = groups_by_category[category]
         names = sorted(sizes)
-        want, taken = round(share * sum(sizes.values())), 0
+        want = round(share * sum(sizes.values()))
+        taken = sum(sizes[name] for name in held if name in sizes)
         for i in rng.permutation(len(names)):
             if taken >= want:
                 break
-            held.add(names[i])
-            taken += sizes[names[i]]
-    return [r for r in rows if r["session"] not in held], [r for r in rows if r["session"] in held]
+            if names[i] not in held:
+                held.add(names[i])
+                taken += sizes[names[i]]
+    return [r for r in rows if str(r[by]) not in held], [r for r in rows if str(r[by]) in held]
 
 
 def limit_per_category(rows: list[dict], limit: int | None, seed: int) -> tuple[list[dict], list[dict]]:
@@ -190,14 +195,23 @@ def limit_per_category(rows: list[dict], limit: int | None, seed: int) -> tuple[
     return [r for r in rows if r["id"] in keep], [r for r in rows if r["id"] not in keep]
 
 
-def make_splits(kept: dict[str, list[dict]], *, val_fraction, val_max, test_fraction, seed) -> dict[str, list[dict]]:
-    """train/val/test: the corpus's own test and val sides where it has them, else held-out sessions."""
+def make_splits(
+    kept: dict[str, list[dict]], *, val_fraction, val_max, test_fraction, seed, val_by="session"
+) -> dict[str, list[dict]]:
+    """train/val/test: the corpus's own test and val sides where it has them, else held-out sessions
+    (val: held-out `val_by` groups)."""
     train, test = kept["train"], kept["test"]
     if not test:
         train, test = hold_out(train, test_fraction, None, seed + 1)
     val = kept["val"]
     if not val:
-        train, val = hold_out(train, val_fraction, val_max, seed)
+        without = sum(val_by not in row for row in train)
+        if without:
+            raise DiscoverError(
+                f"discover.val_by {val_by!r}: {without} of {len(train)} training utterances have no such field "
+                f"(the manifest has: {', '.join(sorted(train[0]))}); name one of those, or session"
+            )
+        train, val = hold_out(train, val_fraction, val_max, seed, val_by)
     return {"train": train, "val": val, "test": test}
 
 
@@ -232,6 +246,7 @@ def discover(config: Discover, policy: Text = Text()) -> tuple[dict[str, list[di
         val_max=config.val_max,
         test_fraction=config.test_fraction,
         seed=config.seed,
+        val_by=config.val_by,
     )
     drop_test_audio(splits, identity, skipped)
     for name in splits:
@@ -239,9 +254,12 @@ def discover(config: Discover, policy: Text = Text()) -> tuple[dict[str, list[di
         for row in dropped:
             skipped.add("over_max_per_category", row["audio"])
         splits[name].sort(key=lambda r: r["id"])
-    check_leaks(splits, identity)
+    # val held out of train by `val_by` groups; a corpus's own val side is kept apart by session
+    held_by = None if kept["val"] else config.val_by
+    check_leaks(splits, identity, held_by or "session")
     report = build_report(found.layout, len(found.candidates), found.session_files, splits, skipped, notes)
     report["root"] = str(found.root)
+    report["val_held_out_by"] = held_by
     require_splits(splits, report, sides, config)
     return splits, report
 
@@ -271,12 +289,11 @@ def _file_hash(path: str) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def check_leaks(splits: dict[str, list[dict]], identity: dict) -> None:
-    """Sessions never straddle train and val; no test audio is trained on; ids are unique."""
-    train_sessions = {r["session"] for r in splits["train"]}
-    shared = train_sessions & {r["session"] for r in splits["val"]}
+def check_leaks(splits: dict[str, list[dict]], identity: dict, val_by: str = "session") -> None:
+    """`val_by` groups (sessions) never straddle train and val; no test audio is trained on; ids are unique."""
+    shared = {str(r.get(val_by)) for r in splits["train"]} & {str(r.get(val_by)) for r in splits["val"]}
     if shared:
-        raise AssertionError(f"sessions in both train and val: {sorted(shared)[:5]}")
+        raise AssertionError(f"{val_by} values in both train and val: {sorted(shared)[:5]}")
     trained = {identity[r["id"]][0] for name in ("train", "val") for r in splits[name]}
     leaked = [r["audio"] for r in splits["test"] if identity[r["id"]][0] in trained]
     if leaked:

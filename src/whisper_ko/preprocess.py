@@ -3,6 +3,10 @@
 Workers write their own shards (no feature arrays cross process boundaries). A shard whose index
 exists and whose fingerprint matches the current inputs and parameters is kept as it is, so a
 killed run resumes; any change of parameters or manifest rewrites the shards it affects.
+
+Training may add augmented copies (speed perturbation, noise), each kind in shards of its own
+(`speed090-00000`, `noise-00000`) beside the originals' (`shard-00000`): a copy is a manifest row
+with its own id and an `augment` entry, so turning a kind on or off writes or removes only its shards.
 """
 
 import ctypes
@@ -11,7 +15,7 @@ import hashlib
 import json
 import os
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import asdict
 from multiprocessing import get_context
 from pathlib import Path
@@ -22,15 +26,27 @@ from tqdm import tqdm
 
 from whisper_ko import audio, features, labels, shards
 from whisper_ko.config import Model, Preprocess
+from whisper_ko.errors import UserError
 from whisper_ko.ledger import Ledger
+
+ORIGINALS = "shard"  # shard name prefix of the manifest's own utterances
+NOISE = "noise"
+NOISE_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 
 
 def fingerprint(rows: list[dict], model: Model, config: Preprocess, n_mels: int) -> str:
-    """What a shard's content depends on: its rows, the tokenizer and the feature settings."""
+    """What a shard's content depends on: its rows (augmentation included), the tokenizer and the
+    feature settings."""
     settings = {**asdict(config), "model": [model.base, model.language, model.task]}
-    del settings["workers"], settings["shard_size"]  # how the work is cut, not what it makes
+    # how the work is cut, and the augmentation each row carries itself, not what this shard makes
+    for name in ("workers", "shard_size", "speed_perturb", "noise", "seed"):
+        del settings[name]
     payload = json.dumps(
-        {"rows": [(r["id"], r["audio"], r["text"]) for r in rows], "settings": settings, "n_mels": n_mels},
+        {
+            "rows": [(r["id"], r["audio"], r["text"], r.get("augment")) for r in rows],
+            "settings": settings,
+            "n_mels": n_mels,
+        },
         ensure_ascii=False,
         sort_keys=True,
     )
@@ -85,7 +101,7 @@ def _write_shard(job: tuple[Path, list[dict], str]) -> dict:
             reason = "label_too_long"
         if not reason:
             try:
-                wave = audio.load(row["audio"])
+                wave = _load(row)
             except audio.AudioError as err:
                 reason = err.reason
         if not reason and not np.any(wave):
@@ -98,9 +114,26 @@ def _write_shard(job: tuple[Path, list[dict], str]) -> dict:
             continue
         writer.add(row["id"], features.log_mel(wave, n_mels), ids, len(wave) / audio.SAMPLE_RATE, row.get("category"))
         seconds += len(wave) / audio.SAMPLE_RATE
-    writer.meta["stats"] = {"kept": len(writer), "seconds": seconds, "skipped": dict(skipped), "kept_silent": silent}
+    writer.meta["stats"] = {
+        "kept": len(writer),
+        "seconds": seconds,
+        "skipped": dict(skipped),
+        "kept_silent": silent,
+        "copy": path.name.rsplit("-", 1)[0],
+    }
     writer.close()
     return writer.meta["stats"]
+
+
+def _load(row: dict) -> np.ndarray:
+    wave = audio.load(row["audio"])
+    augment = row.get("augment") or {}
+    if "speed" in augment:
+        wave = audio.change_speed(wave, augment["speed"])
+    if "noise" in augment:
+        noise = audio.load(augment["noise"])
+        wave = audio.mix_noise(wave, noise, augment["snr_db"], augment["offset"])
+    return wave
 
 
 def _skip_reason(row: dict, config: Preprocess) -> str | None:
@@ -111,24 +144,72 @@ def _skip_reason(row: dict, config: Preprocess) -> str | None:
     return None
 
 
-def preprocess_split(rows: list[dict], out_dir: str | Path, model: Model, config: Preprocess = Preprocess()) -> dict:
-    """Write the shards of one split into `out_dir`; returns the split's report (its `speed`: this
-    run's work and rate)."""
+def noise_files(root: str | Path) -> list[str]:
+    """The noise recordings under `root`, sorted; a missing or empty folder is a params error."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"preprocess.noise.root {root}: not a directory; point it at a folder of noise recordings")
+    found = sorted(str(p) for p in root.rglob("*") if p.suffix.lower() in NOISE_SUFFIXES and p.is_file())
+    if not found:
+        raise UserError(f"preprocess.noise.root {root}: no {'/'.join(NOISE_SUFFIXES)} file found under it")
+    return found
+
+
+def training_copies(rows: list[dict], config: Preprocess) -> dict[str, list[dict]]:
+    """The rows to write for training, by shard name prefix: the originals, a copy per speed
+    factor, and noisy copies of a seeded share (each choice seeded by the utterance's id, so a
+    row's copy does not change when other rows come or go)."""
+    groups = {ORIGINALS: rows}
+    for factor in config.speed_perturb:
+        groups[f"speed{round(factor * 100):03d}"] = [
+            {
+                **row,
+                "id": f"{row['id']}{shards.COPY_MARK}speed{factor:g}",
+                "duration": row["duration"] / factor,
+                "augment": {"speed": factor},
+            }
+            for row in rows
+        ]
+    if config.noise.root:
+        files = noise_files(config.noise.root)
+        low, high = config.noise.snr_db
+        groups[NOISE] = []
+        for row in rows:
+            digest = hashlib.blake2b(f"{config.seed}/{row['id']}".encode(), digest_size=8).digest()
+            rng = np.random.default_rng(int.from_bytes(digest))
+            if rng.random() >= config.noise.share:
+                continue
+            augment = {
+                "noise": files[rng.integers(len(files))],
+                "snr_db": round(float(rng.uniform(low, high)), 2),
+                "offset": round(float(rng.random()), 4),
+            }
+            groups[NOISE].append({**row, "id": f"{row['id']}{shards.COPY_MARK}{NOISE}", "augment": augment})
+    return groups
+
+
+def preprocess_split(
+    rows: list[dict], out_dir: str | Path, model: Model, config: Preprocess = Preprocess(), augment: bool = False
+) -> dict:
+    """Write the shards of one split into `out_dir`, with the augmented copies `config` asks for if
+    `augment` (training only); returns the split's report (its `speed`: this run's work and rate)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     n_mels = features.n_mels(model.base)
-    chunks = [rows[i : i + config.shard_size] for i in range(0, len(rows), config.shard_size)]
+    groups = training_copies(rows, config) if augment else {ORIGINALS: rows}
     jobs, done = [], []
     wanted = set()
-    for i, chunk in enumerate(chunks):
-        path = out_dir / f"shard-{i:05d}"
-        wanted.add(path.name)
-        digest = fingerprint(chunk, model, config, n_mels)
-        stats = _completed_stats(path, digest)
-        if stats is None:
-            jobs.append((path, chunk, digest))
-        else:
-            done.append(stats)
+    for name, group in groups.items():
+        for i in range(0, len(group), config.shard_size):
+            chunk = group[i : i + config.shard_size]
+            path = out_dir / f"{name}-{i // config.shard_size:05d}"
+            wanted.add(path.name)
+            digest = fingerprint(chunk, model, config, n_mels)
+            stats = _completed_stats(path, digest)
+            if stats is None:
+                jobs.append((path, chunk, digest))
+            else:
+                done.append(stats)
     _remove_stale(out_dir, wanted)
 
     start = time.perf_counter()
@@ -140,7 +221,8 @@ def preprocess_split(rows: list[dict], out_dir: str | Path, model: Model, config
             done.append(stats)
         bar.close()
     elapsed = time.perf_counter() - start
-    return _split_report(out_dir, done, len(rows), sum(len(j[1]) for j in jobs), elapsed, n_mels, config)
+    planned = {name: len(group) for name, group in groups.items()}
+    return _split_report(out_dir, done, planned, sum(len(j[1]) for j in jobs), elapsed, n_mels, config)
 
 
 def _run(jobs: list, workers: int, model: Model, config: Preprocess, n_mels: int):
@@ -173,7 +255,7 @@ def _remove_stale(out_dir: Path, wanted: set[str]) -> None:
             path.unlink()
 
 
-def _split_report(out_dir, stats, n_rows, n_processed, elapsed, n_mels, config: Preprocess) -> dict:
+def _split_report(out_dir, stats, planned: dict[str, int], n_processed, elapsed, n_mels, config: Preprocess) -> dict:
     skipped, flagged = Ledger(), Ledger()
     for s in stats:
         for reason, ids in s["skipped"].items():
@@ -184,10 +266,16 @@ def _split_report(out_dir, stats, n_rows, n_processed, elapsed, n_mels, config: 
     kept = sum(s["kept"] for s in stats)
     hours = sum(s["seconds"] for s in stats) / 3600
     size = sum(p.stat().st_size for p in out_dir.iterdir())
-    if kept + skipped.total() != n_rows:
+    if kept + skipped.total() != sum(planned.values()):
         raise AssertionError(f"preprocess lost utterances in {out_dir}")
+    copies = {name: n for name, n in planned.items() if name != ORIGINALS}
+    kept_copies = Counter()
+    for s in stats:
+        kept_copies[s["copy"]] += s["kept"]
     return {
-        "manifest": n_rows,
+        "manifest": planned[ORIGINALS],
+        # augmented training copies planned and kept, per kind (their skips are in `skipped`, by id)
+        "copies": {name: {"planned": n, "kept": kept_copies[name]} for name, n in copies.items()},
         "kept": kept,
         "skipped": skipped.as_dict(),
         "kept_but_flagged": flagged.as_dict(),  # silent_audio: digital silence under a label with text

@@ -96,6 +96,13 @@ def discover_markdown(report: dict) -> str:
         cells = " | ".join(str(per.get(c, 0)) for c in categories)
         duration = hours_minutes(report["hours"][split])
         lines.append(f"| {split} | {cells} | {sum(per.values())} | {report['sessions'][split]} | {duration} |")
+    held_by = report.get("val_held_out_by")
+    lines += [
+        "",
+        f"Val: whole `{held_by}` groups held out of training (discover.val_by)."
+        if held_by
+        else "Val: the corpus's own validation side.",
+    ]
     if not report["kept"]["test"]:
         lines += ["", "**No test split**: the corpus has no evaluation side; set `discover.test_fraction`."]
     lines += ["", f"## Skipped: {report['skipped_total']}", ""]

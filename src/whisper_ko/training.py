@@ -10,11 +10,13 @@ import json
 import math
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+import safetensors.torch
 import torch
 from accelerate import PartialState
 from transformers import (
@@ -32,10 +34,11 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from whisper_ko import figures, metrics, runtime, shards
 from whisper_ko.collate import IGNORE_INDEX, Collator
-from whisper_ko.config import CURVES_FIGURE, Model, Paths, Train
+from whisper_ko.config import CURVES_FIGURE, Model, Paths, SpecAugment, Train
 from whisper_ko.errors import UserError
 
 RUN_MARKER = "run.json"
+AVERAGED = "averaged"  # under paths.checkpoints: the averaged checkpoint while it is scored
 # Under fp16 the loss scaler meets an overflow now and then: it skips that step and lowers its scale.
 FP16_OVERFLOW_STEPS = 8  # consecutive non-finite fp16 losses tolerated while it backs off
 
@@ -137,6 +140,27 @@ def apply_method(model: WhisperForConditionalGeneration, config: Train):
         )
         return get_peft_model(model, lora)
     return model
+
+
+def set_spec_augment(model: WhisperForConditionalGeneration, config: SpecAugment) -> None:
+    """Whisper's own SpecAugment, which masks input features in training mode only."""
+    model.config.apply_spec_augment = config.apply
+    if config.apply:
+        for name, value in asdict(config).items():
+            if name != "apply":
+                setattr(model.config, name, value)
+
+
+@contextmanager
+def spec_augment_off(model):
+    """Off for the duration, as every saved config has it (LoRA: the base model's config)."""
+    whisper_config = model.config
+    applied = getattr(whisper_config, "apply_spec_augment", False)
+    whisper_config.apply_spec_augment = False
+    try:
+        yield
+    finally:
+        whisper_config.apply_spec_augment = applied
 
 
 def plain_model(model) -> WhisperForConditionalGeneration:
@@ -285,7 +309,8 @@ class ShardTrainer(Seq2SeqTrainer):
         super()._issue_warnings_after_load(load_result)
 
     def _save(self, output_dir=None, state_dict=None):
-        super()._save(output_dir, state_dict)  # saves the processor too
+        with spec_augment_off(self.model):  # a checkpoint deploys, and resumes, without it
+            super()._save(output_dir, state_dict)  # saves the processor too
         if self.args.should_save:  # every checkpoint deploys as it is
             save_preprocessor_config(self.processing_class, output_dir or self.args.output_dir)
 
@@ -323,6 +348,98 @@ class ShardTrainer(Seq2SeqTrainer):
             self.args.train_batch_size * self.args.gradient_accumulation_steps,
             lengths=dataset.label_lengths().tolist(),
         )
+
+
+# ---------------------------------------------------------------- checkpoint averaging
+
+
+def checkpoint_scores(state, metric: str) -> dict[int, float]:
+    """Val score per evaluated step."""
+    key = f"eval_{metric}"
+    return {entry["step"]: entry[key] for entry in state.log_history if key in entry}
+
+
+def saved_checkpoints(directory: Path) -> dict[int, Path]:
+    """Complete checkpoints by step (the Trainer writes trainer_state.json last)."""
+    found = directory.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+    return {int(p.name.rsplit("-", 1)[1]): p for p in found if (p / TRAINER_STATE_NAME).is_file()}
+
+
+def best_steps(scores: dict[int, float], n: int) -> list[int]:
+    """The n best steps by score (lower is better; the earlier step first in a tie)."""
+    return sorted(scores, key=lambda step: (scores[step], step))[:n]
+
+
+class KeepBest(TrainerCallback):
+    """After each save, removes the checkpoints that are neither among the n best by val score nor
+    the latest (kept for resuming): what averaging needs, where save_total_limit keeps the latest."""
+
+    def __init__(self, n: int, metric: str):
+        self.n, self.metric = n, metric
+
+    def on_save(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        keep = set(best_steps(checkpoint_scores(state, self.metric), self.n)) | {state.global_step}
+        for step, path in saved_checkpoints(Path(args.output_dir)).items():
+            if step not in keep:
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def write_average(checkpoints: list[Path], out: Path) -> None:
+    """A checkpoint directory `out` whose weights are the parameter mean of `checkpoints`' (each
+    safetensors file averaged, summed in float32), beside the first one's JSON files."""
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    for path in checkpoints[0].glob("*.json"):
+        shutil.copy2(path, out / path.name)
+    for name in sorted(p.name for p in checkpoints[0].glob("*.safetensors")):
+        total: dict[str, torch.Tensor] = {}
+        dtypes: dict[str, torch.dtype] = {}
+        for checkpoint in checkpoints:
+            for key, tensor in safetensors.torch.load_file(checkpoint / name).items():
+                if key not in total:
+                    total[key], dtypes[key] = (tensor.float() if tensor.is_floating_point() else tensor), tensor.dtype
+                elif tensor.is_floating_point():
+                    total[key] += tensor
+        mean = {
+            key: (value / len(checkpoints)).to(dtypes[key]) if value.is_floating_point() else value
+            for key, value in total.items()
+        }
+        safetensors.torch.save_file(mean, out / name, metadata={"format": "pt"})
+
+
+def average_checkpoints(trainer: ShardTrainer, n: int, metric: str, log=print) -> dict:
+    """Load into the trainer's model the mean of the n best checkpoints if it scores no worse on
+    val than the best checkpoint (loaded at the end of training), else keep the best; say which.
+    Every rank takes part (the evaluation is distributed); the main process writes the average."""
+    state, directory = trainer.state, Path(trainer.args.output_dir)
+    scores, saved = checkpoint_scores(state, metric), saved_checkpoints(directory)
+    chosen = best_steps({step: score for step, score in scores.items() if step in saved}, n)
+    record = {"asked": n, "steps": sorted(chosen), f"best_val_{metric}": state.best_metric}
+    if len(chosen) < 2:
+        log(f"checkpoint averaging: {len(chosen)} checkpoint to average; the best checkpoint is saved")
+        return {**record, "saved": "best"}
+    averaged = directory / AVERAGED
+    if trainer.is_world_process_zero():
+        write_average([saved[step] for step in chosen], averaged)
+    trainer.accelerator.wait_for_everyone()
+    trainer._load_from_checkpoint(str(averaged))
+    # Scored on the same val clips as every checkpoint; not early stopping's business any more.
+    trainer.remove_callback(EarlyStoppingCallback)
+    score = trainer.evaluate(metric_key_prefix="average")[f"average_{metric}"]
+    accepted = score <= state.best_metric
+    if not accepted:
+        trainer._load_from_checkpoint(state.best_model_checkpoint)
+    trainer.accelerator.wait_for_everyone()
+    if trainer.is_world_process_zero():
+        shutil.rmtree(averaged)
+    log(
+        f"checkpoint averaging: steps {', '.join(map(str, sorted(chosen)))} average to val {metric} "
+        f"{100 * score:.2f}% against the best checkpoint's {100 * state.best_metric:.2f}%: "
+        + ("the average is saved" if accepted else "the best checkpoint is saved")
+    )
+    return {**record, f"average_val_{metric}": score, "saved": "average" if accepted else "best"}
 
 
 # ---------------------------------------------------------------- resume
@@ -430,14 +547,21 @@ def finetune(model: Model, config: Train, paths: Paths, log=print) -> dict:
     wall = time.perf_counter() - start
     if result.global_step == 0:
         raise TrainingError("no training step ran: the run would publish the base model as the fine-tune")
+    averaging = (
+        average_checkpoints(trainer, config.average_checkpoints, config.metric_for_best_model, log)
+        if config.average_checkpoints
+        else None
+    )
     if not trainer.is_world_process_zero():
         return {}
     summary = {
         "base": model.base,
         "method": config.method,
         "train_utterances": len(train_set),
+        "train_augmented_copies": sum(shards.COPY_MARK in i for i in train_set.ids()),
         "val_utterances": len(val_set),
         **run_summary(trainer, result, len(train_set), config.metric_for_best_model),
+        **({"checkpoint_averaging": averaging} if averaging else {}),
         "precision": precision,
         "attention": trainer.model.config._attn_implementation,
         "world_size": args.world_size,
@@ -471,12 +595,15 @@ def prepare_model(net: WhisperForConditionalGeneration, model: Model, config: Tr
     net.config.forced_decoder_ids = None
     if config.gradient_checkpointing:
         net.config.use_cache = False
+    set_spec_augment(net, config.spec_augment)
 
 
 def build_trainer(
     net, config: Train, paths: Paths, args, train_set, val_set, processor, precision: str
 ) -> ShardTrainer:
     callbacks = [DVCLiveLogger(paths.curves), RunLoss()]
+    if config.average_checkpoints:
+        callbacks.append(KeepBest(config.average_checkpoints, config.metric_for_best_model))
     if config.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(config.early_stopping_patience, config.early_stopping_threshold))
     trainer = ShardTrainer(
@@ -514,6 +641,7 @@ def save(trainer: ShardTrainer, output_dir: Path, summary: dict) -> None:
     """The model, LoRA merged, as a plain Whisper directory with its processor and the summary; a
     model with non-finite weights is never saved."""
     model = plain_model(trainer.model)
+    model.config.apply_spec_augment = False  # training's alone: deployed models never mask their input
     bad = runtime.nonfinite_parameter(model)
     if bad:
         raise TrainingError(f"the trained model has non-finite weights ({bad}); it was not saved")
