@@ -14,6 +14,15 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL_CORPUS = {"seed": 0, "n_train": 80, "n_val": 24}
+# Train settings of the tests' quick fine-tunes of the tiny model (each test adds its own).
+QUICK_TRAIN = {
+    "max_steps": 4,
+    "per_device_train_batch_size": 4,
+    "per_device_eval_batch_size": 8,
+    "learning_rate": 1e-3,
+    "logging_steps": 1,
+    "seed": 0,
+}
 
 
 @pytest.fixture(scope="session")

@@ -15,19 +15,14 @@ import yaml
 from safetensors.torch import load_file
 from transformers import WhisperForConditionalGeneration
 
-from conftest import REPO, run_stage, training_paths
+from conftest import QUICK_TRAIN, REPO, run_stage, training_paths
 from whisper_ko import audio, manifest, shards, training
 from whisper_ko.config import Discover, Model, ParamsError, Preprocess, SpecAugment, Train, parse
 from whisper_ko.discover import DiscoverError, discover
 from whisper_ko.preprocess import preprocess_split, training_copies
 
 QUICK = {
-    "max_steps": 4,
-    "per_device_train_batch_size": 4,
-    "per_device_eval_batch_size": 8,
-    "learning_rate": 1e-3,
-    "logging_steps": 1,
-    "seed": 0,
+    **QUICK_TRAIN,
     "eval_steps": 1,
     "eval_max_samples": 4,
     "eval_max_new_tokens": 8,

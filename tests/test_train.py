@@ -15,7 +15,7 @@ import yaml
 from safetensors.torch import load_file
 from transformers import WhisperForConditionalGeneration, WhisperProcessor, pipeline
 
-from conftest import REPO, training_paths
+from conftest import QUICK_TRAIN, REPO, training_paths
 from whisper_ko import shards
 from whisper_ko.collate import Collator
 from whisper_ko.config import Discover, Model, Preprocess, Train, parse
@@ -24,14 +24,6 @@ from whisper_ko.preprocess import preprocess_split
 from whisper_ko.training import TrainingError, apply_method, finetune, log_line, trainer_kwargs
 
 pytestmark = pytest.mark.slow
-QUICK = {
-    "max_steps": 4,
-    "per_device_train_batch_size": 4,
-    "per_device_eval_batch_size": 8,
-    "learning_rate": 1e-3,
-    "logging_steps": 1,
-    "seed": 0,
-}
 
 
 @pytest.fixture(scope="module")
@@ -44,13 +36,13 @@ def features(sample_corpus, tiny_model, tmp_path_factory):
 
 
 def train_config(tmp_path, **overrides) -> Train:
-    """QUICK settings writing under tmp_path, parsed as the stage parses params.yaml."""
+    """Quick settings writing under tmp_path, parsed as the stage parses params.yaml."""
     values = {
         "eval_steps": 2,
         "eval_max_samples": 4,
         "eval_max_new_tokens": 12,
         "early_stopping_patience": None,
-        **QUICK,
+        **QUICK_TRAIN,
         **overrides,
     }
     return parse(Train, values, "train")
@@ -153,7 +145,9 @@ def stage_project(root, features, tiny_model, **train):
     """A work directory for stages/train.py: params with quick settings, the features linked in."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["model"]["base"] = str(tiny_model)
-    params["train"].update(QUICK, method="full", eval_steps=2, eval_max_samples=4, eval_max_new_tokens=12, **train)
+    params["train"].update(
+        QUICK_TRAIN, method="full", eval_steps=2, eval_max_samples=4, eval_max_new_tokens=12, **train
+    )
     params["paths"].update(checkpoints=str(root / "ckpt"), model=str(root / "out"))
     root.mkdir(exist_ok=True)
     (root / "params.yaml").write_text(yaml.safe_dump(params))
