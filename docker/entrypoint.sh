@@ -1,7 +1,7 @@
 #!/bin/sh
 # docker run IMAGE [COMMAND]: in the repository mounted at /workspace, run
 #   repro | exp … | metrics … | plots … | params … | status | dag | queue …   as `dvc COMMAND …`
-#   discover | preprocess | train | benchmark [OPTIONS]                     one stage's script
+#   check | discover | preprocess | train | export | benchmark [OPTIONS]   one stage's script
 #   anything else                                                          as given
 # With no command: dvc repro.
 set -e
@@ -13,7 +13,7 @@ fi
 case "$1" in
     repro | exp | metrics | plots | params | status | dag | queue)
         exec dvc "$@" ;;
-    discover | preprocess | train | benchmark)
+    check | discover | preprocess | train | export | benchmark)
         stage=$1
         shift
         exec python "stages/$stage.py" --params params.yaml "$@" ;;

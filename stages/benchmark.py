@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from whisper_ko import config, evaluation, figures, manifest, report
+from whisper_ko import checks, config, evaluation, figures, manifest, report
 from whisper_ko.errors import UserError
 
 
@@ -33,6 +33,8 @@ from whisper_ko.errors import UserError
 def main(params_file, single_model, max_samples):
     try:
         settings, model, paths = config.load(params_file, "benchmark", "model", "paths")
+        if not single_model:  # a quick look prints only
+            checks.require_outputs(checks.stage_outputs("benchmark", paths))
         test = Path(paths.manifests) / "test.jsonl"
         if not test.is_file():
             raise UserError(f"{test} not found: run the discover stage first")

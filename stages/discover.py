@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from whisper_ko import config, manifest, report
+from whisper_ko import checks, config, manifest, report
 from whisper_ko.discover import discover
 from whisper_ko.errors import UserError
 
@@ -15,6 +15,7 @@ from whisper_ko.errors import UserError
 def main(params_file):
     try:
         settings, text, paths = config.load(params_file, "discover", "text", "paths")
+        checks.require_outputs(checks.stage_outputs("discover", paths))
         splits, found = discover(settings, text)
     except UserError as err:
         raise click.ClickException(str(err)) from err

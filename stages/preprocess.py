@@ -7,11 +7,8 @@ from pathlib import Path
 
 import click
 
-from whisper_ko import config, manifest
+from whisper_ko import checks, config, preprocess
 from whisper_ko.errors import UserError
-from whisper_ko.preprocess import noise_files, preprocess_split
-
-SPLITS = ("train", "val")
 
 
 @click.command()
@@ -19,17 +16,23 @@ SPLITS = ("train", "val")
 def main(params_file):
     try:
         settings, model, paths = config.load(params_file, "preprocess", "model", "paths")
+        checks.require_outputs(checks.stage_outputs("preprocess", paths))
+        checks.require_model_files(model.base, "model.base")
         if settings.noise.root:
-            noise_files(settings.noise.root)
+            preprocess.noise_files(settings.noise.root)
+        manifests = preprocess.read_manifests(paths.manifests)
+        preprocess.require_space(manifests, paths.features, model, settings)
+        report, speed = {}, {}
+        for split, rows in manifests.items():
+            out = Path(paths.features) / split
+            report[split] = preprocess.preprocess_split(rows, out, model, settings, augment=split == "train")
+            speed[split] = report[split].pop("speed")
+            copies = "".join(f", {c['kept']} {name} copies" for name, c in report[split]["copies"].items())
+            click.echo(f"{split}: {report[split]['kept']} kept{copies}, skipped {report[split]['skipped'] or 'none'}")
+            for why in speed[split]["repaired"]:
+                click.echo(f"rewrote a shard that failed verification: {why}")
     except UserError as err:
         raise click.ClickException(str(err)) from err
-    report, speed = {}, {}
-    for split in SPLITS:
-        rows = manifest.read(Path(paths.manifests) / f"{split}.jsonl")
-        report[split] = preprocess_split(rows, Path(paths.features) / split, model, settings, augment=split == "train")
-        speed[split] = report[split].pop("speed")
-        copies = "".join(f", {c['kept']} {name} copies" for name, c in report[split]["copies"].items())
-        click.echo(f"{split}: {report[split]['kept']} kept{copies}, skipped {report[split]['skipped'] or 'none'}")
     for path, content in (
         (Path(paths.reports) / "preprocess.json", report),
         (Path(paths.speed) / "preprocess.json", speed),

@@ -1,5 +1,6 @@
 """Shared fixtures: a small synthetic corpus and a tiny Whisper, built once per test session."""
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -58,6 +59,14 @@ def training_paths(features: Path, root: Path):
     )
 
 
+def stage(name: str):
+    """stages/<name>.py imported in-process, for click's CliRunner (and monkeypatch) in a test."""
+    spec = importlib.util.spec_from_file_location(f"{name}_stage", REPO / "stages" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def run_stage(stage: str, workdir: Path, *args: str) -> subprocess.CompletedProcess:
     """Run `stages/<stage>.py` as DVC would, from `workdir`; fail with its output if it fails."""
     proc = subprocess.run(
@@ -109,7 +118,8 @@ def pipeline_project(root: Path, corpus: Path, model: Path, **sections) -> Path:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["discover"].update(root=str(corpus), val_fraction=0.2, workers=2)
     params["model"]["base"] = str(model)
-    params["preprocess"].update(workers=2, shard_size=32)
+    # one worker and small shards: a row of completions a kill can fall between (test_resume)
+    params["preprocess"].update(workers=1, shard_size=4)
     # bf16 on CPU: the stage trains and evaluates through the same autocast path as on a GPU
     params["train"].update(
         method="full",
@@ -122,7 +132,8 @@ def pipeline_project(root: Path, corpus: Path, model: Path, **sections) -> Path:
         eval_max_samples=4,
         eval_max_new_tokens=12,
     )
-    params["benchmark"].update(models={"base": str(model)}, max_new_tokens=16)
+    # 12 of the 24 test utterances (all four categories): the benchmark's cost is its workers' start-up
+    params["benchmark"].update(models={"base": str(model)}, max_new_tokens=16, max_samples=12)
     for section, values in sections.items():
         params[section].update(values)
     (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))

@@ -248,7 +248,7 @@ def test_the_saved_model_is_the_mean_of_the_best_checkpoints_only_if_no_worse(
     best_two = sorted(scores, key=lambda s: (scores[s], s))[:2]
     assert record["steps"] == sorted(best_two) and record["best_val_cer_nospace"] == min(scores.values())
     # the two best and the latest stay on disk (save_total_limit yields to averaging); no average is left
-    assert {p.name for p in (tmp_path / "ckpt").iterdir() if p.is_dir()} == {f"checkpoint-{s}" for s in {*best_two, 4}}
+    assert {p.name for p in (tmp_path / "ckpt").glob("checkpoint-*")} == {f"checkpoint-{s}" for s in {*best_two, 4}}
     saved = load_file(str(tmp_path / "out" / "model.safetensors"))
     if verdict == "better":
         assert record["saved"] == "average"

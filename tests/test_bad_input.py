@@ -1,10 +1,11 @@
 """Bad input never becomes a wrong model or a lost run: each case a user or an adversary can make,
 on a small corpus or file the test builds itself."""
 
-import importlib.util
 import itertools
+import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import yaml
 from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
-from conftest import REPO, training_paths
+from conftest import REPO, stage, training_paths
 from whisper_ko import evaluation, inference, shards
 from whisper_ko.config import Discover, Model, ParamsError, Preprocess, Train, load, parse
 from whisper_ko.discover import DiscoverError, discover
@@ -40,13 +41,6 @@ def aihub_utterance(root, side, key, text, **audio):
     label.write_text(text, encoding="utf-8")
 
 
-def stage(name):
-    spec = importlib.util.spec_from_file_location(f"{name}_stage", REPO / "stages" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def run_stage(name, workdir, monkeypatch, edit):
     """The stage run in `workdir` with params.yaml edited by `edit(params)`: (exit code, output)."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -64,7 +58,7 @@ def test_non_finite_audio_is_a_recorded_skip_in_discover_and_preprocess(tmp_path
     nan = np.full(8000, np.nan, dtype=np.float32)
     aihub_utterance(tmp_path, "1.Training", "D01/J01/S000001/0001", "네 알겠습니다", samples=nan, subtype="FLOAT")
     aihub_utterance(tmp_path, "1.Training", "D01/J01/S000001/0002", "감사합니다")
-    splits, report = discover(Discover(root=str(tmp_path), val_fraction=0, workers=1))
+    splits, report = discover(Discover(root=str(tmp_path), val_fraction=0, workers=1), need_val=False)
     assert report["skipped"]["audio_not_finite"]["count"] == 1 and len(splits["train"]) == 1
     # a manifest made elsewhere still cannot bring it in
     rows = [{**splits["train"][0], "id": "nan", "audio": str(next(tmp_path.rglob("0001.wav")))}, splits["train"][0]]
@@ -79,12 +73,12 @@ def nan_features(tmp_path, tiny_model):
 
     ids = labels.encode(labels.load_tokenizer(str(tiny_model)), ["네 알겠습니다"])[0]
     for split, poisoned in (("train", True), ("val", False)):
-        writer = shards.ShardWriter(tmp_path / split / "shard-00000", 80)
+        writer = shards.ShardWriter(tmp_path / "features" / split / "shard-00000", 80)
         for i in range(4):
             feats = np.full((80, 100), np.nan if poisoned and i == 1 else -0.5, dtype=np.float32)
             writer.add(f"{split}-{i}", feats, ids, 1.0, "D01")
         writer.close()
-    return tmp_path
+    return tmp_path / "features"
 
 
 def test_a_non_finite_loss_stops_training_naming_the_step_and_saves_nothing(nan_features, tiny_model, tmp_path):
@@ -237,7 +231,17 @@ def test_test_audio_reached_through_a_symlink_or_a_copy_is_never_trained_on(corp
     assert report["skipped"]["same_audio_as_a_test_utterance"]["count"] == 2
     trained = {os.path.realpath(r["audio"]) for name in ("train", "val") for r in splits[name]}
     assert os.path.realpath(wav) not in trained and str(copied_wav) not in trained
+    assert_counts_add_up(report)
+
+
+def assert_counts_add_up(report: dict) -> None:
+    """Every table of discover's report adds up to its total (the "kept, as found" tables counted
+    rows the leak check dropped)."""
     assert report["found"] == report["kept_total"] + report["skipped_total"]
+    assert sum(n for per in report["kept"].values() for n in per.values()) == report["kept_total"]
+    assert sum(entry["count"] for entry in report["skipped"].values()) == report["skipped_total"]
+    for name, table in report["kept_input"].items():
+        assert sum(table.values()) == report["kept_total"], name
 
 
 def test_a_symlink_loop_in_the_corpus_is_a_recorded_skip(corpus_copy):
@@ -295,7 +299,7 @@ def test_utf16_labels_silent_audio_and_labels_without_hangul_are_counted(tmp_pat
     (tmp_path / "1.Training/라벨링데이터/D01/J01/S000001/0001.txt").write_bytes("네 알겠습니다".encode("utf-16"))
     aihub_utterance(tmp_path, "1.Training", "D01/J01/S000001/0002", "감사합니다", samples=np.zeros(8000))
     aihub_utterance(tmp_path, "1.Training", "D01/J01/S000001/0003", "OK thank you")
-    splits, report = discover(Discover(root=str(tmp_path), val_fraction=0, workers=1))
+    splits, report = discover(Discover(root=str(tmp_path), val_fraction=0, workers=1), need_val=False)
     by_id = {r["id"].rsplit("/", 1)[1]: r for r in splits["train"]}
     assert by_id["0001"]["text"] == "네 알겠습니다" and report["kept_input"]["label_encoding"]["utf-16"] == 1
     assert report["kept_input"]["no_hangul"] == {"False": 2, "True": 1}
@@ -306,3 +310,173 @@ def test_utf16_labels_silent_audio_and_labels_without_hangul_are_counted(tmp_pat
         assert out["kept"] == kept
         flagged = out["kept_but_flagged"] if setting == "keep" else out["skipped"]
         assert flagged["silent_audio"] == {"count": 1, "examples": [by_id["0002"]["id"]]}
+
+
+# ---------------------------------------------------------------- params as a user (and DVC) writes them
+
+
+def params_text(tmp_path, old: str, new: str) -> Path:
+    """params.yaml with one line's text replaced, as an editor or `dvc exp run -S` leaves it."""
+    text = (REPO / "params.yaml").read_text()
+    assert old in text
+    (tmp_path / "params.yaml").write_text(text.replace(old, new, 1))
+    return tmp_path / "params.yaml"
+
+
+@pytest.mark.parametrize("written", ["3e-05", "3E-5", "3.0e-5", "+3e-05"])
+def test_numbers_in_e_notation_are_numbers(tmp_path, written):
+    """`dvc exp run -S train.learning_rate=3e-5` writes `3e-05`, which PyYAML reads as a string."""
+    path = params_text(tmp_path, "learning_rate: 0.00003", f"learning_rate: {written}")
+    (train,) = load(path, "train")
+    assert train.learning_rate == 3e-5 and isinstance(train.learning_rate, float)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("  seed: 0                      # noise", "  seed: 0\n  seed: 1", "preprocess.seed is set twice (lines"),
+        ("num_train_epochs: 2", "num_train_epochs: .inf", "train.num_train_epochs: expected a finite number, got inf"),
+        ("learning_rate: 0.00003", "learning_rate: .nan", "train.learning_rate: expected a finite number, got nan"),
+        (
+            "category_pattern: 'D\\d\\d'",
+            "category_pattern: 'D(\\d'",
+            "discover.category_pattern 'D(\\\\d' is not a regular expression",
+        ),
+        (
+            "export: models/finetuned-ct2",
+            "export: models",
+            "paths.model models/finetuned is inside paths.export models",
+        ),
+        ("checkpoints: checkpoints/train", "checkpoints: .", "is inside paths.checkpoints ., which a stage replaces"),
+        ("curves: dvclive ", "curves: reports ", "paths.curves and paths.reports are both reports"),
+        (
+            "model: models/finetuned ",
+            "model: models/whisper-base ",
+            "paths.model models/whisper-base and model.base models/whisper-base overlap",
+        ),
+    ],
+)
+def test_params_a_user_can_get_wrong_are_one_line_errors(tmp_path, old, new, message):
+    path = params_text(tmp_path, old, new)
+    with pytest.raises(ParamsError) as failure:
+        load(path, "paths", "discover", "model", "preprocess", "train")
+    assert message in str(failure.value) and "\n" not in str(failure.value)
+
+
+def test_an_unknown_scheduler_is_one_line_before_the_model_loads(tmp_path, monkeypatch):
+    code, output = run_stage("train", tmp_path, monkeypatch, lambda p: p["train"].update(lr_scheduler_type="bogus"))
+    assert code == 1 and output.startswith("Error: train.lr_scheduler_type 'bogus': choose one of transformers' linear")
+    assert len(output.strip().splitlines()) == 1
+
+
+def base_without(tiny_model, tmp_path, *names) -> Path:
+    copy = tmp_path / "base"
+    shutil.copytree(tiny_model, copy, ignore=shutil.ignore_patterns(*names))
+    return copy
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda tiny, tmp: tmp / "models" / "nowhere", "no such directory"),
+        (
+            lambda tiny, tmp: base_without(tiny, tmp, "tokenizer.json", "tokenizer_config.json"),
+            "lacks tokenizer files (tokenizer.json, or vocab.json and merges.txt)",
+        ),
+        (lambda tiny, tmp: base_without(tiny, tmp, "model.safetensors"), "lacks weights (model.safetensors or"),
+        (lambda tiny, tmp: lora_adapter(tmp), "is a LoRA adapter, not a model"),
+    ],
+)
+@pytest.mark.parametrize("name", ["preprocess", "train"])
+def test_a_base_model_that_cannot_be_trained_on_is_one_line_in_each_stage(
+    tmp_path, monkeypatch, tiny_model, make, message, name
+):
+    """A base without tokenizer files trained with exit 0: transformers built a one-token
+    tokenizer and validation reported 0.00% CER for a broken model."""
+    base = make(tiny_model, tmp_path)
+    code, output = run_stage(name, tmp_path, monkeypatch, lambda p: p["model"].update(base=str(base)))
+    assert code == 1 and f"model.base {base}" in output and message in output, output
+    assert len(output.strip().splitlines()) == 1 and not (tmp_path / "checkpoints").exists()
+
+
+def lora_adapter(tmp_path) -> Path:
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text('{"peft_type": "LORA"}')
+    (adapter / "adapter_model.safetensors").write_bytes(b"")
+    return adapter
+
+
+def test_a_corpus_without_val_stops_discover_not_train(tmp_path):
+    """With val_fraction 0 discover and preprocess passed, then train said to run preprocess first."""
+    for n in range(1, 5):
+        aihub_utterance(tmp_path, "1.Training", f"D01/J01/S00000{n}/0001", "네 알겠습니다")
+    with pytest.raises(
+        DiscoverError, match=r"the val split is empty: the corpus has no val side and discover\.val_fraction is 0"
+    ):
+        discover(Discover(root=str(tmp_path), val_fraction=0, workers=1))
+
+
+# ---------------------------------------------------------------- text and counts
+
+
+def label_bytes(root, key, raw: bytes):
+    """An AI Hub utterance whose label file holds exactly `raw`."""
+    aihub_utterance(root, "1.Training", key, "x")
+    (root / "1.Training/라벨링데이터" / f"{key}.txt").write_bytes(raw)
+
+
+@pytest.mark.parametrize(
+    ("codec", "text"),
+    [("shift_jis", "ありがとうございます"), ("gbk", "你好，今天天气很好"), ("euc_jp", "こんにちは、今日はいい天気")],
+)
+def test_labels_in_other_codecs_or_with_control_characters_never_become_targets(tmp_path, codec, text):
+    """A Shift-JIS label decoded as CP949 "Hangul" and was counted as Hangul; UTF-16 without a BOM
+    and control characters (NUL, BEL) went into the targets."""
+    label_bytes(tmp_path, "D01/J01/S000001/0001", text.encode(codec))
+    label_bytes(tmp_path, "D01/J01/S000001/0002", "고객님 주소가 어떻게 되세요".encode("cp949"))
+    label_bytes(tmp_path, "D01/J01/S000001/0003", "네 알겠습니다".encode("utf-16-le"))
+    label_bytes(tmp_path, "D01/J01/S000001/0004", "네\x07 잠시만요".encode())
+    label_bytes(tmp_path, "D01/J01/S000001/0005", "감사합니다\x00".encode())
+    splits, report = discover(Discover(root=str(tmp_path), val_fraction=0, workers=1), need_val=False)
+    texts = {r["id"].rsplit("/", 1)[1]: r["text"] for r in splits["train"]}
+    assert texts == {"0002": "고객님 주소가 어떻게 되세요", "0003": "네 알겠습니다"}
+    assert report["kept_input"]["label_encoding"] == {"cp949": 1, "utf-16-le": 1}
+    assert report["skipped"]["label_encoding_suspect"]["examples"] == [
+        str(next(tmp_path.rglob("라벨링데이터/**/0001.txt")))
+    ]
+    assert report["skipped"]["control_characters"]["count"] == 2
+    assert not any(ch in t for t in texts.values() for ch in "\x00\x07")
+
+
+@pytest.mark.parametrize("layout", ["aihub", "plain"])
+def test_audio_files_sharing_a_stem_are_each_found_and_accounted_for(tmp_path, layout):
+    """`x.wav` beside `x.flac` made `x.flac` neither found nor skipped."""
+    if layout == "aihub":
+        aihub_utterance(tmp_path, "1.Training", "D01/J01/S000001/0001", "네 알겠습니다")
+        folder = tmp_path / "1.Training/원천데이터/D01/J01/S000001"
+    else:
+        folder = tmp_path / "calls"
+        clip(folder / "0001.wav")
+        (folder / "0001.txt").write_text("네 알겠습니다", encoding="utf-8")
+    clip(folder / "0001.flac")
+    splits, report = discover(Discover(root=str(tmp_path), val_fraction=0, workers=1), need_val=False)
+    assert [r["audio"] for r in splits["train"]] == [str(folder / "0001.flac")]  # the first by name
+    assert report["skipped"]["audio_same_stem"] == {"count": 1, "examples": [str(folder / "0001.wav")]}
+    assert report["found"] == 2 == report["kept_total"] + report["skipped_total"]
+
+
+def test_a_bad_jsonl_line_is_a_recorded_skip_naming_its_line(tmp_path):
+    """A duplicated line, or one with an empty audio path, killed discover."""
+    clip(tmp_path / "a.wav")
+    clip(tmp_path / "b.wav")
+    good = {"audio_filepath": "a.wav", "text": "네 알겠습니다", "duration": 1.0}
+    lines = [good, good, {**good, "audio_filepath": ""}, {**good, "audio_filepath": "b.wav"}]
+    manifest = tmp_path / "train.jsonl"
+    manifest.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
+    splits, report = discover(Discover(root=str(manifest), val_fraction=0, workers=1), need_val=False)
+    assert [r["audio"] for r in splits["train"]] == [str(tmp_path / "a.wav"), str(tmp_path / "b.wav")]
+    assert report["skipped"] == {
+        "manifest_line_duplicate": {"count": 1, "examples": [f"{manifest}:2"]},
+        "manifest_line_invalid": {"count": 1, "examples": [f"{manifest}:3"]},
+    }

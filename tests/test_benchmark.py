@@ -1,7 +1,6 @@
 """The benchmark on the sample corpus and the tiny model: order, failures, outputs, DVC wiring."""
 
 import dataclasses
-import importlib.util
 import json
 import multiprocessing
 import os
@@ -17,7 +16,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from conftest import REPO, run_stage
+from conftest import REPO, run_stage, stage
 from whisper_ko import deploy, discover, evaluation, inference, manifest, report
 from whisper_ko.config import Paths
 
@@ -35,10 +34,7 @@ def test_rows(sample_corpus) -> list[dict]:
 @pytest.fixture(scope="module")
 def stage_module():
     """stages/benchmark.py imported in-process (for CliRunner and its output writer)."""
-    spec = importlib.util.spec_from_file_location("benchmark_stage", REPO / "stages" / "benchmark.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return stage("benchmark")
 
 
 def project(root: Path, rows: list[dict], tiny_model: Path, **overrides) -> Path:
@@ -46,10 +42,13 @@ def project(root: Path, rows: list[dict], tiny_model: Path, **overrides) -> Path
     manifest.write(root / "data/manifests/test.jsonl", rows)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["paths"]["model"] = str(tiny_model)  # the fine-tune the stage always scores, here the tiny model
-    params["model"]["base"] = str(tiny_model)  # scored as `base` too: the fine-tune is compared with it
+    base = root / "models" / "base"  # the same model as the base, scored as `base`: the fine-tune is compared with it
+    if not base.is_dir():
+        shutil.copytree(tiny_model, base)
+    params["model"]["base"] = str(base)
     params["paths"]["export"] = str(export(tiny_model, root))
     params["benchmark"].update(
-        models={"base": str(tiny_model)}, max_new_tokens=8, batch_size=4, bootstrap_resamples=50, **overrides
+        models={"base": str(base)}, max_new_tokens=8, batch_size=4, bootstrap_resamples=50, **overrides
     )
     (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
     return root
@@ -165,6 +164,11 @@ def test_bad_models_fail_before_any_worker_starts(test_rows, tiny_model, tmp_pat
         evaluation.transcribe({"mixed": str(mixed)}, test_rows[:2], OPTIONS)
     with pytest.raises(inference.ModelError, match=r"'checkpoint': .* cannot be read: Can't load feature extractor"):
         evaluation.transcribe({"checkpoint": str(weights_only(tiny_model, tmp_path / "c"))}, test_rows[:2], OPTIONS)
+    # A directory without weights, listed after a good model: found before the first one is decoded.
+    no_weights = tmp_path / "no-weights"
+    shutil.copytree(tiny_model, no_weights, ignore=shutil.ignore_patterns("*.safetensors"))
+    with pytest.raises(inference.ModelError, match=r"model 'later': directory .*no-weights lacks weights"):
+        evaluation.transcribe({"good": str(tiny_model), "later": str(no_weights)}, test_rows[:2], OPTIONS)
     assert not multiprocessing.active_children()
 
 
@@ -356,3 +360,33 @@ def test_the_base_model_is_found_among_the_benchmarked_models_by_path(tmp_path):
     models = {"finetuned": str(tmp_path / "base"), "other": "org/x", "zero-shot": f"{tmp_path}/./base"}
     assert evaluation.baseline_alias(models, str(tmp_path / "base")) == "zero-shot"
     assert evaluation.baseline_alias({"other": "org/x"}, str(tmp_path / "base")) is None
+
+
+def read_only_mount(directory: Path) -> list[str]:
+    """A command prefix that runs a command with `directory` a read-only file system: a private
+    mount in a user namespace (root's chmod would not stop root)."""
+    probe = subprocess.run(["unshare", "-rm", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"needs user namespaces for a read-only mount (unshare -rm): {probe.stderr.decode().strip()}")
+    directory.mkdir(parents=True, exist_ok=True)
+    return ["unshare", "-rm", "sh", "-c", 'mount -t tmpfs -o ro tmpfs "$0" && exec "$@"', str(directory)]
+
+
+def test_a_read_only_metrics_path_fails_in_seconds_before_any_decoding(test_rows, tiny_model, tmp_path):
+    """The benchmark decoded the whole test set, then died with an OSError traceback saving nothing."""
+    root = project(tmp_path, test_rows, tiny_model)
+    start = time.monotonic()
+    proc = subprocess.run(
+        [*read_only_mount(root / "metrics"), sys.executable, str(REPO / "stages/benchmark.py")],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert time.monotonic() - start < 10
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip() == (
+        f"Error: paths.metrics metrics/benchmark.json cannot be written (Read-only file system in {root / 'metrics'}): "
+        "point paths.metrics at a writable location"
+    )
+    assert "benchmark:" not in proc.stderr and not (root / "reports").exists()  # no progress bar, nothing written

@@ -14,7 +14,7 @@ import torch
 from transformers import WhisperForConditionalGeneration
 
 from conftest import training_paths
-from whisper_ko import deploy
+from whisper_ko import checks, deploy
 from whisper_ko.config import Discover, Model, Preprocess, Train, parse
 from whisper_ko.discover import discover
 from whisper_ko.preprocess import preprocess_split
@@ -87,7 +87,7 @@ def test_every_checkpoint_deploys_as_it_is_with_ctranslate2s_documented_conversi
 def test_an_export_that_lost_what_a_deployment_needs_fails(tiny_model, tmp_path):
     exported = tmp_path / "ct2"
     record = deploy.export(tiny_model, exported, "int8")
-    assert record["n_mels"] == 80 and record["quantization"] == "int8" and deploy.is_ctranslate2(exported)
+    assert record["n_mels"] == 80 and record["quantization"] == "int8" and checks.is_ctranslate2(exported)
     assert deploy.source_of(str(exported)) == str(tiny_model)
 
     config = json.loads((exported / "config.json").read_text())

@@ -3,12 +3,13 @@ imports, and paths live in one place (params.yaml's `paths`), read by DVC and th
 
 import ast
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO, copy_project, dvc, git, stages_run
+from conftest import DVC, REPO, copy_project, dvc, dvc_env, git, stages_run
 
 SRC = REPO / "src" / "whisper_ko"
 
@@ -45,7 +46,7 @@ def closure(script: Path) -> set[str]:
     return modules
 
 
-@pytest.mark.parametrize("stage", ["discover", "preprocess", "train", "benchmark"])
+@pytest.mark.parametrize("stage", ["check", "discover", "preprocess", "train", "export", "benchmark"])
 def test_each_stage_depends_on_exactly_the_modules_its_script_imports(stage):
     spec = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage]
     script = Path(spec["cmd"].split()[1])
@@ -88,7 +89,7 @@ def test_a_path_changed_in_params_moves_for_dvc_and_the_stages(ran):
     params["paths"].update(reports="out/reports")
     (ran / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
     try:
-        assert {"discover", "preprocess", "benchmark"} <= stages_run(dvc(ran, "repro", "--dry"))
+        assert {"check", "discover", "preprocess", "benchmark"} <= set(json.loads(dvc(ran, "status", "--json")))
         dvc(ran, "repro", "discover")  # the stage writes where DVC now expects its outputs
         assert (ran / "out/reports/discover.json").is_file() and (ran / "out/reports/discover.md").is_file()
         lock = yaml.safe_load((ran / "dvc.lock").read_text())["stages"]
@@ -96,5 +97,26 @@ def test_a_path_changed_in_params_moves_for_dvc_and_the_stages(ran):
         params["paths"].update(model="models/tuned")
         (ran / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
         assert {"train", "benchmark"} <= set(json.loads(dvc(ran, "status", "--json")))
+    finally:
+        git(ran, "checkout", "--", "params.yaml", "dvc.lock")
+
+
+@pytest.mark.slow
+def test_dvc_stops_at_the_check_before_it_removes_a_users_folder(ran):
+    """DVC removes a stage's outputs before rerunning it: a paths entry naming a user's folder
+    must stop `dvc repro` at the first stage, `check`, before DVC reaches train."""
+    mine = ran / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine\n")
+    params = yaml.safe_load((ran / "params.yaml").read_text())
+    params["paths"].update(model="mine")
+    (ran / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
+    try:
+        proc = subprocess.run([*DVC, "repro"], cwd=ran, capture_output=True, text=True, env=dvc_env())
+        assert proc.returncode != 0 and "Running stage 'check'" in proc.stdout
+        assert "Error: paths.model mine holds files this pipeline did not write (training_summary.json)" in (
+            proc.stdout + proc.stderr
+        )
+        assert "Running stage 'train'" not in proc.stdout and (mine / "notes.txt").read_text() == "mine\n"
     finally:
         git(ran, "checkout", "--", "params.yaml", "dvc.lock")

@@ -47,7 +47,7 @@ def test_aihub_uppercase_wav_and_three_digit_j(tmp_path):
     label.parent.mkdir(parents=True)
     sf.write(audio, tone(1.0, 8000), 8000, subtype="PCM_16")
     label.write_text("네 (3)/(삼) 번이요", encoding="utf-8")
-    splits, report = discover(Discover(root=str(tmp_path), val_fraction=0, seed=0, workers=1))
+    splits, report = discover(Discover(root=str(tmp_path), val_fraction=0, seed=0, workers=1), need_val=False)
     (row,) = splits["train"]
     assert row["id"] == "train/D02/J020/S000001/0001" and row["category"] == "D02" and row["text"] == "네 3 번이요"
     assert report["found"] == 1
@@ -74,7 +74,9 @@ def kspon(tmp_path):
 
 def test_kspon_pcm_with_cp949_labels(kspon):
     root, texts = kspon
-    splits, report = discover(Discover(root=str(root), category_pattern=None, val_fraction=0, seed=0, workers=1))
+    splits, report = discover(
+        Discover(root=str(root), category_pattern=None, val_fraction=0, seed=0, workers=1), need_val=False
+    )
     assert report["layout"] == "kspon"
     assert {r["category"] for r in splits["test"]} == {"eval_clean", "eval_other"}
     assert {r["id"] for r in splits["train"]} == {f"train/{k}" for k in texts if "eval" not in k}
@@ -95,7 +97,9 @@ def test_kspon_trn_scripts_give_splits_and_labels(kspon):
     for name in ("eval_clean", "eval_other"):
         lines = [f"{k}.pcm :: {v}\n" for k, v in texts.items() if name in k]
         (root / f"{name}.trn").write_text("".join(lines), encoding="utf-8")
-    splits, report = discover(Discover(root=str(root), category_pattern=None, val_fraction=0, seed=0, workers=1))
+    splits, report = discover(
+        Discover(root=str(root), category_pattern=None, val_fraction=0, seed=0, workers=1), need_val=False
+    )
     assert len(splits["train"]) == 3 and len(splits["test"]) == 2
     assert report["kept_input"]["label_encoding"] == {"inline": 5}
     assert report["skipped"]["audio_without_label"]["count"] == 1
@@ -109,7 +113,8 @@ def test_plain_pairs_with_split_folders_any_rate_and_stereo(tmp_path):
         wav.with_suffix(".txt").write_text("\ufeff안녕하세요" if i == 3 else "네 알겠습니다", encoding="utf-8")
     (tmp_path / "train/call/orphan.txt").write_text("소리 없는 라벨", encoding="utf-8")
     splits, report = discover(
-        Discover(root=str(tmp_path), layout="plain", category_pattern="news|call", val_fraction=0, workers=1)
+        Discover(root=str(tmp_path), layout="plain", category_pattern="news|call", val_fraction=0, workers=1),
+        need_val=False,
     )
     assert report["layout"] == "plain"
     assert [r["category"] for r in splits["train"]] == ["call", "call", "news"]
@@ -152,7 +157,9 @@ def test_jsonl_manifest_passes_through_validation(tmp_path):
     ]
     manifest = tmp_path / "train.jsonl"
     manifest.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines) + "{not json\n")
-    splits, report = discover(Discover(root=str(manifest), category_pattern=None, val_fraction=0, seed=0, workers=1))
+    splits, report = discover(
+        Discover(root=str(manifest), category_pattern=None, val_fraction=0, seed=0, workers=1), need_val=False
+    )
     (row,) = splits["train"]
     assert row["text"] == "10시에 봬요" and row["gender"] == "여" and row["age"] is None
     assert {k: v["count"] for k, v in report["skipped"].items()} == {

@@ -1,13 +1,15 @@
 """The four stages wired through DVC, run for real on the small sample corpus and the tiny model."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from transformers import WhisperForConditionalGeneration
 
-from conftest import copy_project, dvc, git, stages_run
+from conftest import copy_project, dvc, dvc_env, git, stages_run
 
 pytestmark = pytest.mark.slow
 
@@ -62,15 +64,28 @@ def test_second_repro_does_nothing(project):
     assert "up to date" in dvc(project, "status")
 
 
-def test_changing_a_train_param_reruns_only_train_and_benchmark(project):
+def test_changing_a_train_param_reruns_only_train_and_benchmark_and_torchrun_by_hand_first_trains_once(project):
+    """The README's multi-node route, the train stage under torchrun by hand and then `dvc repro`,
+    trained twice: DVC reran the stage and it cleared the completed run's checkpoints."""
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["train"]["learning_rate"] = 0.0005
     (project / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
     status = dvc(project, "status", "--json")
-    assert set(json.loads(status)) == {"train"}
+    assert set(json.loads(status)) == {"check", "train"}  # check: it reads every section, and passes
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "1"]
+    subprocess.run(
+        [*torchrun, "stages/train.py", "--params", "params.yaml"],
+        cwd=project,
+        env=dvc_env(),
+        check=True,
+        capture_output=True,
+    )
+    trained = (project / "models/finetuned/model.safetensors").read_bytes()
     out = dvc(project, "repro")
     ran = stages_run(out)
     assert ran == {"train", "benchmark"}, out
+    assert "publishing it, not retraining" in out and "training in" not in out and "step 1/4" not in out
+    assert (project / "models/finetuned/model.safetensors").read_bytes() == trained
 
 
 def test_training_curves_render_as_dvc_plots(project):

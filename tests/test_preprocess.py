@@ -109,3 +109,33 @@ def test_a_failed_rewrite_never_leaves_a_shard_that_is_trusted_but_corrupt(rows,
         repaired["speed"]["processed_now"] == 4
         and {p.name: p.read_bytes() for p in (tmp_path / "a").iterdir()} == clean
     )
+
+
+def test_a_rerun_verifies_every_shard_and_rewrites_a_corrupt_one(rows, tiny_model, tmp_path):
+    """Shards were trusted on their size alone: a rerun kept a corrupt shard."""
+    model, settings = Model(str(tiny_model)), Preprocess(shard_size=4, workers=1)
+    preprocess_split(rows, tmp_path, model, settings)
+    clean = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    damaged = bytearray(clean["shard-00001.bin"])
+    damaged[len(damaged) // 2] ^= 0x10  # inside a record: same size, same index
+    (tmp_path / "shard-00001.bin").write_bytes(damaged)
+    rerun = preprocess_split(rows, tmp_path, model, settings)
+    assert rerun["speed"]["processed_now"] == 4 and len(rerun["speed"]["repaired"]) == 1
+    assert "shard-00001" in rerun["speed"]["repaired"][0] and "fails its checksum" in rerun["speed"]["repaired"][0]
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == clean
+
+
+def test_audio_whose_features_are_not_finite_is_a_recorded_skip(rows, tiny_model, tmp_path):
+    """Float audio with finite but huge samples (1e30) passed discover and became NaN features,
+    which stopped training at a later step naming no file."""
+    loud = tmp_path / "loud.wav"
+    sf.write(loud, np.full(16000, 1e30, dtype=np.float32), 16000, subtype="FLOAT")
+    report = preprocess_split(
+        [*rows[:2], dict(rows[2], id="loud", audio=str(loud), duration=1.0)],
+        tmp_path / "features",
+        Model(str(tiny_model)),
+        Preprocess(workers=1),
+    )
+    assert report["kept"] == 2 and report["skipped"] == {"features_not_finite": {"count": 1, "examples": ["loud"]}}
+    data = shards.open(tmp_path / "features")
+    assert all(np.isfinite(data[i]["input_features"]).all() for i in range(len(data)))

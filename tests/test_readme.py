@@ -63,7 +63,7 @@ def checkout(tmp_path_factory, sample_corpus, tiny_model) -> Path:
     params["train"].update(
         method="full", learning_rate=0.002, max_steps=4, eval_steps=2, eval_max_samples=4, eval_max_new_tokens=12
     )
-    params["benchmark"].update(max_new_tokens=16)
+    params["benchmark"].update(max_new_tokens=16, max_samples=12)
     (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False))
     git(root, "init", "-q", "-b", "main")  # the README's review commands name the branch main
     git(root, "add", "-A")

@@ -265,7 +265,7 @@ def tuned(rebuilt, sample_corpus, tmp_path_factory):
     splits, _ = discover(Discover(root=str(sample_corpus), val_fraction=0.2, seed=0, workers=1))
     val_rows = splits["val"][:4]
     for split, rows in (("train", splits["train"][:8]), ("val", val_rows)):
-        preprocess_split(rows, root / split, Model(str(rebuilt)), Preprocess(workers=1))
+        preprocess_split(rows, root / "features" / split, Model(str(rebuilt)), Preprocess(workers=1))
     config = Train(
         method="freeze_encoder",
         eval_steps=2,
@@ -278,7 +278,7 @@ def tuned(rebuilt, sample_corpus, tmp_path_factory):
         learning_rate=1e-5,
         logging_steps=1,
     )
-    paths = training_paths(root, root)
+    paths = training_paths(root / "features", root)
     summary = finetune(Model(str(rebuilt)), config, paths, log=lambda _: None)
     return root / "out", summary, val_rows
 
@@ -293,7 +293,7 @@ def test_the_collators_prefix_is_the_one_the_real_model_expects(rebuilt, tuned):
 
     model = WhisperForConditionalGeneration.from_pretrained(rebuilt).eval()
     tokenizer = labels.load_tokenizer(str(rebuilt), "ko", "transcribe")
-    records = [shards.open(tuned[0].parent / "train")[i] for i in range(4)]
+    records = [shards.open(tuned[0].parent / "features" / "train")[i] for i in range(4)]
     assert all(
         list(r["labels"][:4]) == [SOT, KO, TRANSCRIBE, NO_TIMESTAMPS] and r["labels"][-1] == EOT for r in records
     )

@@ -14,8 +14,6 @@ import pytest
 from conftest import DVC, dvc, dvc_env, pipeline_project, stages_run
 
 pytestmark = pytest.mark.slow
-# Small shards, one worker: preprocess is a row of completions a kill can fall between.
-QUICK = {"preprocess": {"shard_size": 4, "workers": 1}}
 
 
 def files(directory: Path) -> dict[str, bytes]:
@@ -45,16 +43,12 @@ def kill_when(project: Path, ready, timeout: float = 300) -> None:
     proc.wait()
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory, sample_corpus, tiny_model) -> Path:
-    root = pipeline_project(tmp_path_factory.mktemp("uninterrupted"), sample_corpus, tiny_model, **QUICK)
-    dvc(root, "repro")
-    return root
-
-
-def test_killed_preprocess_and_train_resume_to_the_same_result(uninterrupted, sample_corpus, tiny_model, tmp_path):
+def test_killed_preprocess_and_train_resume_to_the_same_result(
+    reproduced_pipeline, sample_corpus, tiny_model, tmp_path
+):
+    uninterrupted = reproduced_pipeline  # the same params, never interrupted
     rng = random.Random(os.getpid())
-    project = pipeline_project(tmp_path, sample_corpus, tiny_model, **QUICK)
+    project = pipeline_project(tmp_path, sample_corpus, tiny_model)
     features = project / "data/features/train"
     total = len(list((uninterrupted / "data/features/train").glob("*.idx.npz")))
     finished_before_kill = rng.randint(1, total // 2)

@@ -106,31 +106,76 @@ def test_freeze_encoder_changes_only_the_decoder(features, tiny_model, tmp_path)
     assert any(not torch.equal(tuned[k], base[k]) for k in base if k.startswith("model.decoder."))
 
 
-def test_rerun_after_a_kill_resumes_and_changed_params_start_fresh(features, tiny_model, tmp_path):
-    messages = []
-    run(features, tiny_model, tmp_path, log=messages.append)
-    ckpt = tmp_path / "ckpt"
-    assert sorted(p.name for p in ckpt.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
-    # killed while the step-4 checkpoint was being written: its weights are there, not its
-    # trainer_state.json (the Trainer's last file), nor the completion mark
+def uncomplete(ckpt):
+    """The checkpoint directory as a kill before the run completed leaves it: no result, no mark."""
     marker = json.loads((ckpt / "run.json").read_text())
-    assert marker.pop("completed") is True
+    assert set(marker.pop("completed")) == {"speed", "log_history"}
     (ckpt / "run.json").write_text(json.dumps(marker))
-    (ckpt / "checkpoint-4" / "trainer_state.json").unlink()
-    shutil.rmtree(tmp_path / "dvclive")  # as DVC does before rerunning the stage
-    summary = run(features, tiny_model, tmp_path, log=messages.append)
-    assert any("resuming from" in m and m.endswith("checkpoint-2") for m in messages)
-    assert summary["global_steps"] == 4
+    shutil.rmtree(ckpt / "final")
+
+
+def outputs_removed_as_dvc_does(tmp_path):
+    for name in ("out", "dvclive", "reports"):
+        shutil.rmtree(tmp_path / name, ignore_errors=True)
+
+
+def test_rerun_after_a_kill_resumes_from_the_last_complete_checkpoint_and_changed_params_start_fresh(
+    features, tiny_model, tmp_path
+):
+    """A checkpoint is resumed from only with its weights, optimizer and scheduler state and the
+    Trainer's state: without model.safetensors every resume raised, without optimizer.pt the Trainer
+    resumed silently with a fresh AdamW (and without scheduler.pt, with a restarted schedule)."""
+    messages = []
+    run(features, tiny_model, tmp_path, max_steps=10, save_total_limit=None)
+    ckpt = tmp_path / "ckpt"
+    assert sorted(p.name for p in ckpt.glob("checkpoint-*")) == [f"checkpoint-{s}" for s in (10, 2, 4, 6, 8)]
+    # killed while the step-10 checkpoint was being written (the Trainer writes trainer_state.json
+    # last), before the run's result and completion mark; earlier checkpoints damaged otherwise
+    uncomplete(ckpt)
+    lost = {4: "model.safetensors", 6: "optimizer.pt", 8: "scheduler.pt", 10: "trainer_state.json"}
+    for step, name in lost.items():
+        (ckpt / f"checkpoint-{step}" / name).unlink()
+    outputs_removed_as_dvc_does(tmp_path)
+    summary = run(features, tiny_model, tmp_path, log=messages.append, max_steps=10, save_total_limit=None)
+    for step, name in lost.items():
+        assert f"{ckpt / f'checkpoint-{step}'} lacks {name}: passed over, resuming from an earlier one" in messages
+    assert f"resuming from {ckpt / 'checkpoint-2'}" in messages and summary["global_steps"] == 10
     # the curves include the steps before the kill, replayed from the checkpoint's log history
     loss = (tmp_path / "dvclive/plots/metrics/train/loss.tsv").read_text().splitlines()
-    assert [line.split("\t")[0] for line in loss[1:]] == ["1", "2", "3", "4"]
-    # a finished run is never "resumed" (it would train nothing): DVC reruns train only on a change
-    run(features, tiny_model, tmp_path, log=messages.append)
-    assert "starting fresh (the previous run completed)" in messages[-1]
+    assert [line.split("\t")[0] for line in loss[1:]] == [str(step) for step in range(1, 11)]
     marker = json.loads((ckpt / "run.json").read_text())
     (ckpt / "run.json").write_text(json.dumps({"fingerprint": marker["fingerprint"]}))
-    run(features, tiny_model, tmp_path, log=messages.append, learning_rate=5e-4)
-    assert "starting fresh (parameters or data changed)" in messages[-1]
+    run(features, tiny_model, tmp_path, log=messages.append, learning_rate=5e-4, max_steps=10, save_total_limit=None)
+    assert "starting fresh (parameters or data changed)" in " ".join(messages[-12:])
+
+
+def test_a_completed_run_is_published_again_never_retrained(features, tiny_model, tmp_path, monkeypatch):
+    """Whatever fails after the run's result is saved (a kill before DVC commits, a full disk while
+    writing the curves, torchrun by hand before `dvc repro`), the rerun publishes that result."""
+    from whisper_ko import figures
+
+    def disk_full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(figures, "training_curves", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        run(features, tiny_model, tmp_path)
+    monkeypatch.undo()
+    first = weights(tmp_path / "out")
+    curves = (tmp_path / "dvclive/plots/metrics/eval/cer_nospace.tsv").read_text()
+    outputs_removed_as_dvc_does(tmp_path)
+    messages = []
+    summary = run(features, tiny_model, tmp_path, log=messages.append)
+    result = tmp_path / "ckpt/final"
+    assert messages == [
+        f"this run was completed before ({result}, same params and data): publishing it, not retraining"
+    ]
+    assert summary["global_steps"] == 4 and summary == {**saved_summary(tmp_path), "speed": summary["speed"]}
+    again = weights(tmp_path / "out")
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert (tmp_path / "dvclive/plots/metrics/eval/cer_nospace.tsv").read_text() == curves
+    assert (tmp_path / "reports/figures/training_curves.png").is_file()
+    assert json.loads((tmp_path / "speed/train.json").read_text()) == summary["speed"]
 
 
 def test_bad_input_fails_before_training(features, tiny_model, tmp_path):
@@ -233,7 +278,7 @@ CLAIM = textwrap.dedent("""
     import json, sys
     from pathlib import Path
     from accelerate import PartialState
-    from whisper_ko.training import claim_checkpoints, mark_completed
+    from whisper_ko.training import CHECKPOINT_FILES, claim_checkpoints, mark_completed
 
     state = PartialState(cpu=True)
     directory = Path(sys.argv[1])
@@ -241,9 +286,10 @@ CLAIM = textwrap.dedent("""
     for case, fingerprint in (("fresh", "a"), ("interrupted", "a"), ("completed", "a")):
         if case == "interrupted" and state.is_main_process:
             (directory / "checkpoint-2").mkdir()
-            (directory / "checkpoint-2" / "trainer_state.json").write_text("{}")  # complete: written last
-        if case == "completed" and state.is_main_process:
-            mark_completed(directory)
+            for names in CHECKPOINT_FILES:  # a complete checkpoint
+                (directory / "checkpoint-2" / names[0]).write_text("{}")
+        if case == "completed" and state.is_main_process:  # its result lost: not reusable
+            mark_completed(directory, {}, [])
         state.wait_for_everyone()
         messages = []
         resume = claim_checkpoints(directory, fingerprint, messages.append)
@@ -283,7 +329,7 @@ def test_only_the_main_rank_clears_and_marks_the_checkpoint_directory(tmp_path):
     assert [r["completed"]["resume"] for r in ranks] == [None, None]
     assert main["interrupted"]["messages"] == [f"resuming from {checkpoint}"]
     assert main["completed"]["messages"] == [
-        f"starting fresh (the previous run completed): clearing {tmp_path / 'ckpt'}"
+        f"starting fresh (the completed run's result is incomplete): clearing {tmp_path / 'ckpt'}"
     ]
     assert all(not other[case]["messages"] for case in ("fresh", "interrupted", "completed"))
     assert json.loads(main["completed"]["marker"]) == {"fingerprint": "a"}  # cleared, marked once
@@ -361,3 +407,27 @@ def test_an_evaluation_logs_one_readable_line():
     assert log_line({"loss": 2.3866, "learning_rate": 0.0002, "epoch": 0.3}, 10, 34) == (
         "step 10/34: loss 2.387, learning rate 2.00e-04"
     )
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_corrupt_record_stops_training_in_one_line_naming_shard_and_utterance(
+    features, tiny_model, tmp_path, workers
+):
+    """A flipped byte changed a record's features silently, or crashed with zstd's own error."""
+    copy = tmp_path / "features"
+    shutil.copytree(features, copy)
+    data = copy / "train" / "shard-00001.bin"
+    damaged = bytearray(data.read_bytes())
+    damaged[len(damaged) // 2] ^= 0x04
+    data.write_bytes(damaged)
+    with pytest.raises(shards.CorruptShard) as failure:
+        finetune(
+            Model(str(tiny_model)),
+            train_config(tmp_path, dataloader_num_workers=workers),
+            training_paths(copy, tmp_path / "run"),
+            log=lambda _: None,
+        )
+    message = str(failure.value)  # through a DataLoader worker too, where torch wraps it in a traceback
+    assert message.startswith(f"feature shard {copy / 'train' / 'shard-00001'} is corrupt (record ")
+    assert "fails its checksum): rerun the preprocess stage" in message and "\n" not in message
+    assert not (tmp_path / "run" / "out").exists()

@@ -261,7 +261,7 @@ def _val_rows(features: Path) -> list[dict]:
 
 
 def ddp_stage(base: Path, features: Path, work: Path) -> dict:
-    """The train stage with nproc_per_node 2: fresh, then after a completed run."""
+    """The train stage with nproc_per_node 2: fresh, then again, when the completed run is published, not retrained."""
     project = work / "ddp"
     (project / "data").mkdir(parents=True)
     (project / "data" / "features").symlink_to(features)
@@ -283,7 +283,9 @@ def ddp_stage(base: Path, features: Path, work: Path) -> dict:
         )
         check(proc.returncode == 0, f"the stage failed under torchrun:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
         outputs.append(proc.stdout)
-    check("starting fresh (the previous run completed)" in outputs[1], "the rerun did not start fresh")
+    check(
+        "publishing it, not retraining" in outputs[1], "the rerun trained again instead of publishing the completed run"
+    )
     summary = json.loads((project / "models/finetuned/training_summary.json").read_text())
     check(summary["world_size"] == 2 and summary["global_steps"] == 4, f"summary {summary}")
     speed = json.loads((project / "metrics/speed/train.json").read_text())

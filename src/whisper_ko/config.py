@@ -6,6 +6,9 @@ one line naming the parameter, never after hours of work or with a checkpoint di
 Library functions take these objects.
 """
 
+import math
+import os
+import re
 import types
 import typing
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
@@ -24,6 +27,33 @@ Attention = Literal["sdpa", "auto", "flash_attention_2", "eager"]
 
 class ParamsError(UserError):
     """A params file that cannot be used as written."""
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader reading numbers as YAML 1.2 does, so `3e-05` and `1E-4` are floats, as
+    `dvc exp run -S train.learning_rate=3e-5` writes them (PyYAML's YAML 1.1 reads them as strings)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$"),
+    list("-+0123456789."),
+)
+
+
+def _check_duplicates(node: yaml.Node, where: str = "") -> None:
+    """A key set twice in one mapping is an error: YAML loaders silently keep the last value."""
+    if not isinstance(node, yaml.MappingNode):
+        return
+    seen = {}
+    for key, value in node.value:
+        name = f"{where}.{key.value}" if where else str(key.value)
+        require(
+            key.value not in seen,
+            f"{name} is set twice (lines {seen.get(key.value, 0) + 1} and {key.start_mark.line + 1}): keep one",
+        )
+        seen[key.value] = key.start_mark.line
+        _check_duplicates(value, name)
 
 
 def require(condition: bool, message: str) -> None:
@@ -47,6 +77,40 @@ class Paths:
     # neither in git nor DVC outputs, and a rerun on the same inputs leaves the tree clean.
     speed: str = "metrics/speed"
     export: str = "models/finetuned-ct2"  # the fine-tune for faster-whisper; benchmarked as `finetuned-ct2`
+
+    def __post_init__(self):
+        where = {f.name: os.path.abspath(getattr(self, f.name)) for f in fields(self)}
+        for name, path in where.items():
+            require(bool(getattr(self, name)), f"paths.{name} is empty: name a location")
+            for other, inner in where.items():
+                if other == name:
+                    continue
+                require(
+                    path != inner, f"paths.{name} and paths.{other} are both {getattr(self, name)}: give each its own"
+                )
+                require(
+                    name not in REPLACED or not _inside(inner, path),
+                    f"paths.{other} {getattr(self, other)} is inside paths.{name} {getattr(self, name)}, which a stage "
+                    f"replaces or clears: move one of them out of the other",
+                )
+
+    def check_apart_from(self, base: str) -> None:
+        """paths.model must not be, hold or lie inside the base model's directory: saving would replace it."""
+        model, base_dir = os.path.realpath(self.model), os.path.realpath(base)
+        require(
+            not (model == base_dir or _inside(model, base_dir) or _inside(base_dir, model)),
+            f"paths.model {self.model} and model.base {base} overlap: saving the fine-tune would overwrite the base; "
+            "give paths.model a location of its own",
+        )
+
+
+# Directories a stage replaces or clears as a whole (DVC removes its outputs before rerunning a stage too):
+# no other path may lie inside one of them.
+REPLACED = ("manifests", "features", "model", "checkpoints", "curves", "export")
+
+
+def _inside(path: str, directory: str) -> bool:
+    return path.startswith(directory.rstrip(os.sep) + os.sep)
 
 
 FINETUNED = "finetuned"  # the benchmark's alias of the pipeline's own fine-tune (paths.model)
@@ -75,6 +139,13 @@ class Discover:
 
     def __post_init__(self):
         require(bool(self.root), "discover.root is empty: set it to the corpus root")
+        try:
+            re.compile(self.category_pattern or "")
+        except re.error as err:
+            raise ParamsError(
+                f"discover.category_pattern {self.category_pattern!r} is not a regular expression ({err}); "
+                r"e.g. 'D\d\d', or null for no categories"
+            ) from None
         require(
             0 < self.max_duration <= CHUNK_LENGTH,
             f"discover.max_duration must be in (0, {CHUNK_LENGTH}] seconds (Whisper's window)",
@@ -345,14 +416,22 @@ def load(path: str | Path, *sections: str) -> tuple:
     if not path.is_file():
         raise ParamsError(f"params file not found: {path}")
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_text(encoding="utf-8")
+        _check_duplicates(yaml.compose(text, Loader=_Loader))
+        document = yaml.load(text, Loader=_Loader) or {}
     except yaml.YAMLError as err:
         raise ParamsError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from err
-    require(isinstance(document, dict), f"{path}: expected sections (discover:, train:, …) at the top level")
-    try:
-        return tuple(parse(SECTIONS[name], document.get(name, {}), name) for name in sections)
     except ParamsError as err:
         raise ParamsError(f"{path}: {err}") from None
+    require(isinstance(document, dict), f"{path}: expected sections (discover:, train:, …) at the top level")
+    try:
+        parsed = tuple(parse(SECTIONS[name], document.get(name, {}), name) for name in sections)
+        found = {type(section): section for section in parsed}
+        if Paths in found and Model in found:
+            found[Paths].check_apart_from(found[Model].base)
+    except ParamsError as err:
+        raise ParamsError(f"{path}: {err}") from None
+    return parsed
 
 
 def parse(cls: type, values, name: str):
@@ -399,7 +478,10 @@ def _value(value, kind, name: str):
         str: isinstance(value, str),
     }[kind]
     require(ok, f"{name}: expected {_describe(kind)}, got {value!r}")
-    return float(value) if kind is float else value
+    if kind is float:
+        require(math.isfinite(value), f"{name}: expected a finite number, got {value!r}")
+        return float(value)
+    return value
 
 
 def _describe(kind) -> str:

@@ -15,38 +15,30 @@ from pathlib import Path
 
 import numpy as np
 
-from whisper_ko import audio
+from whisper_ko import audio, checks
+from whisper_ko.checks import CT2_FILES, EXPORT_RECORD, ct2_missing
 from whisper_ko.errors import UserError
 
-WEIGHTS = "model.bin"  # a directory holding it is a CTranslate2 model
-# What faster-whisper reads beside the weights: the tokenizer, and the feature extractor (its mel
-# count: without the file faster-whisper assumes 80, and a 128-mel large-v3 would decode noise).
-COPIED = ("tokenizer.json", "preprocessor_config.json")
-RECORD = "whisper_ko_export.json"  # what was exported, from where, at which quantization
+COPIED = CT2_FILES[1:]  # copied from the source beside the converted weights and config
 
 
 class ExportError(UserError):
     """A model that cannot be exported, or an export that lost what a deployment needs."""
 
 
-def is_ctranslate2(path: str | Path) -> bool:
-    return (Path(path) / WEIGHTS).is_file()
-
-
-def _missing(directory: str | Path) -> list[str]:
-    """Of the files both the converter and faster-whisper read, those `directory` lacks."""
-    return [name for name in ("config.json", *COPIED) if not (Path(directory) / name).is_file()]
-
-
 def export(source: str | Path, out: str | Path, quantization: str) -> dict:
     """`source` (a plain Whisper directory) converted into `out` for faster-whisper; returns the
-    export record. Written beside `out` and moved into place only once checked."""
+    export record. Written beside `out` and moved into place only once checked; `out` is replaced
+    only if it is an earlier export (its record) or empty."""
     source, out = Path(source), Path(out)
+    checks.require_ours(out, "paths.export", checks.has_marker(EXPORT_RECORD), EXPORT_RECORD)
+    checks.require_writable(out, "paths.export")
+    checks.require_space(out, checks.directory_size(source), "paths.export", "the exported model")
     if (source / "adapter_config.json").is_file():
         raise ExportError(
             f"{source} is a LoRA adapter: merge it into its base first (the train stage saves merged models)"
         )
-    missing = _missing(source)
+    missing = ct2_missing(source)
     if missing:
         raise ExportError(f"{source} lacks {', '.join(missing)}: save the model with its processor (train does)")
     from ctranslate2.converters import TransformersConverter
@@ -55,7 +47,7 @@ def export(source: str | Path, out: str | Path, quantization: str) -> dict:
     shutil.rmtree(partial, ignore_errors=True)
     TransformersConverter(str(source), copy_files=list(COPIED)).convert(str(partial), quantization=quantization)
     record = {"source": str(source), "path": str(out), "quantization": quantization, **check(source, partial)}
-    (partial / RECORD).write_text(json.dumps(record, indent=2) + "\n")
+    (partial / EXPORT_RECORD).write_text(json.dumps(record, indent=2) + "\n")
     shutil.rmtree(out, ignore_errors=True)
     partial.rename(out)
     return record
@@ -101,13 +93,13 @@ def check(source: Path, exported: Path) -> dict:
 
 def source_of(path: str) -> str | None:
     """The model a CTranslate2 export was made from (its export record), if it is one."""
-    record = Path(path) / RECORD
+    record = Path(path) / EXPORT_RECORD
     return json.loads(record.read_text())["source"] if record.is_file() else None
 
 
 def check_model(path: str) -> None:
     """Cheap checks before the benchmark starts a worker: the files faster-whisper reads."""
-    missing = _missing(path)
+    missing = ct2_missing(path)
     if missing:
         raise ExportError(
             f"{path!r} is a CTranslate2 model without {', '.join(missing)}: faster-whisper cannot load it"

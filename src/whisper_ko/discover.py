@@ -2,9 +2,11 @@
 for every utterance (found = kept + skipped, per reason).
 
 Validation is cheap: audio headers (sample rate, channels, frames), not decodes; label bytes
-decoded as UTF-8 (with or without BOM), else CP949; the label normalised by `whisper_ko.text`.
+decoded as UTF-8 (with or without BOM), UTF-16 (with a BOM, or without one where its zero bytes
+show it), else CP949 if the result reads as Korean; the label normalised by `whisper_ko.text`.
 """
 
+import codecs
 import hashlib
 import os
 import re
@@ -23,8 +25,6 @@ from whisper_ko.errors import UserError
 from whisper_ko.layouts import Candidate, scan
 from whisper_ko.ledger import Ledger
 
-# A BOM says UTF-16 (Windows tools write labels so); else UTF-8, with or without BOM, else CP949.
-LABEL_ENCODINGS = ("utf-8", "utf-8-sig", "cp949")
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 LEFTOVER_MARKUP = "/()（）"
 HANGUL = re.compile("[가-힣ㄱ-ㅎㅏ-ㅣ]")
@@ -46,21 +46,58 @@ class Skip(Exception):
 
 
 def read_label(path: str) -> tuple[str, str]:
-    """(text, encoding): UTF-8, UTF-8 with BOM, else CP949 as older AI Hub sets and KsponSpeech use."""
+    """(text, encoding): UTF-8, UTF-8 with BOM, UTF-16, else CP949 as older AI Hub sets and KsponSpeech
+    use. UTF-8 and UTF-16 with a BOM say what they are; UTF-16 without one and CP949 are guesses, kept
+    only where the text reads as Korean (another codec's bytes often decode as CP949 too)."""
     raw = Path(path).read_bytes()
     if raw.startswith(UTF16_BOMS):
         try:
             return raw.decode("utf-16").strip(), "utf-16"
         except UnicodeDecodeError:
             raise Skip("label_undecodable", path) from None
-    for encoding in LABEL_ENCODINGS:
-        if encoding == "utf-8" and raw.startswith(b"\xef\xbb\xbf"):
-            continue
+    for encoding in ("utf-8-sig", *_guesses(raw)):
         try:
-            return raw.decode(encoding).strip(), encoding
+            text = raw.decode(encoding).strip()
         except UnicodeDecodeError:
             continue
+        if encoding == "utf-8-sig":
+            return text, "utf-8-sig" if raw.startswith(codecs.BOM_UTF8) else "utf-8"
+        if reads_as_korean(text):
+            return text, encoding
+        raise Skip("label_encoding_suspect", path)
     raise Skip("label_undecodable", path)
+
+
+def _guesses(raw: bytes) -> tuple[str, ...]:
+    """Codecs to try after UTF-8: UTF-16 first where zero bytes fall on one side of each pair (its
+    ASCII characters and spaces have a zero byte; no CP949 or UTF-8 text has any)."""
+    if len(raw) % 2 == 0 and b"\x00" in raw:
+        odd = raw[1::2].count(0) > raw[0::2].count(0)
+        return ("utf-16-le" if odd else "utf-16-be", "cp949")
+    return ("cp949",)
+
+
+# Korean text is Hangul syllables, almost all of them among KS X 1001's 2,350 common ones (CP949's
+# lead bytes 0xB0-0xC8 with trail bytes from 0xA1), with digits and Latin letters. Another codec's
+# bytes read as CP949 give rare syllables (Shift-JIS), Hanja (GBK) or loose jamo (EUC-JP).
+def _common_letter(ch: str) -> bool:
+    if ch.isascii():
+        return ch.isalnum()
+    if not "가" <= ch <= "힣":
+        return False
+    lead, trail = ch.encode("cp949")
+    return 0xB0 <= lead <= 0xC8 and trail >= 0xA1
+
+
+PLAUSIBLE_SHARE = 0.9  # of a label's letters; real CP949 transcripts are ~100%, other codecs far below
+
+
+def reads_as_korean(text: str) -> bool:
+    """Whether a label decoded by a guessed codec reads as Korean: its letters mostly common
+    Hangul syllables, digits or Latin letters, and Hangul among them."""
+    letters = [ch for ch in text if ch.isalnum()]
+    common = sum(map(_common_letter, letters))
+    return bool(HANGUL.search(text)) and common >= PLAUSIBLE_SHARE * len(letters)
 
 
 def audio_header(path: str) -> tuple[int, int, int]:
@@ -218,15 +255,16 @@ def make_splits(
 # ---------------------------------------------------------------- the whole stage
 
 
-def discover(config: Discover, policy: Text = Text()) -> tuple[dict[str, list[dict]], dict]:
-    """Manifests per split (rows sorted by id) and the report (found = kept + skipped)."""
+def discover(config: Discover, policy: Text = Text(), need_val: bool = True) -> tuple[dict[str, list[dict]], dict]:
+    """Manifests per split (rows sorted by id) and the report (found = kept + skipped). `need_val`:
+    an empty val split is an error (training selects and stops on it)."""
     try:
         found = scan(config.root, config.layout, config.category_pattern)
     except (OSError, ValueError) as err:
         raise DiscoverError(f"discover.root {config.root}: {err}") from err
     kept = {"train": [], "val": [], "test": []}
     skipped = Ledger()
-    notes = defaultdict(Counter)
+    row_notes = {}  # row id → how its input was read, counted for the rows the splits keep
     identity = {}  # row id → (real path, digest) of its audio
     results = probe_all(found.candidates, policy, config.max_duration, config.workers or os.cpu_count() or 1)
     for candidate, (status, *value) in zip(found.candidates, results, strict=True):
@@ -234,8 +272,7 @@ def discover(config: Discover, policy: Text = Text()) -> tuple[dict[str, list[di
             row, note = value
             kept[candidate.side].append(row)
             identity[row["id"]] = (note.pop("_real"), note.pop("_digest"))
-            for name, v in note.items():
-                notes[name][str(v)] += 1
+            row_notes[row["id"]] = note
         else:
             skipped.add(*value)
     sides = {candidate.side for candidate in found.candidates}
@@ -257,10 +294,14 @@ def discover(config: Discover, policy: Text = Text()) -> tuple[dict[str, list[di
     # val held out of train by `val_by` groups; a corpus's own val side is kept apart by session
     held_by = None if kept["val"] else config.val_by
     check_leaks(splits, identity, held_by or "session")
+    notes = defaultdict(Counter)
+    for row in (row for rows in splits.values() for row in rows):
+        for name, value in row_notes[row["id"]].items():
+            notes[name][str(value)] += 1
     report = build_report(found.layout, len(found.candidates), found.session_files, splits, skipped, notes)
     report["root"] = str(found.root)
     report["val_held_out_by"] = held_by
-    require_splits(splits, report, sides, config)
+    require_splits(splits, report, sides, config, need_val)
     return splits, report
 
 
@@ -303,9 +344,12 @@ def check_leaks(splits: dict[str, list[dict]], identity: dict, val_by: str = "se
         raise AssertionError(f"ids repeat across splits: {[i for i, n in Counter(ids).items() if n > 1][:5]}")
 
 
-def require_splits(splits: dict[str, list[dict]], report: dict, sides: set[str], config: Discover) -> None:
-    """A corpus that leaves train empty, or val or test empty where it has (or is asked for) that
-    side, fails now, saying what was found, rather than after preprocessing as a puzzle in train."""
+def require_splits(
+    splits: dict[str, list[dict]], report: dict, sides: set[str], config: Discover, need_val: bool = True
+) -> None:
+    """A corpus that leaves train empty, val empty (where `need_val`: training needs it, or where the
+    corpus has a val side), or test empty where it has (or is asked for) that side, fails now,
+    saying what was found, rather than after preprocessing as a puzzle in train."""
     found = (
         f"{report['found']} utterances found under {report['root']} ({report['layout']} layout), "
         f"{report['kept_total']} kept; skipped: "
@@ -319,6 +363,11 @@ def require_splits(splits: dict[str, list[dict]], report: dict, sides: set[str],
         raise DiscoverError(
             f"the val split is empty (too few training sessions for discover.val_fraction "
             f"{config.val_fraction}?): {found}"
+        )
+    if not splits["val"] and need_val:
+        raise DiscoverError(
+            "the val split is empty: the corpus has no val side and discover.val_fraction is 0, but training "
+            "selects its checkpoint and stops early on val; set discover.val_fraction, e.g. 0.1"
         )
 
 

@@ -13,7 +13,7 @@ import torch
 from transformers import WhisperFeatureExtractor
 from transformers.audio_utils import mel_filter_bank
 
-from whisper_ko.audio import HOP_LENGTH, N_FFT, N_FRAMES, SAMPLE_RATE
+from whisper_ko.audio import HOP_LENGTH, N_FFT, N_FRAMES, SAMPLE_RATE, AudioError
 
 _HALF_WINDOW = N_FFT // 2
 
@@ -66,7 +66,9 @@ def log_mel(audio: np.ndarray, n_mels: int) -> np.ndarray:
     """Normalised log-mel (n_mels, T) of 16 kHz float audio, T = `num_frames(len(audio))`.
 
     Equal, frame for frame, to `WhisperFeatureExtractor` on the same audio padded to 30 s.
-    Audio longer than 30 s is cut at 30 s, as the extractor does.
+    Audio longer than 30 s is cut at 30 s, as the extractor does. Features that are not finite (float
+    audio with finite but huge samples overflows the power spectrum) raise `AudioError`
+    (`features_not_finite`): trained on, they would make every weight NaN.
     """
     power = _power_spectrum(np.asarray(audio, dtype=np.float32)[: N_FRAMES * HOP_LENGTH])
     mel = torch.empty(n_mels, power.shape[0])
@@ -75,6 +77,11 @@ def log_mel(audio: np.ndarray, n_mels: int) -> np.ndarray:
     log_spec = mel.clamp_(min=1e-10).log10_()
     # Frames that see only padding are 1e-10 → −10, so the clip's max equals the padded input's.
     log_spec.clamp_(min=max(log_spec.max().item(), -10.0) - 8.0)
+    if not torch.isfinite(log_spec).all():
+        raise AudioError(
+            f"the log-mel features of this audio are not finite (samples up to {np.abs(audio).max():.3g})",
+            "features_not_finite",
+        )
     return log_spec.add_(4.0).div_(4.0).numpy()
 
 
@@ -86,8 +93,10 @@ def _power_spectrum(audio: np.ndarray) -> torch.Tensor:
     """
     frames = num_frames(len(audio))
     spectrum = torch.fft.rfft(_centred(audio, frames).unfold(0, N_FFT, HOP_LENGTH)[:frames] * _window()).numpy()
-    # |z|² as re² + im²: the same value as abs() ** 2 (to 1 ulp) without the square root.
-    return torch.from_numpy(spectrum.real**2 + spectrum.imag**2)
+    # |z|² as re² + im²: the same value as abs() ** 2 (to 1 ulp) without the square root. Huge
+    # samples overflow to inf here, which log_mel reports.
+    with np.errstate(over="ignore"):
+        return torch.from_numpy(spectrum.real**2 + spectrum.imag**2)
 
 
 def _centred(audio: np.ndarray, frames: int) -> torch.Tensor:

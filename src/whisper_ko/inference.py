@@ -19,7 +19,7 @@ from transformers import (
     WhisperTokenizer,
 )
 
-from whisper_ko import audio, deploy, features, runtime
+from whisper_ko import audio, checks, deploy, features, runtime
 from whisper_ko.errors import UserError
 
 
@@ -42,9 +42,14 @@ def check(model: str, processor_fallback: str | None = None) -> str:
     A training checkpoint directory holds weights and config only; its processor is the one of the
     model it was trained from, `processor_fallback`. A CTranslate2 model carries its own.
     """
-    if deploy.is_ctranslate2(model):
+    if checks.is_ctranslate2(model):
         deploy.check_model(model)
         return model
+    if Path(model).is_dir():  # its weights, before any worker loads the models listed before it
+        try:
+            checks.require_model_files(model, "directory", tokenizer=False)
+        except checks.ModelFilesError as err:
+            raise ModelError(str(err)) from None
     processor = model
     try:
         config = WhisperConfig.from_pretrained(model)
@@ -118,7 +123,7 @@ def open_model(
 ) -> "Transformers | deploy.FasterWhisper":
     """The model at `path` ready to `prepare` and `decode` batches of audio files: a CTranslate2
     directory through faster-whisper, anything else through transformers."""
-    if deploy.is_ctranslate2(path):
+    if checks.is_ctranslate2(path):
         return deploy.FasterWhisper(path, device, decoding)
     return Transformers(path, device, dtype, processor, attention, decoding)
 

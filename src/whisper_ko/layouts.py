@@ -156,6 +156,7 @@ def scan_aihub(root: Path, category_re, loops: list[Path]) -> Scan:
     if not split_dirs:
         raise FileNotFoundError(f"{root}: no {' or '.join(AIHUB_SPLITS)} folder (AI Hub layout)")
     found: dict[tuple[str, str], Candidate] = {}
+    extras: list[Candidate] = []
     sessions = 0
     for split_dir, side in split_dirs:
         for tree in sorted(split_dir.iterdir()):
@@ -169,11 +170,11 @@ def scan_aihub(root: Path, category_re, loops: list[Path]) -> Scan:
                     for key, meta in read_aihub_session(path).items():
                         _candidate(found, side, key, category_re).meta.update(meta)
                 elif is_source and suffix in AUDIO_EXTENSIONS:
-                    _candidate(found, side, _aihub_key(path, tree), category_re).audio = str(path)
+                    _add_audio(_candidate(found, side, _aihub_key(path, tree), category_re), path, extras)
                 elif not is_source and suffix == ".txt":
                     _candidate(found, side, _aihub_key(path, tree), category_re).label = str(path)
     # Session JSONs may list utterances that have neither file: those are not files we found.
-    return Scan("aihub", [c for c in found.values() if c.audio or c.label], sessions)
+    return Scan("aihub", [c for c in found.values() if c.audio or c.label] + extras, sessions)
 
 
 def _candidate(found: dict, side: str, key: str, category_re) -> Candidate:
@@ -181,6 +182,24 @@ def _candidate(found: dict, side: str, key: str, category_re) -> Candidate:
         parts = key.split("/")
         found[side, key] = Candidate(side, key, category=category_of(parts, category_re), session="/".join(parts[:-1]))
     return found[side, key]
+
+
+def _add_audio(candidate: Candidate, path: Path, extras: list[Candidate]) -> None:
+    """The first audio file of an utterance key (by name: x.flac before x.wav) is its audio; another
+    one of the same stem in the same folder becomes a candidate of its own, skipped with its reason."""
+    if candidate.audio is None:
+        candidate.audio = str(path)
+        return
+    extras.append(
+        Candidate(
+            candidate.side,
+            f"{candidate.key}{path.suffix}",
+            audio=str(path),
+            category=candidate.category,
+            session=candidate.session,
+            problem="audio_same_stem",
+        )
+    )
 
 
 def _aihub_key(path: Path, tree: Path) -> str:
@@ -222,12 +241,11 @@ def read_aihub_session(path: Path) -> dict[str, dict]:
 
 def scan_kspon(root: Path, category_re, loops: list[Path]) -> Scan:
     scripts = sorted(root.rglob("*.trn"))
-    audio = {}
-    labels = {}
+    audio, labels, twins = {}, {}, []
     for path in walk(root, loops):
         rel = path.relative_to(root).with_suffix("").as_posix()
         if path.suffix.lower() == ".pcm":
-            audio[rel] = path
+            _add_path(audio, rel, path, twins)
         elif path.suffix.lower() == ".txt" and not scripts:
             labels[rel] = path
     texts = {}
@@ -236,6 +254,15 @@ def scan_kspon(root: Path, category_re, loops: list[Path]) -> Scan:
         for rel, text in _read_trn(script):
             texts[rel] = (side, text)
     candidates = []
+    for rel, path in twins:
+        candidates.append(
+            Candidate(
+                "test" if set(KSPON_EVAL) & set(rel.split("/")) else "train",
+                f"{rel}{path.suffix}",
+                audio=str(path),
+                problem="audio_same_stem",
+            )
+        )
     for rel in sorted(set(audio) | set(labels) | set(texts)):
         side, text = texts.get(rel, (None, None))
         eval_set = next((name for name in KSPON_EVAL if name in rel.split("/")), None)
@@ -274,28 +301,40 @@ def _read_trn(script: Path):
 
 
 def scan_plain(root: Path, category_re, loops: list[Path]) -> Scan:
-    audio, labels = {}, {}
+    audio, labels, twins = {}, {}, []
     for path in walk(root, loops):
         rel = path.relative_to(root).with_suffix("").as_posix()
         suffix = path.suffix.lower()
         if suffix in AUDIO_EXTENSIONS:
-            audio[rel] = path
+            _add_path(audio, rel, path, twins)
         elif suffix == ".txt":
             labels[rel] = path
-    candidates = []
-    for rel in sorted(set(audio) | set(labels)):
+
+    def candidate(rel: str, key: str, **files) -> Candidate:
         parts = rel.split("/")
-        candidates.append(
-            Candidate(
-                SPLIT_NAMES.get(parts[0].lower(), "train") if len(parts) > 1 else "train",
-                rel,
-                audio=str(audio[rel]) if rel in audio else None,
-                label=str(labels[rel]) if rel in labels else None,
-                category=category_of(parts[:-1], category_re),
-                session="/".join(parts[:-1]),
-            )
+        side = SPLIT_NAMES.get(parts[0].lower(), "train") if len(parts) > 1 else "train"
+        return Candidate(
+            side, key, category=category_of(parts[:-1], category_re), session="/".join(parts[:-1]), **files
         )
+
+    candidates = [
+        candidate(
+            rel, rel, audio=str(audio[rel]) if rel in audio else None, label=str(labels[rel]) if rel in labels else None
+        )
+        for rel in sorted(set(audio) | set(labels))
+    ]
+    candidates += [
+        candidate(rel, f"{rel}{path.suffix}", audio=str(path), problem="audio_same_stem") for rel, path in twins
+    ]
     return Scan("plain", candidates)
+
+
+def _add_path(audio: dict[str, Path], rel: str, path: Path, twins: list[tuple[str, Path]]) -> None:
+    """`_add_audio` for scanners that pair by relative path: a second file of a stem goes to `twins`."""
+    if rel in audio:
+        twins.append((rel, path))
+    else:
+        audio[rel] = path
 
 
 # ---------------------------------------------------------------- JSONL manifests
@@ -308,18 +347,30 @@ def scan_jsonl(root: Path, category_re, loops: list[Path]) -> Scan:
     candidates = []
     for manifest in files:
         side = SPLIT_NAMES.get(manifest.stem.split("_")[0].split(".")[0].lower(), "train")
+        seen = set()
         for n, line in enumerate(manifest.read_text(encoding="utf-8-sig").splitlines(), 1):
             if line.strip():
-                candidates.append(_jsonl_candidate(manifest, n, line, side, category_re))
+                candidate = _jsonl_candidate(manifest, n, line, side, category_re)
+                if candidate.key in seen:  # the same line twice, or another line for the same utterance
+                    candidate = _bad_line(manifest, n, side, "manifest_line_duplicate")
+                seen.add(candidate.key)
+                candidates.append(candidate)
     return Scan("jsonl", candidates)
+
+
+def _bad_line(manifest: Path, n: int, side: str, problem: str) -> Candidate:
+    """A manifest line that names no utterance, counted under its line number."""
+    return Candidate(side, f"{manifest.stem}:{n:07d}", label=f"{manifest}:{n}", problem=problem)
 
 
 def _jsonl_candidate(manifest: Path, n: int, line: str, side: str, category_re) -> Candidate:
     try:
         entry = json.loads(line)
         given = Path(entry["audio_filepath"])
+        if not str(entry["audio_filepath"]).strip():
+            raise ValueError("an empty audio path")
     except (ValueError, KeyError, TypeError):
-        return Candidate(side, f"{manifest.stem}/{n:07d}", label=f"{manifest}:{n}", problem="manifest_line_invalid")
+        return _bad_line(manifest, n, side, "manifest_line_invalid")
     audio = given if given.is_absolute() else manifest.parent / given
     return Candidate(
         side,

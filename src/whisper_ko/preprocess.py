@@ -14,6 +14,7 @@ import gc
 import hashlib
 import json
 import os
+import re
 import time
 from collections import Counter, defaultdict
 from dataclasses import asdict
@@ -24,7 +25,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from whisper_ko import audio, features, labels, shards
+from whisper_ko import audio, checks, features, labels, manifest, shards
+from whisper_ko.checks import SHARD_FILE
 from whisper_ko.config import Model, Preprocess
 from whisper_ko.errors import UserError
 from whisper_ko.ledger import Ledger
@@ -88,8 +90,20 @@ def _init_worker(model: Model, config: Preprocess, n_mels: int) -> None:
     )
 
 
-def _write_shard(job: tuple[Path, list[dict], str]) -> dict:
+def _shard(job: tuple[Path, list[dict], str]) -> dict:
+    """A planned shard's stats: a finished shard with these inputs is verified, record by record,
+    and kept; a missing, other or corrupt one is written (`repaired` says why it was rewritten)."""
     path, rows, digest = job
+    header = shards.complete(path)
+    problem = None
+    if header and header.get("fingerprint") == digest:
+        problem = shards.verify(path)
+        if problem is None:
+            return {**header["stats"], "written": False}
+    return {**_write_shard(path, rows, digest), "written": True, "repaired": problem}
+
+
+def _write_shard(path: Path, rows: list[dict], digest: str) -> dict:
     config, n_mels, tokenizer = _worker["config"], _worker["n_mels"], _worker["tokenizer"]
     skipped: dict[str, list[str]] = defaultdict(list)
     silent = []  # kept clips of digital silence: a label with text over no sound is worth a look
@@ -102,17 +116,17 @@ def _write_shard(job: tuple[Path, list[dict], str]) -> dict:
         if not reason:
             try:
                 wave = _load(row)
+                silence = not np.any(wave)
+                reason = "silent_audio" if silence and config.silent_audio == "skip" else None
+                feats = None if reason else features.log_mel(wave, n_mels)  # checked finite
             except audio.AudioError as err:
                 reason = err.reason
-        if not reason and not np.any(wave):
-            if config.silent_audio == "skip":
-                reason = "silent_audio"
-            else:
-                silent.append(row["id"])
         if reason:
             skipped[reason].append(row["id"])
             continue
-        writer.add(row["id"], features.log_mel(wave, n_mels), ids, len(wave) / audio.SAMPLE_RATE, row.get("category"))
+        if silence:
+            silent.append(row["id"])
+        writer.add(row["id"], feats, ids, len(wave) / audio.SAMPLE_RATE, row.get("category"))
         seconds += len(wave) / audio.SAMPLE_RATE
     writer.meta["stats"] = {
         "kept": len(writer),
@@ -188,6 +202,34 @@ def training_copies(rows: list[dict], config: Preprocess) -> dict[str, list[dict
     return groups
 
 
+SPLITS = ("train", "val")  # what training reads; the test split is scored from audio
+# zstd keeps about 63% of fp16 log-mel bytes (README, "Feature storage": 36.3 against 57.9 MB per
+# audio-hour); the disk check assumes a little more.
+COMPRESSED_SHARE = 0.7
+
+
+def read_manifests(directory: str | Path) -> dict[str, list[dict]]:
+    """The train and val manifests; a missing or empty one is a one-line error (training needs both)."""
+    found = {}
+    for split in SPLITS:
+        path = Path(directory) / f"{split}.jsonl"
+        if not path.is_file():
+            raise UserError(f"{path} not found: run the discover stage first")
+        found[split] = manifest.read(path)
+        if not found[split]:
+            raise UserError(f"{path} is empty: training needs {split} utterances; rerun discover (see its report)")
+    return found
+
+
+def require_space(manifests: dict[str, list[dict]], out_dir: str | Path, model: Model, config: Preprocess) -> None:
+    """The disk holding `out_dir` fits an estimate of the shards (less what is there already)."""
+    rows = [*training_copies(manifests["train"], config).values(), manifests["val"]]
+    seconds = sum(row["duration"] for group in rows for row in group)
+    frames = seconds * audio.SAMPLE_RATE / audio.HOP_LENGTH
+    needed = frames * features.n_mels(model.base) * np.dtype(shards.DTYPES[config.dtype]).itemsize * COMPRESSED_SHARE
+    checks.require_space(out_dir, needed - checks.directory_size(out_dir), "paths.features", "the feature shards")
+
+
 def preprocess_split(
     rows: list[dict], out_dir: str | Path, model: Model, config: Preprocess = Preprocess(), augment: bool = False
 ) -> dict:
@@ -197,32 +239,36 @@ def preprocess_split(
     out_dir.mkdir(parents=True, exist_ok=True)
     n_mels = features.n_mels(model.base)
     groups = training_copies(rows, config) if augment else {ORIGINALS: rows}
-    jobs, done = [], []
-    wanted = set()
+    jobs = []
     for name, group in groups.items():
         for i in range(0, len(group), config.shard_size):
             chunk = group[i : i + config.shard_size]
             path = out_dir / f"{name}-{i // config.shard_size:05d}"
-            wanted.add(path.name)
-            digest = fingerprint(chunk, model, config, n_mels)
-            stats = _completed_stats(path, digest)
-            if stats is None:
-                jobs.append((path, chunk, digest))
-            else:
-                done.append(stats)
-    _remove_stale(out_dir, wanted)
+            jobs.append((path, chunk, fingerprint(chunk, model, config, n_mels)))
+    _remove_stale(out_dir, {path.name for path, _, _ in jobs})
 
     start = time.perf_counter()
+    done, written, repaired = [], 0, []
     workers = max(1, min(config.workers or os.cpu_count() or 1, len(jobs)))
-    if jobs:
-        bar = tqdm(total=sum(len(j[1]) for j in jobs), desc=f"preprocess {out_dir.name}", unit="clip")
+    bar = tqdm(total=sum(len(j[1]) for j in jobs), desc=f"preprocess {out_dir.name}", unit="clip")
+    try:
         for stats in _run(jobs, workers, model, config, n_mels):
             bar.update(stats["kept"] + sum(map(len, stats["skipped"].values())))
+            if stats.pop("written"):
+                written += stats["kept"] + sum(map(len, stats["skipped"].values()))
+            if why := stats.pop("repaired", None):
+                repaired.append(why)
             done.append(stats)
-        bar.close()
+    except OSError as err:  # a full disk or a lost mount while writing: say where, not a traceback
+        raise UserError(
+            f"writing feature shards in {out_dir} failed: {err}; free space or fix the disk, then rerun"
+        ) from err
+    bar.close()
     elapsed = time.perf_counter() - start
     planned = {name: len(group) for name, group in groups.items()}
-    return _split_report(out_dir, done, planned, sum(len(j[1]) for j in jobs), elapsed, n_mels, config)
+    report = _split_report(out_dir, done, planned, written, elapsed, n_mels, config)
+    report["speed"]["repaired"] = repaired
+    return report
 
 
 def _run(jobs: list, workers: int, model: Model, config: Preprocess, n_mels: int):
@@ -231,7 +277,7 @@ def _run(jobs: list, workers: int, model: Model, config: Preprocess, n_mels: int
         threads = torch.get_num_threads()
         try:
             _init_worker(model, config, n_mels)
-            yield from map(_write_shard, jobs)
+            yield from map(_shard, jobs)
         finally:
             torch.set_num_threads(threads)
         return
@@ -240,18 +286,16 @@ def _run(jobs: list, workers: int, model: Model, config: Preprocess, n_mels: int
     context = get_context("forkserver")
     context.set_forkserver_preload(["whisper_ko.preprocess"])
     with context.Pool(workers, _init_pool_worker, (model, config, n_mels)) as pool:
-        yield from pool.imap_unordered(_write_shard, jobs)
-
-
-def _completed_stats(path: Path, digest: str) -> dict | None:
-    header = shards.complete(path)
-    return header["stats"] if header and header.get("fingerprint") == digest else None
+        yield from pool.imap_unordered(_shard, jobs)
 
 
 def _remove_stale(out_dir: Path, wanted: set[str]) -> None:
-    """Shards no longer planned, and what killed writers left half written."""
+    """Shards no longer planned, and what killed writers left half written: only files named as
+    shards are (the stage refused a feature folder holding anything else before it began)."""
     for path in out_dir.iterdir():
-        if path.name.split(".")[0] not in wanted or path.name.endswith(shards.PARTIAL):
+        if re.fullmatch(SHARD_FILE, path.name) and (
+            path.name.split(".")[0] not in wanted or path.name.endswith(shards.PARTIAL)
+        ):
             path.unlink()
 
 

@@ -9,13 +9,20 @@ Both files are written under temporary names and renamed into place, the index l
 after any older index is gone: an index always stands beside the data it describes, so a killed
 or failed rewrite leaves an incomplete shard (rewritten next time), never a trusted corrupt one.
 The files' bytes depend only on their content (the index's zip entries carry a fixed date).
+
+Every byte is checked: the index holds a CRC-32 of each record's compressed bytes, checked
+whenever the record is read, and the data file ends with a digest of the whole index, checked
+whenever the shard is opened. A flipped byte anywhere is a `CorruptShard` naming the shard (and
+the utterance), never different features or a codec's error.
 """
 
+import hashlib
 import io
 import json
 import mmap
 import os
 import zipfile
+import zlib
 from bisect import bisect_right
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,10 +40,30 @@ ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # zip's earliest date: the same bytes for the 
 DTYPES = {"float16": np.float16, "float32": np.float32}
 COPY_MARK = "#"  # an augmented copy's id: `<original id>#<how>` (speed0.9, noise)
 ZSTD_LEVEL = 1  # level 3 saves ~0.3% of bytes for ~5% of the preprocessing time
+DIGEST_SIZE = 32  # the index's BLAKE2b digest, at the end of the data file
+FORMAT = 2  # 2: record checksums and the index digest
 
 
 class MissingShards(UserError, FileNotFoundError):
     """No complete shard where features were expected."""
+
+
+class CorruptShard(UserError):
+    """A shard whose bytes are not the ones written: rerunning preprocess rewrites it. One message
+    argument, as torch re-raises an error from a DataLoader worker; `found` says what was wrong."""
+
+    def __init__(self, message: str, found: str | None = None):
+        super().__init__(message)
+        self.found = found or message
+
+
+def corrupt(path: Path, what: str) -> CorruptShard:
+    message = f"feature shard {path} is corrupt ({what}): rerun the preprocess stage, which rewrites it"
+    return CorruptShard(message, f"{path}: {what}")
+
+
+def index_digest(index_bytes: bytes) -> bytes:
+    return hashlib.blake2b(index_bytes, digest_size=DIGEST_SIZE).digest()
 
 
 class ShardWriter:
@@ -60,25 +87,23 @@ class ShardWriter:
         # torch's cast to float16 is vectorised; numpy's costs as much as the compression.
         blob = self._compressor.compress(torch.from_numpy(np.ascontiguousarray(features)).to(self._torch_dtype).numpy())
         self._data.write(blob)
-        self._rows.append((id, self._offset, len(blob), features.shape[1], list(labels), duration, category or ""))
+        row = (id, self._offset, len(blob), zlib.crc32(blob), features.shape[1], list(labels), duration, category or "")
+        self._rows.append(row)
         self._offset += len(blob)
 
     def __len__(self) -> int:
         return len(self._rows)
 
     def close(self) -> int:
-        self._data.close()
-        columns = zip(*self._rows, strict=True) if self._rows else ([],) * 7
-        ids, offsets, sizes, frames, labels, durations, categories = columns
+        columns = zip(*self._rows, strict=True) if self._rows else ([],) * 8
+        ids, offsets, sizes, checksums, frames, labels, durations, categories = columns
         label_offsets = np.cumsum([0, *map(len, labels)], dtype=np.int64)
-        header = {"n_mels": self.n_mels, "dtype": self.dtype.name, "bytes": self._offset, **self.meta}
-        index = self.path.with_suffix(INDEX_SUFFIX)
-        partial = index.with_suffix(index.suffix + PARTIAL)
-        write_npz(
-            partial,
+        header = {"format": FORMAT, "n_mels": self.n_mels, "dtype": self.dtype.name, "bytes": self._offset, **self.meta}
+        index_bytes = npz_bytes(
             ids=np.array(ids, dtype=str),
             offsets=np.array(offsets, dtype=np.int64),
             sizes=np.array(sizes, dtype=np.int64),
+            checksums=np.array(checksums, dtype=np.uint32),
             frames=np.array(frames, dtype=np.int32),
             label_offsets=label_offsets,
             labels=np.array([t for row in labels for t in row], dtype=np.int32),
@@ -86,29 +111,48 @@ class ShardWriter:
             categories=np.array(categories, dtype=str),
             header=np.array(json.dumps(header)),
         )
+        self._data.write(index_digest(index_bytes))
+        self._data.close()
+        index = self.path.with_suffix(INDEX_SUFFIX)
+        partial = index.with_suffix(index.suffix + PARTIAL)
+        partial.write_bytes(index_bytes)
         index.unlink(missing_ok=True)  # an older index must never describe the new data
         os.replace(self.path.with_suffix(DATA_SUFFIX + PARTIAL), self.path.with_suffix(DATA_SUFFIX))
         os.replace(partial, index)
         return len(self._rows)
 
 
-def write_npz(path: Path, **arrays: np.ndarray) -> None:
+def npz_bytes(**arrays: np.ndarray) -> bytes:
     """np.savez's format with fixed entry dates (np.savez stamps the time of writing)."""
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
         for name, array in arrays.items():
             buffer = io.BytesIO()
             np.lib.format.write_array(buffer, np.asanyarray(array), allow_pickle=False)
             archive.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=ZIP_DATE), buffer.getvalue())
+    return out.getvalue()
 
 
 def complete(path: Path) -> dict | None:
-    """The header of the shard at `path` if both its files are there and agree (its data as long as
-    its index says), else None."""
-    index, data = path.with_suffix(INDEX_SUFFIX), path.with_suffix(DATA_SUFFIX)
-    if not index.exists() or not data.exists():
+    """The header of the shard at `path` if both its files are there, of this format, and agree
+    (the index's digest at the end of data as long as the index says), else None."""
+    try:
+        return Shard(path).header
+    except (CorruptShard, FileNotFoundError):
         return None
-    header = Shard(path).header
-    return header if data.stat().st_size == header.get("bytes") else None
+
+
+def verify(path: Path) -> str | None:
+    """Why the shard at `path` cannot be trusted (every record's checksum is checked), or None."""
+    try:
+        shard = Shard(path)
+        for i in range(len(shard)):
+            shard.compressed(i)
+    except CorruptShard as err:
+        return err.found
+    except FileNotFoundError as err:
+        return str(err)
+    return None
 
 
 class Shard(Sequence):
@@ -116,9 +160,21 @@ class Shard(Sequence):
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        with np.load(self.path.with_suffix(INDEX_SUFFIX)) as index:
-            self._index = {name: index[name] for name in index.files}
-        self.header = json.loads(str(self._index["header"]))
+        index_bytes = self.path.with_suffix(INDEX_SUFFIX).read_bytes()
+        data = self.path.with_suffix(DATA_SUFFIX)
+        with data.open("rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(size - DIGEST_SIZE, 0))
+            if size < DIGEST_SIZE or f.read() != index_digest(index_bytes):
+                raise corrupt(self.path, "its index does not match the digest at the end of its data")
+        try:
+            with np.load(io.BytesIO(index_bytes)) as index:
+                self._index = {name: index[name] for name in index.files}
+            self.header = json.loads(str(self._index["header"]))
+            if self.header.get("format") != FORMAT or size != self.header["bytes"] + DIGEST_SIZE:
+                raise ValueError("an older format, or data of another length than its index says")
+        except (ValueError, KeyError, OSError, zipfile.BadZipFile) as err:
+            raise corrupt(self.path, f"unreadable index: {err}") from None
         self.n_mels = self.header["n_mels"]
         self.dtype = np.dtype(self.header["dtype"])
         self._mmap = None
@@ -141,13 +197,21 @@ class Shard(Sequence):
         lo, hi = self._index["label_offsets"][i : i + 2]
         return self._index["labels"][lo:hi].tolist()
 
+    def compressed(self, i: int) -> bytes:
+        """Record i's stored bytes, checked against their checksum."""
+        offset, size = int(self._index["offsets"][i]), int(self._index["sizes"][i])
+        blob = self._data()[offset : offset + size]
+        if zlib.crc32(blob) != int(self._index["checksums"][i]):
+            raise corrupt(self.path, f"record {i}, {self._index['ids'][i]}, fails its checksum")
+        return blob
+
     def __getitem__(self, i: int) -> dict:
         if not -len(self) <= i < len(self):
             raise IndexError(i)
         i %= len(self)
-        offset, size = int(self._index["offsets"][i]), int(self._index["sizes"][i])
-        raw = self._decompressor.decompress(self._data()[offset : offset + size])
-        feats = np.frombuffer(raw, dtype=self.dtype).reshape(self.n_mels, int(self._index["frames"][i]))
+        frames = int(self._index["frames"][i])
+        raw = self._decompressor.decompress(self.compressed(i))
+        feats = np.frombuffer(raw, dtype=self.dtype).reshape(self.n_mels, frames)
         return {
             "id": str(self._index["ids"][i]),
             "input_features": feats,

@@ -55,6 +55,9 @@ class TranscriptError(ValueError):
 # Invisible format characters that survive NFC and would silently split tokens: soft hyphen,
 # zero-width space/joiners, direction marks, word joiner, BOM.
 _INVISIBLE = re.compile("[\u00ad\u200b-\u200f\u2060\ufeff]")
+# Control characters other than tab and line breaks (NUL, BEL, ESC, DEL, C1): never a word, they
+# mean a label in another codec or a damaged file, and would become tokens of the target.
+_CONTROL = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f]")
 
 # One left-to-right pass over all notation. Order matters: URLs and whole parenthesised
 # constructs are consumed before their insides can be mistaken for markers, and a parenthesis
@@ -100,10 +103,13 @@ def normalize(
     masked: str = "drop",
 ) -> str:
     """Label as written → target text ("" if nothing is left). Raises `TranscriptError`
-    (reason `masked_span` or `malformed_notation`) for labels to skip."""
+    (reason `masked_span`, `malformed_notation` or `control_characters`) for labels to skip."""
     _check_choice("side", side, SIDES)
     _check_choice("fillers", fillers, FILLER_POLICIES)
     _check_choice("masked", masked, MASKED_POLICIES)
+    control = _CONTROL.search(raw)
+    if control:
+        raise TranscriptError("control_characters", f"control character {control[0]!r} in {raw!r}")
     text = _canonical(raw)
     text = _rewrite_notation(text, _Policy(side, fillers, masked, raw))
     return _SPACE_BEFORE_PUNCT.sub("", " ".join(text.split()))

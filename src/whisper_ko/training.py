@@ -8,6 +8,7 @@ by no-space CER is kept, early stopping on it; curves through DVCLive; resumable
 import hashlib
 import json
 import math
+import os
 import shutil
 import time
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ import torch
 from accelerate import PartialState
 from transformers import (
     EarlyStoppingCallback,
+    SchedulerType,
     Seq2SeqTrainer,
     Seq2SeqTrainingArguments,
     TrainerCallback,
@@ -32,13 +34,14 @@ from transformers.trainer_callback import ExportableState, ProgressCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from whisper_ko import figures, metrics, runtime, shards
+from whisper_ko import checks, figures, metrics, runtime, shards
+from whisper_ko.checks import RUN_MARKER, SUMMARY
 from whisper_ko.collate import IGNORE_INDEX, Collator
-from whisper_ko.config import CURVES_FIGURE, Model, Paths, SpecAugment, Train
+from whisper_ko.config import CURVES_FIGURE, Model, ParamsError, Paths, SpecAugment, Train
 from whisper_ko.errors import UserError
 
-RUN_MARKER = "run.json"
 AVERAGED = "averaged"  # under paths.checkpoints: the averaged checkpoint while it is scored
+FINAL = "final"  # under paths.checkpoints: the completed run's result, published to paths.model
 # Under fp16 the loss scaler meets an overflow now and then: it skips that step and lowers its scale.
 FP16_OVERFLOW_STEPS = 8  # consecutive non-finite fp16 losses tolerated while it backs off
 
@@ -93,17 +96,28 @@ def trainer_kwargs(config: Train, checkpoints: str, precision: str, cuda: bool) 
 # ---------------------------------------------------------------- data and checks
 
 
-def open_split(directory: str | Path, n_mels: int) -> shards.ShardSet:
+def open_split(directory: str | Path) -> shards.ShardSet:
     data = shards.open(directory)
     if len(data) == 0:
         raise TrainingError(f"{directory}: the feature shards hold no utterances")
-    if data.n_mels != n_mels:
-        raise TrainingError(f"{directory}: features have {data.n_mels} mel bins, the model expects {n_mels}")
     return data
 
 
-def check_model(model: WhisperForConditionalGeneration, language: str, train_set: shards.ShardSet) -> None:
+def check_model(
+    model: WhisperForConditionalGeneration, language: str, train_set, val_set, processor: WhisperProcessor
+) -> None:
     """Fail before any heavy work on a base model that cannot learn these labels."""
+    for data in (train_set, val_set):
+        if data.n_mels != model.config.num_mel_bins:
+            raise TrainingError(
+                f"the features have {data.n_mels} mel bins, the model expects {model.config.num_mel_bins}: "
+                "preprocess with this model.base"
+            )
+    if len(processor.tokenizer) != model.config.vocab_size:
+        raise TrainingError(
+            f"model.base {model.name_or_path}: its tokenizer has {len(processor.tokenizer)} tokens, the model "
+            f"{model.config.vocab_size}: the tokenizer files are missing or belong to another model"
+        )
     lang_to_id = getattr(model.generation_config, "lang_to_id", None) or {}
     if f"<|{language}|>" not in lang_to_id:
         raise TrainingError(f"the base model has no <|{language}|> language token: it is not multilingual Whisper")
@@ -206,12 +220,16 @@ class DVCLiveLogger(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
             return
+        self.start(state.log_history)
+
+    def start(self, log_history: list[dict]) -> None:
+        """A new DVCLive folder with the curves of `log_history`: a resumed run restores its log
+        history from the checkpoint, a reused run from its completion record (DVC removed the
+        curves before rerunning the stage)."""
         from dvclive import Live
 
         self.live = Live(self.directory, dvcyaml=False, save_dvc_exp=False, report=None)
-        # A resumed run restores its log history from the checkpoint: redraw the curves so far
-        # (DVC removed dvclive/ before rerunning the stage).
-        for entry in state.log_history:
+        for entry in log_history:
             self._log(entry, entry.get("step", 0))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -360,9 +378,25 @@ def checkpoint_scores(state, metric: str) -> dict[int, float]:
 
 
 def saved_checkpoints(directory: Path) -> dict[int, Path]:
-    """Complete checkpoints by step (the Trainer writes trainer_state.json last)."""
+    """Complete checkpoints by step: each holds what resuming from it restores (see `missing`)."""
     found = directory.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
-    return {int(p.name.rsplit("-", 1)[1]): p for p in found if (p / TRAINER_STATE_NAME).is_file()}
+    return {int(p.name.rsplit("-", 1)[1]): p for p in found if p.is_dir() and not missing(p)}
+
+
+# What a checkpoint must hold to be resumed from: the Trainer's state (written last, so a kill while
+# saving leaves it out), the weights (LoRA: the adapter's), and the optimizer's and scheduler's state
+# (without them the Trainer resumes silently with a fresh AdamW and a restarted schedule).
+CHECKPOINT_FILES = (
+    (TRAINER_STATE_NAME,),
+    ("model.safetensors", "adapter_model.safetensors"),
+    ("optimizer.pt",),
+    ("scheduler.pt",),
+)
+
+
+def missing(checkpoint: Path) -> list[str]:
+    """The files of CHECKPOINT_FILES that `checkpoint` lacks (one name of each alternative)."""
+    return [names[0] for names in CHECKPOINT_FILES if not any((checkpoint / name).is_file() for name in names)]
 
 
 def best_steps(scores: dict[int, float], n: int) -> list[int]:
@@ -455,36 +489,60 @@ def run_fingerprint(model: Model, config: Train, train_set, val_set) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def resume_point(directory: Path, fingerprint: str) -> str | None:
-    """The last checkpoint of an interrupted run with this fingerprint, or None."""
+def read_marker(directory: Path) -> dict:
     marker = directory / RUN_MARKER
-    previous = json.loads(marker.read_text()) if marker.exists() else {}
+    return json.loads(marker.read_text()) if marker.is_file() else {}
+
+
+def completed_run(directory: Path, fingerprint: str) -> dict | None:
+    """The completion record of a finished run with this fingerprint, whose result is on disk."""
+    previous = read_marker(directory)
+    done = previous.get("completed")
+    if previous.get("fingerprint") != fingerprint or not done or not (directory / FINAL / SUMMARY).is_file():
+        return None
+    return done
+
+
+def resume_point(directory: Path, fingerprint: str, log=None) -> str | None:
+    """The last complete checkpoint of an interrupted run with this fingerprint, or None. `log`:
+    say which later checkpoints are passed over, and remove them (they are this run's own)."""
+    previous = read_marker(directory)
     if previous.get("fingerprint") != fingerprint or previous.get("completed"):
         return None
-    # The Trainer writes trainer_state.json last: a kill while saving leaves a checkpoint without it.
-    done = [p for p in directory.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if (p / TRAINER_STATE_NAME).is_file()]
-    return str(max(done, key=lambda p: int(p.name.rsplit("-", 1)[1]))) if done else None
+    done = saved_checkpoints(directory)
+    last = max(done, default=None)
+    for path in sorted(directory.glob(f"{PREFIX_CHECKPOINT_DIR}-*")):
+        step = int(path.name.rsplit("-", 1)[1])
+        if log and step not in done and (last is None or step > last):
+            log(
+                f"{path} lacks {', '.join(missing(path))}: passed over, "
+                + ("resuming from an earlier one" if last else "starting over")
+            )
+            shutil.rmtree(path)
+    return str(done[last]) if last is not None else None
 
 
 def prepare_checkpoints(directory: Path, fingerprint: str, log=print) -> None:
-    """Keep the directory for `resume_point`, or clear it of any other run (a finished one
-    included: DVC reruns a stage only when something changed) and mark it as this run's."""
-    last = resume_point(directory, fingerprint)
+    """Keep the directory for `resume_point`, or clear it of another run, and mark it as this
+    run's. Only a directory this stage marked (RUN_MARKER) is cleared, and only of what a run writes
+    there; the output checks refused any other before the work began."""
+    last = resume_point(directory, fingerprint, log)
     if last:
         log(f"resuming from {last}")
         return
     if directory.exists():
-        marker = directory / RUN_MARKER
-        previous = json.loads(marker.read_text()) if marker.exists() else {}
-        if previous.get("completed"):
-            why = "the previous run completed"
-        elif previous and previous.get("fingerprint") != fingerprint:
+        previous = read_marker(directory)
+        if previous and previous.get("fingerprint") != fingerprint:
             why = "parameters or data changed"
+        elif previous.get("completed"):
+            why = "the completed run's result is incomplete"
         else:
             why = "no complete checkpoint"
         log(f"starting fresh ({why}): clearing {directory}")
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True)
+        for path in directory.iterdir():
+            if path.name in (RUN_MARKER, FINAL, AVERAGED) or path.name.startswith(f"{PREFIX_CHECKPOINT_DIR}-"):
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+    directory.mkdir(parents=True, exist_ok=True)
     (directory / RUN_MARKER).write_text(json.dumps({"fingerprint": fingerprint}) + "\n")
 
 
@@ -498,17 +556,61 @@ def claim_checkpoints(directory: Path, fingerprint: str, log=print) -> str | Non
     return resume_point(directory, fingerprint)
 
 
-def mark_completed(directory: Path) -> None:
-    marker = directory / RUN_MARKER
-    marker.write_text(json.dumps({**json.loads(marker.read_text()), "completed": True}) + "\n")
+def mark_completed(directory: Path, speed: dict, log_history: list[dict]) -> None:
+    """The run's result (FINAL) is complete: a rerun with the same fingerprint publishes it again
+    instead of training (`completed_run`). Written after FINAL, before the stage's outputs."""
+    record = {**read_marker(directory), "completed": {"speed": speed, "log_history": log_history}}
+    partial = directory / f"{RUN_MARKER}.partial"
+    partial.write_text(json.dumps(record, indent=1) + "\n")
+    os.replace(partial, directory / RUN_MARKER)
 
 
 # ---------------------------------------------------------------- the whole stage
 
 
+def preflight(model: Model, config: Train, paths: Paths) -> tuple[shards.ShardSet, shards.ShardSet]:
+    """Everything checked before a model is loaded: the scheduler's name, the base's files, the
+    outputs (the pipeline's own or new, writable) and the disk they need; returns the splits."""
+    schedulers = [kind.value for kind in SchedulerType]
+    if config.lr_scheduler_type not in schedulers:
+        raise ParamsError(
+            f"train.lr_scheduler_type {config.lr_scheduler_type!r}: choose one of transformers' {', '.join(schedulers)}"
+        )
+    checks.require_model_files(model.base, "model.base")
+    checks.require_outputs(checks.stage_outputs("train", paths))
+    weights = checks.parameter_bytes(model.base)
+    if weights:
+        needed = disk_needed(config, weights) - checks.directory_size(paths.checkpoints)
+        checks.require_space(paths.checkpoints, needed, "paths.checkpoints", "checkpoints and the saved model")
+    return open_split(Path(paths.features) / "train"), open_split(Path(paths.features) / "val")
+
+
+# Share of a Whisper's parameters each method trains (LoRA at r 32 on q and v: under 2%).
+TRAINED_SHARE = {"full": 1.0, "freeze_encoder": 0.5, "lora": 0.02}
+
+
+def disk_needed(config: Train, weights: int) -> float:
+    """Bytes the run writes at most, from the base's fp32 weights: the checkpoints kept at once
+    (weights and AdamW's two moments of what trains, one more while the next is written), the
+    average, the result and the saved model."""
+    kept = (config.average_checkpoints or config.save_total_limit or 2) + 1
+    checkpoint = weights * (1 + 2 * TRAINED_SHARE[config.method])
+    return kept * checkpoint + 3 * weights
+
+
 def finetune(model: Model, config: Train, paths: Paths, log=print) -> dict:
     """Fine-tune `model.base` on the shards in `paths.features`; save a plain Whisper directory in
-    `paths.model`; return the summary. Checkpoints go to `paths.checkpoints`, curves to `paths.curves`."""
+    `paths.model`; return the summary. Checkpoints go to `paths.checkpoints`, curves to `paths.curves`.
+    A completed run with the same fingerprint is published again, not retrained."""
+    train_set, val_set = preflight(model, config, paths)
+    fingerprint = run_fingerprint(model, config, train_set, val_set)
+    directory = Path(paths.checkpoints)
+    done = completed_run(directory, fingerprint)
+    if done:
+        if not PartialState().is_main_process:
+            return {}
+        log(f"this run was completed before ({directory / FINAL}, same params and data): publishing it, not retraining")
+        return publish(directory, paths, done, replay_curves=True)
     cuda = runtime.cuda_available()
     precision = runtime.precision(config.precision, cuda, "train.precision")
     runtime.reproducible(cuda)
@@ -528,20 +630,10 @@ def finetune(model: Model, config: Train, paths: Paths, log=print) -> dict:
         f"training in {precision} with {net.config._attn_implementation} attention on {args.device} "
         f"(world size {args.world_size})"
     )
-    train_set = open_split(Path(paths.features) / "train", net.config.num_mel_bins)
-    val_set = open_split(Path(paths.features) / "val", net.config.num_mel_bins)
-    prepare_model(net, model, config, train_set)
-    resume_from = claim_checkpoints(Path(paths.checkpoints), run_fingerprint(model, config, train_set, val_set), log)
-    trainer = build_trainer(
-        apply_method(net, config),
-        config,
-        paths,
-        args,
-        train_set,
-        val_set,
-        WhisperProcessor.from_pretrained(model.base),
-        precision,
-    )
+    processor = WhisperProcessor.from_pretrained(model.base)
+    prepare_model(net, model, config, train_set, val_set, processor)
+    resume_from = claim_checkpoints(directory, fingerprint, log)
+    trainer = build_trainer(apply_method(net, config), config, paths, args, train_set, val_set, processor, precision)
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume_from)
     wall = time.perf_counter() - start
@@ -574,19 +666,41 @@ def finetune(model: Model, config: Train, paths: Paths, log=print) -> dict:
         "peak_memory_gib": round(runtime.peak_memory_gib(cuda), 3),
         "peak_memory_of": "GPU, allocated" if cuda else "CPU process, resident",
     }
-    save(trainer, Path(paths.model), summary)
-    mark_completed(Path(paths.checkpoints))
-    Path(paths.speed).mkdir(parents=True, exist_ok=True)
-    (Path(paths.speed) / "train.json").write_text(json.dumps(speed, indent=2) + "\n")
+    save(trainer, directory / FINAL, summary)
+    mark_completed(directory, speed, trainer.state.log_history)
+    return publish(directory, paths, read_marker(directory)["completed"], replay_curves=False)
+
+
+def publish(directory: Path, paths: Paths, done: dict, replay_curves: bool) -> dict:
+    """The stage's outputs from a completed run: its result (FINAL) copied to paths.model, the
+    speed record, the curves (redrawn from the log history where DVC removed them) and their figure.
+    The same for a run that just finished and for one completed before."""
+    out = Path(paths.model)
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(directory / FINAL, partial)
+    if out.exists():  # the pipeline's own (preflight): an earlier fine-tune
+        shutil.rmtree(out)
+    partial.rename(out)
+    speed = Path(paths.speed)
+    speed.mkdir(parents=True, exist_ok=True)
+    (speed / "train.json").write_text(json.dumps(done["speed"], indent=2) + "\n")
+    if replay_curves:
+        logger = DVCLiveLogger(paths.curves)
+        logger.start(done["log_history"])
+        logger.live.end()
     curves = Path(paths.reports) / CURVES_FIGURE
     if not figures.training_curves(Path(paths.curves), curves):
         curves.unlink(missing_ok=True)
-    return {**summary, "speed": speed}
+    summary = json.loads((out / SUMMARY).read_text())
+    return {**summary, "speed": done["speed"]}
 
 
-def prepare_model(net: WhisperForConditionalGeneration, model: Model, config: Train, train_set) -> None:
+def prepare_model(
+    net: WhisperForConditionalGeneration, model: Model, config: Train, train_set, val_set, processor
+) -> None:
     """Check that the base can learn these labels, and set what the saved model carries."""
-    check_model(net, model.language, train_set)
+    check_model(net, model.language, train_set, val_set, processor)
     # Generation settings travel with the model. The base's suppress_tokens, alignment_heads and
     # lang_to_id stay as they are: an empty suppress list makes deployed models hallucinate.
     net.generation_config.language = model.language
@@ -645,10 +759,10 @@ def save(trainer: ShardTrainer, output_dir: Path, summary: dict) -> None:
     bad = runtime.nonfinite_parameter(model)
     if bad:
         raise TrainingError(f"the trained model has non-finite weights ({bad}); it was not saved")
-    shutil.rmtree(output_dir, ignore_errors=True)
+    shutil.rmtree(output_dir, ignore_errors=True)  # FINAL, in the checkpoint directory this run marked
     model.save_pretrained(output_dir)
     save_processor(trainer.processing_class, output_dir)
-    (output_dir / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (output_dir / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
 
 
 def save_processor(processor: WhisperProcessor, directory: str | Path) -> None:
