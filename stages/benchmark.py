@@ -35,12 +35,10 @@ def main(params_file, single_model, max_samples):
         settings, model, paths = config.load(params_file, "benchmark", "model", "paths")
         if not single_model:  # a quick look prints only
             checks.require_outputs(checks.stage_outputs("benchmark", paths))
-        test = Path(paths.manifests) / "test.jsonl"
-        if not test.is_file():
-            raise UserError(f"{test} not found: run the discover stage first")
-        rows = evaluation.subset(manifest.read(test), max_samples or settings.max_samples, settings.seed)
+        rows = manifest.read_split(paths.manifests, "test")
+        rows = evaluation.subset(rows, max_samples or settings.max_samples, settings.seed)
         if not rows:
-            raise UserError(f"{test} is empty: nothing to benchmark")
+            raise UserError(f"{Path(paths.manifests) / 'test.jsonl'} is empty: nothing to benchmark")
         models = (
             {single_model: single_model}
             if single_model

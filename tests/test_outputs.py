@@ -87,3 +87,17 @@ def test_a_speed_path_that_cannot_be_written_stops_train_before_the_model_loads(
     result = CliRunner().invoke(stage("train").main, [])
     assert result.exit_code == 1 and result.output.startswith("Error: paths.speed speed.txt: "), result.output
     assert "is a file, not a folder" in result.output and not (tmp_path / "checkpoints").exists()
+
+
+def test_the_check_stage_asks_of_benchmark_models_what_the_benchmark_needs(tmp_path, tiny_model, sample_corpus):
+    """A training checkpoint (weights, no processor) is scored with model.base's processor: the check
+    must pass it, and still stop a directory without weights."""
+    from whisper_ko import checks
+
+    checkpoint, empty = tmp_path / "checkpoint-4", tmp_path / "no-weights"
+    shutil.copytree(tiny_model, checkpoint, ignore=shutil.ignore_patterns("*token*", "*processor*"))
+    shutil.copytree(tiny_model, empty, ignore=shutil.ignore_patterns("*.safetensors"))
+    paths = Paths(**{f: str(tmp_path / "out" / f) for f in FIELDS})
+    checks.require_pipeline(paths, str(sample_corpus), str(tiny_model), {"ckpt": str(checkpoint)})
+    with pytest.raises(checks.ModelFilesError, match=r"benchmark\.models\.bad .*no-weights lacks weights"):
+        checks.require_pipeline(paths, str(sample_corpus), str(tiny_model), {"bad": str(empty)})

@@ -299,5 +299,5 @@ def require_pipeline(paths: Paths, corpus: str, base: str, models: dict[str, str
     if not Path(corpus).exists():
         raise UserError(f"discover.root {corpus}: no such file or folder")
     require_model_files(base, "model.base")
-    for alias, path in models.items():
-        require_model_files(path, f"benchmark.models.{alias}")
+    for alias, path in models.items():  # a checkpoint's processor may be model.base's, as in the benchmark
+        require_model_files(path, f"benchmark.models.{alias}", tokenizer=False)

@@ -416,9 +416,14 @@ def load(path: str | Path, *sections: str) -> tuple:
     if not path.is_file():
         raise ParamsError(f"params file not found: {path}")
     try:
-        text = path.read_text(encoding="utf-8")
-        _check_duplicates(yaml.compose(text, Loader=_Loader))
-        document = yaml.load(text, Loader=_Loader) or {}
+        loader = _Loader(path.read_text(encoding="utf-8"))
+        try:
+            node = loader.get_single_node()
+            if node is not None:
+                _check_duplicates(node)
+            document = (loader.construct_document(node) if node is not None else None) or {}
+        finally:
+            loader.dispose()
     except yaml.YAMLError as err:
         raise ParamsError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from err
     except ParamsError as err:

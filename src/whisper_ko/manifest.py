@@ -4,6 +4,8 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from whisper_ko.errors import UserError
+
 SPLITS = ("train", "val", "test")
 # Contract fields (DESIGN.md); corpora with session metadata add METADATA_FIELDS.
 FIELDS = ("id", "audio", "sample_rate", "duration", "category", "raw_text", "text", "session")
@@ -25,3 +27,11 @@ def write(path: str | Path, rows: Iterable[dict]) -> int:
 def read(path: str | Path) -> list[dict]:
     with Path(path).open(encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def read_split(directory: str | Path, split: str) -> list[dict]:
+    """The split's manifest in `directory` (paths.manifests); a missing one is a one-line error."""
+    path = Path(directory) / f"{split}.jsonl"
+    if not path.is_file():
+        raise UserError(f"{path} not found: run the discover stage first")
+    return read(path)

@@ -94,12 +94,12 @@ def _shard(job: tuple[Path, list[dict], str]) -> dict:
     """A planned shard's stats: a finished shard with these inputs is verified, record by record,
     and kept; a missing, other or corrupt one is written (`repaired` says why it was rewritten)."""
     path, rows, digest = job
-    header = shards.complete(path)
+    shard = shards.complete(path)
     problem = None
-    if header and header.get("fingerprint") == digest:
-        problem = shards.verify(path)
+    if shard and shard.header.get("fingerprint") == digest:
+        problem = shard.verify()
         if problem is None:
-            return {**header["stats"], "written": False}
+            return {**shard.header["stats"], "written": False}
     return {**_write_shard(path, rows, digest), "written": True, "repaired": problem}
 
 
@@ -210,14 +210,13 @@ COMPRESSED_SHARE = 0.7
 
 def read_manifests(directory: str | Path) -> dict[str, list[dict]]:
     """The train and val manifests; a missing or empty one is a one-line error (training needs both)."""
-    found = {}
-    for split in SPLITS:
-        path = Path(directory) / f"{split}.jsonl"
-        if not path.is_file():
-            raise UserError(f"{path} not found: run the discover stage first")
-        found[split] = manifest.read(path)
-        if not found[split]:
-            raise UserError(f"{path} is empty: training needs {split} utterances; rerun discover (see its report)")
+    found = {split: manifest.read_split(directory, split) for split in SPLITS}
+    for split, rows in found.items():
+        if not rows:
+            raise UserError(
+                f"{Path(directory) / split}.jsonl is empty: training needs {split} utterances; "
+                "rerun discover (see its report)"
+            )
     return found
 
 

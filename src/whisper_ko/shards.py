@@ -133,11 +133,11 @@ def npz_bytes(**arrays: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def complete(path: Path) -> dict | None:
-    """The header of the shard at `path` if both its files are there, of this format, and agree
-    (the index's digest at the end of data as long as the index says), else None."""
+def complete(path: Path) -> "Shard | None":
+    """The shard at `path` if both its files are there, of this format, and agree (the index's
+    digest at the end of data as long as the index says), else None."""
     try:
-        return Shard(path).header
+        return Shard(path)
     except (CorruptShard, FileNotFoundError):
         return None
 
@@ -145,14 +145,11 @@ def complete(path: Path) -> dict | None:
 def verify(path: Path) -> str | None:
     """Why the shard at `path` cannot be trusted (every record's checksum is checked), or None."""
     try:
-        shard = Shard(path)
-        for i in range(len(shard)):
-            shard.compressed(i)
+        return Shard(path).verify()
     except CorruptShard as err:
         return err.found
     except FileNotFoundError as err:
         return str(err)
-    return None
 
 
 class Shard(Sequence):
@@ -196,6 +193,15 @@ class Shard(Sequence):
     def labels(self, i: int) -> list[int]:
         lo, hi = self._index["label_offsets"][i : i + 2]
         return self._index["labels"][lo:hi].tolist()
+
+    def verify(self) -> str | None:
+        """Why this shard's records cannot be trusted (each one's checksum), or None."""
+        try:
+            for i in range(len(self)):
+                self.compressed(i)
+        except CorruptShard as err:
+            return err.found
+        return None
 
     def compressed(self, i: int) -> bytes:
         """Record i's stored bytes, checked against their checksum."""
