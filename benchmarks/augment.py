@@ -168,25 +168,11 @@ def table(results, runs, test_rows, scoring) -> list[dict]:
         row["train_clips"] = summary["train_utterances"]
         row["train_s"], row["features_s"] = round(run["train_s"], 1), round(run["preprocess_s"], 1)
         if run["against"] in results:
-            change = evaluation.compare(only(results, unseen), run["against"], name, scoring).cer_nospace
+            change = evaluation.compare(evaluation.restrict(results, unseen), run["against"], name, scoring).cer_nospace
             row["against"] = run["against"]
             row["change_unseen"] = [change.change, change.ci_low, change.ci_high]
         rows.append(row)
     return rows
-
-
-def only(results, indices: list[int]) -> dict:
-    """The results restricted to some utterances, for a paired comparison on those alone."""
-    return {
-        alias: evaluation.Result(
-            {},
-            [],
-            evaluation.Transcripts([r.transcripts.hypotheses[i] for i in indices], {}),
-            {},
-            [r.scored[i] for i in indices],
-        )
-        for alias, r in results.items()
-    }
 
 
 def markdown(rows: list[dict]) -> str:

@@ -29,6 +29,12 @@ def main(params_file):
             speed[split] = report[split].pop("speed")
             copies = "".join(f", {c['kept']} {name} copies" for name, c in report[split]["copies"].items())
             click.echo(f"{split}: {report[split]['kept']} kept{copies}, skipped {report[split]['skipped'] or 'none'}")
+            if windows := report[split].get("windows"):
+                click.echo(
+                    f"{split}: {windows['count']} packed windows of {windows['utterances_per_window']} utterances on "
+                    f"average ({100 * windows['speech_fill']:.0f}% speech, {windows['tokens_per_window']} label "
+                    f"tokens), {windows['timestamped']} timestamped; {windows['single_planned']} utterances also single"
+                )
             for why in speed[split]["repaired"]:
                 click.echo(f"rewrote a shard that failed verification: {why}")
     except UserError as err:

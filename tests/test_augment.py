@@ -155,7 +155,8 @@ def read_split(directory) -> dict[str, dict]:
 def test_speed_copies_have_the_expected_durations_and_only_changed_shards_are_rewritten(splits, tiny_model, tmp_path):
     rows, model = splits["train"][:6], Model(str(tiny_model))
     out = tmp_path / "train"
-    config = parse(Preprocess, {"speed_perturb": [0.9, 1.1], "shard_size": 4, "workers": 1}, "preprocess")
+    single = {"by": None}  # one utterance per window: copies and originals side by side (packed: test_packing)
+    config = parse(Preprocess, {"speed_perturb": [0.9, 1.1], "shard_size": 4, "workers": 1, "pack": single}, "p")
     report = preprocess_split(rows, out, model, config, augment=True)
     items = read_split(out)
     assert report["copies"] == {"speed090": {"planned": 6, "kept": 6}, "speed110": {"planned": 6, "kept": 6}}
@@ -170,7 +171,11 @@ def test_speed_copies_have_the_expected_durations_and_only_changed_shards_are_re
     originals = {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*")}
     # one factor dropped: its shards go, nothing else is recomputed
     report = preprocess_split(
-        rows, out, model, parse(Preprocess, {"speed_perturb": [0.9], "shard_size": 4}, "p"), augment=True
+        rows,
+        out,
+        model,
+        parse(Preprocess, {"speed_perturb": [0.9], "shard_size": 4, "pack": single}, "p"),
+        augment=True,
     )
     assert report["speed"]["processed_now"] == 0 and report["kept"] == 12
     assert not list(out.glob("speed110-*")) and {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*")} == originals
@@ -182,7 +187,12 @@ def test_the_stage_augments_train_only_and_counts_the_copies(splits, tiny_model,
     manifest.write(manifests / "val.jsonl", splits["val"][:3])
     params = {
         "model": {"base": str(tiny_model)},
-        "preprocess": {"speed_perturb": [0.9, 1.1], "noise": {"root": str(noise_dir)}, "workers": 1},
+        "preprocess": {
+            "speed_perturb": [0.9, 1.1],
+            "noise": {"root": str(noise_dir)},
+            "workers": 1,
+            "pack": {"by": None},
+        },
     }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     out = run_stage("preprocess", tmp_path).stdout

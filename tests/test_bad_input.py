@@ -326,7 +326,7 @@ def params_text(tmp_path, old: str, new: str) -> Path:
 @pytest.mark.parametrize("written", ["3e-05", "3E-5", "3.0e-5", "+3e-05"])
 def test_numbers_in_e_notation_are_numbers(tmp_path, written):
     """`dvc exp run -S train.learning_rate=3e-5` writes `3e-05`, which PyYAML reads as a string."""
-    path = params_text(tmp_path, "learning_rate: 0.00003", f"learning_rate: {written}")
+    path = params_text(tmp_path, "learning_rate: 0.00005", f"learning_rate: {written}")
     (train,) = load(path, "train")
     assert train.learning_rate == 3e-5 and isinstance(train.learning_rate, float)
 
@@ -335,8 +335,8 @@ def test_numbers_in_e_notation_are_numbers(tmp_path, written):
     ("old", "new", "message"),
     [
         ("  seed: 0                      # noise", "  seed: 0\n  seed: 1", "preprocess.seed is set twice (lines"),
-        ("num_train_epochs: 2", "num_train_epochs: .inf", "train.num_train_epochs: expected a finite number, got inf"),
-        ("learning_rate: 0.00003", "learning_rate: .nan", "train.learning_rate: expected a finite number, got nan"),
+        ("num_train_epochs: 4", "num_train_epochs: .inf", "train.num_train_epochs: expected a finite number, got inf"),
+        ("learning_rate: 0.00005", "learning_rate: .nan", "train.learning_rate: expected a finite number, got nan"),
         (
             "category_pattern: 'D\\d\\d'",
             "category_pattern: 'D(\\d'",

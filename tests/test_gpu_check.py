@@ -38,6 +38,11 @@ def test_the_cpu_runnable_parts_pass_and_end_on_a_json_summary(tmp_path):
     presets = {preset["preset"]: preset for preset in summary["presets"]}
     assert set(presets) == {"whisper-small", "whisper-large-v3", "whisper-large-v3-turbo"}
     assert all(p["ok"] and p["samples_per_s"] > 0 for p in presets.values())
+    # packed windows: six utterances a window, longer labels, a step that costs more
+    for p in presets.values():
+        assert (p["single"]["label_tokens"], p["packed"]["label_tokens"]) == (24, 128)
+        assert p["packed"]["utterances_per_s"] == pytest.approx(6 * p["packed"]["windows_per_s"], rel=0.02)
+        assert p["packed_speedup"] > 1
     assert (
         presets["whisper-large-v3"]["gradient_checkpointing"] and not presets["whisper-small"]["gradient_checkpointing"]
     )

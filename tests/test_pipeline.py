@@ -37,9 +37,12 @@ def test_repro_writes_every_contract_output(project):
         assert rows and {"id", "audio", "sample_rate", "duration", "category", "raw_text", "text", "session"} <= set(
             rows[0]
         )
-    assert list((project / "data/features/train").glob("shard-*.idx.npz"))
+    # the demo's params pack training windows; val stays single utterances
+    assert list((project / "data/features/train").glob("pack-*.idx.npz"))
+    assert list((project / "data/features/val").glob("shard-*.idx.npz"))
     report = json.loads((project / "reports/preprocess.json").read_text())
     assert report["train"]["kept"] > 0 and report["val"]["kept"] > 0
+    assert report["train"]["windows"]["utterances"] == report["train"]["kept"] and "windows" not in report["val"]
 
     model = WhisperForConditionalGeneration.from_pretrained(project / "models/finetuned")
     assert model.generation_config.language in ("ko", "<|ko|>") and model.generation_config.suppress_tokens

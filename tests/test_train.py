@@ -431,3 +431,21 @@ def test_a_corrupt_record_stops_training_in_one_line_naming_shard_and_utterance(
     assert message.startswith(f"feature shard {copy / 'train' / 'shard-00001'} is corrupt (record ")
     assert "fails its checksum): rerun the preprocess stage" in message and "\n" not in message
     assert not (tmp_path / "run" / "out").exists()
+
+
+def test_packed_windows_train_and_speed_is_reported_in_utterances(sample_corpus, tiny_model, tmp_path):
+    """A packed window counts each of its utterances: in the summary, and in the speed record beside windows/s."""
+    from whisper_ko.config import Pack
+
+    splits, _ = discover(Discover(root=str(sample_corpus), val_fraction=0.2, seed=0, workers=1))
+    packed = Preprocess(workers=1, pack=Pack(by="session", timestamps=0.5, single=0.25))
+    preprocess_split(splits["train"][:24], tmp_path / "f" / "train", Model(str(tiny_model)), packed, augment=True)
+    preprocess_split(splits["val"][:6], tmp_path / "f" / "val", Model(str(tiny_model)), packed)
+    summary = run(tmp_path / "f", tiny_model, tmp_path, max_steps=-1, num_train_epochs=2, eval_steps=None)
+    data = shards.open(tmp_path / "f" / "train")
+    assert summary["train_records"] == len(data) < summary["train_utterances"] == data.utterances()
+    assert summary["utterances_seen"] == 2 * data.utterances() and summary["samples_seen"] == 2 * len(data)
+    speed = summary["speed"]
+    assert speed["utterances_per_s"] == pytest.approx(speed["samples_per_s"] * data.utterances() / len(data), rel=0.02)
+    assert 0 < speed["steps_s"] < speed["wall_time_s"] and speed["step_utterances_per_s"] > speed["utterances_per_s"]
+    assert math.isfinite(summary["train_loss"])

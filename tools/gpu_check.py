@@ -330,7 +330,8 @@ def random_model(shape, cuda: bool) -> WhisperForConditionalGeneration:
 
 
 def preset_steps(preset: Path, cuda: bool, steps: int = 3) -> dict:
-    """Peak memory and samples/s of the preset's training step on a random model of its shape."""
+    """Peak memory and speed of the preset's training step on a random model of its shape at its
+    batch: single clips against packed windows (utterances/s of each)."""
     params = yaml.safe_load(preset.read_text())
     train = params["train"]
     shape = params["model"]["base"].removeprefix("openai/whisper-") if cuda else CPU_SHAPE
@@ -341,31 +342,45 @@ def preset_steps(preset: Path, cuda: bool, steps: int = 3) -> dict:
         model.config.use_cache = False
     optimizer = torch.optim.AdamW(model.parameters(), lr=train["learning_rate"], fused=cuda)
     device = "cuda" if cuda else "cpu"
-    features = torch.randn(batch, model.config.num_mel_bins, 3000, dtype=torch.bfloat16, device=device)
-    labels = torch.randint(0, model.config.vocab_size, (batch, 128), device=device)
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    for step in range(steps + 1):  # the first step is warm-up: it also creates AdamW's states
-        if step == 1:
-            sync()
-            if cuda:
-                torch.cuda.reset_peak_memory_stats()
-            start = time.perf_counter()
-        with torch.autocast(device, dtype=torch.bfloat16):
-            loss = model(input_features=features, labels=labels).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), train["max_grad_norm"])
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    sync()
-    elapsed = time.perf_counter() - start
-    check(math.isfinite(loss.item()), f"{preset.stem}: loss {loss.item()}")
+    features = torch.randn(batch, model.config.num_mel_bins, 3000, dtype=torch.bfloat16, device=device)
+    timed = {}
+    for kind, tokens, utterances in (
+        ("single", shapes.TELEPHONE_SINGLE_TOKENS, 1),
+        ("packed", shapes.TELEPHONE_PACKED_TOKENS, shapes.TELEPHONE_PACKED_UTTERANCES),
+    ):
+        labels = torch.randint(0, model.config.vocab_size, (batch, tokens), device=device)
+        for step in range(steps + 1):  # the first step is warm-up: it also creates AdamW's states
+            if step == 1:
+                sync()
+                if cuda:
+                    torch.cuda.reset_peak_memory_stats()
+                start = time.perf_counter()
+            with torch.autocast(device, dtype=torch.bfloat16):
+                loss = model(input_features=features, labels=labels).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), train["max_grad_norm"])
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        sync()
+        elapsed = time.perf_counter() - start
+        check(math.isfinite(loss.item()), f"{preset.stem}: loss {loss.item()}")
+        timed[kind] = {
+            "label_tokens": tokens,
+            "utterances_per_window": utterances,
+            "peak_memory_gib": round(runtime.peak_memory_gib(cuda), 1),
+            "windows_per_s": round(batch * steps / elapsed, 2),
+            "utterances_per_s": round(batch * steps * utterances / elapsed, 2),
+        }
     return {
         "preset": preset.stem,
         "shape": shape if cuda else "d_model 64 (CPU)",
         "batch": batch,
         "gradient_checkpointing": train["gradient_checkpointing"],
-        "peak_memory_gib": round(runtime.peak_memory_gib(cuda), 1),
-        "samples_per_s": round(batch * steps / elapsed, 1),
+        "peak_memory_gib": max(t["peak_memory_gib"] for t in timed.values()),
+        "samples_per_s": timed["single"]["windows_per_s"],
+        **timed,
+        "packed_speedup": round(timed["packed"]["utterances_per_s"] / timed["single"]["utterances_per_s"], 2),
     }
 
 

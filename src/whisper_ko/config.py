@@ -195,18 +195,46 @@ SPEED_RANGE = (0.5, 2.0)  # beyond, a copy no longer sounds like speech at anoth
 
 
 @dataclass(frozen=True)
+class Pack:
+    """Training windows that hold several consecutive utterances, as Whisper was pre-trained: the
+    encoder's 30 s then carry speech instead of padding (README, "Packed windows")."""
+
+    # seeded groups within a category (measured: README, "Packed windows"), or a session's utterances
+    # in their order; None: one utterance per window
+    by: Literal["session", "category"] | None = "category"
+    max_s: float = float(CHUNK_LENGTH)  # seconds of audio per window, gaps included
+    # silence between utterances, seconds: uniform in [low, high], seeded per window
+    gap_s: list[float] = field(default_factory=lambda: [0.1, 0.6])
+    timestamps: float = 0.5  # share of windows labelled with segment timestamps (the others: <|notimestamps|>)
+    single: float = 0.0  # share of utterances also kept as a window of their own (short-form training)
+
+    def __post_init__(self):
+        require(
+            1 <= self.max_s <= CHUNK_LENGTH,
+            f"preprocess.pack.max_s must be in [1, {CHUNK_LENGTH}] seconds (Whisper's window)",
+        )
+        require(
+            len(self.gap_s) == 2 and 0 <= self.gap_s[0] <= self.gap_s[1] <= self.max_s / 2,
+            f"preprocess.pack.gap_s must be [low, high] seconds with 0 <= low <= high <= max_s / 2, got {self.gap_s}",
+        )
+        for name in ("timestamps", "single"):
+            require(0 <= getattr(self, name) <= 1, f"preprocess.pack.{name} must be in [0, 1] (a share)")
+
+
+@dataclass(frozen=True)
 class Preprocess:
     dtype: Literal["float16", "float32"] = "float16"  # stored feature precision
     max_label_tokens: int = MAX_TARGET_POSITIONS  # including the 4-token prefix; longer labels are skipped
     min_duration: float = 0.1  # seconds
-    shard_size: int = 1000  # utterances per shard
+    shard_size: int = 1000  # records per shard (an utterance, or a packed window)
     workers: int | None = None  # None: CPU count
     silent_audio: Literal["keep", "skip"] = "keep"  # clips of digital silence whose label has text
     # Kaldi-style speed perturbation: per factor, an extra copy of every training utterance resampled
     # to that speed (pitch moves with it), e.g. [0.9, 1.1]. Never val or test.
     speed_perturb: list[float] = field(default_factory=list)
     noise: Noise = field(default_factory=Noise)  # noisy training copies; off without noise.root
-    seed: int = 0  # the noise recordings, offsets and SNRs chosen per utterance
+    pack: Pack = field(default_factory=Pack)  # training windows of several utterances; off without pack.by
+    seed: int = 0  # the noise recordings, offsets and SNRs per utterance; the packing's groups, gaps and shares
 
     def __post_init__(self):
         require(

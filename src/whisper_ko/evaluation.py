@@ -273,6 +273,20 @@ def compare(
     )
 
 
+def restrict(results: dict[str, Result], indices: list[int]) -> dict[str, Result]:
+    """The results on some utterances only (their transcripts and counts), for a paired comparison on those alone."""
+    return {
+        alias: Result(
+            {},
+            [],
+            Transcripts([r.transcripts.hypotheses[i] for i in indices], {}),
+            {},
+            [r.scored[i] for i in indices],
+        )
+        for alias, r in results.items()
+    }
+
+
 def run(models: dict[str, str], rows: list[dict], options: Options, scoring: Scoring = Scoring()) -> dict[str, Result]:
     """Transcribe `rows` with every model and score them, per group of each `scoring.group_by` field."""
     if scoring.kocer:

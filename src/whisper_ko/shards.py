@@ -1,7 +1,8 @@
 """Compact feature shards: unpadded log-mels, compressed per record, memory-mapped for random access.
 
 A shard is two files: `NAME.bin`, the records' zstd-compressed feature bytes back to back, and
-`NAME.idx.npz`, the index (offsets, shapes, label ids, ids, durations, categories). Each record
+`NAME.idx.npz`, the index (offsets, shapes, label ids, ids, durations, categories, utterances per
+record: a packed window holds several). Each record
 decompresses on its own, so a Dataset reads one utterance without touching the others, and the
 page cache, not the process, holds the data.
 
@@ -41,7 +42,7 @@ DTYPES = {"float16": np.float16, "float32": np.float32}
 COPY_MARK = "#"  # an augmented copy's id: `<original id>#<how>` (speed0.9, noise)
 ZSTD_LEVEL = 1  # level 3 saves ~0.3% of bytes for ~5% of the preprocessing time
 DIGEST_SIZE = 32  # the index's BLAKE2b digest, at the end of the data file
-FORMAT = 2  # 2: record checksums and the index digest
+FORMAT = 3  # 2: record checksums and the index digest; 3: utterances per record
 
 
 class MissingShards(UserError, FileNotFoundError):
@@ -81,13 +82,31 @@ class ShardWriter:
         self._rows: list[tuple] = []
         self._offset = 0
 
-    def add(self, id: str, features: np.ndarray, labels: Sequence[int], duration: float, category: str | None):
+    def add(
+        self,
+        id: str,
+        features: np.ndarray,
+        labels: Sequence[int],
+        duration: float,
+        category: str | None,
+        utterances: int = 1,
+    ):
         if features.ndim != 2 or features.shape[0] != self.n_mels:
             raise ValueError(f"{id}: features must be ({self.n_mels}, T), got {features.shape}")
         # torch's cast to float16 is vectorised; numpy's costs as much as the compression.
         blob = self._compressor.compress(torch.from_numpy(np.ascontiguousarray(features)).to(self._torch_dtype).numpy())
         self._data.write(blob)
-        row = (id, self._offset, len(blob), zlib.crc32(blob), features.shape[1], list(labels), duration, category or "")
+        row = (
+            id,
+            self._offset,
+            len(blob),
+            zlib.crc32(blob),
+            features.shape[1],
+            list(labels),
+            duration,
+            category or "",
+            utterances,
+        )
         self._rows.append(row)
         self._offset += len(blob)
 
@@ -95,8 +114,8 @@ class ShardWriter:
         return len(self._rows)
 
     def close(self) -> int:
-        columns = zip(*self._rows, strict=True) if self._rows else ([],) * 8
-        ids, offsets, sizes, checksums, frames, labels, durations, categories = columns
+        columns = zip(*self._rows, strict=True) if self._rows else ([],) * 9
+        ids, offsets, sizes, checksums, frames, labels, durations, categories, utterances = columns
         label_offsets = np.cumsum([0, *map(len, labels)], dtype=np.int64)
         header = {"format": FORMAT, "n_mels": self.n_mels, "dtype": self.dtype.name, "bytes": self._offset, **self.meta}
         index_bytes = npz_bytes(
@@ -109,6 +128,7 @@ class ShardWriter:
             labels=np.array([t for row in labels for t in row], dtype=np.int32),
             durations=np.array(durations, dtype=np.float32),
             categories=np.array(categories, dtype=str),
+            utterances=np.array(utterances, dtype=np.int32),
             header=np.array(json.dumps(header)),
         )
         self._data.write(index_digest(index_bytes))
@@ -224,6 +244,7 @@ class Shard(Sequence):
             "labels": self.labels(i),
             "duration": float(self._index["durations"][i]),
             "category": str(self._index["categories"][i]) or None,
+            "utterances": int(self._index["utterances"][i]),
         }
 
 
@@ -251,6 +272,10 @@ class ShardSet(Sequence):
     def label_lengths(self) -> np.ndarray:
         """Label length of every record, from the indexes alone (no feature is read)."""
         return np.concatenate([np.diff(s._index["label_offsets"]) for s in self.shards])
+
+    def utterances(self) -> int:
+        """Utterances in all records (a packed window counts each of its own)."""
+        return int(sum(s._index["utterances"].sum() for s in self.shards))
 
     def ids(self) -> list[str]:
         return [str(i) for s in self.shards for i in s._index["ids"]]

@@ -266,7 +266,7 @@ def log_line(logs: dict, step: int, max_steps: int) -> str:
     if "train_runtime" in logs:
         minutes, seconds = divmod(round(logs["train_runtime"]), 60)
         return (
-            f"trained {step} steps in {minutes}:{seconds:02d} ({logs.get('train_samples_per_second', 0):.2f} samples/s)"
+            f"trained {step} steps in {minutes}:{seconds:02d} ({logs.get('train_samples_per_second', 0):.2f} windows/s)"
         )
     if "loss" in logs:
         return f"{where}: loss {logs['loss']:.3f}, learning rate {logs.get('learning_rate', 0):.2e}"
@@ -274,6 +274,28 @@ def log_line(logs: dict, step: int, max_steps: int) -> str:
 
 
 EVAL_SCORES = {"eval_cer_nospace": "no-space CER", "eval_cer": "CER", "eval_wer": "WER"}
+
+
+class StepClock(TrainerCallback):
+    """Seconds spent in training steps (forward, backward, optimizer), apart from evaluation and
+    saving: the rate of the training itself, which packing changes."""
+
+    def __init__(self):
+        self.seconds, self.first_epoch, self._start = 0.0, 0.0, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.first_epoch = state.epoch or 0.0  # a resumed run's steps start there
+
+    def epochs(self, state) -> float:
+        return (state.epoch or 0.0) - self.first_epoch
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._start is not None:
+            self.seconds += time.perf_counter() - self._start
+            self._start = None
 
 
 class RunLoss(TrainerCallback, ExportableState):
@@ -649,19 +671,29 @@ def finetune(model: Model, config: Train, paths: Paths, log=print) -> dict:
     summary = {
         "base": model.base,
         "method": config.method,
-        "train_utterances": len(train_set),
+        "train_utterances": train_set.utterances(),  # per epoch: a packed window counts each of its own
+        "train_records": len(train_set),  # windows: an utterance, or several packed
         "train_augmented_copies": sum(shards.COPY_MARK in i for i in train_set.ids()),
         "val_utterances": len(val_set),
-        **run_summary(trainer, result, len(train_set), config.metric_for_best_model),
+        **run_summary(trainer, result, train_set, config.metric_for_best_model),
         **({"checkpoint_averaging": averaging} if averaging else {}),
         "precision": precision,
         "attention": trainer.model.config._attn_implementation,
         "world_size": args.world_size,
         "params": asdict(config),
     }
+    clock = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, StepClock))
+    per_record = train_set.utterances() / len(train_set)
+    windows_per_s = result.metrics.get("train_samples_per_second", 0.0)
     speed = {
-        "wall_time_s": round(wall, 1),
-        "samples_per_s": round(result.metrics.get("train_samples_per_second", 0.0), 2),
+        "wall_time_s": round(wall, 1),  # evaluations and checkpoints included
+        "samples_per_s": round(windows_per_s, 2),  # training windows (records) over the wall time
+        "utterances_per_s": round(windows_per_s * per_record, 2),
+        # the steps alone (this process's, since a resume): forward, backward and optimizer
+        "steps_s": round(clock.seconds, 1),
+        "step_utterances_per_s": round(clock.epochs(trainer.state) * train_set.utterances() / clock.seconds, 2)
+        if clock.seconds
+        else None,
         "device": torch.cuda.get_device_name() if cuda else "cpu",
         "peak_memory_gib": round(runtime.peak_memory_gib(cuda), 3),
         "peak_memory_of": "GPU, allocated" if cuda else "CPU process, resident",
@@ -715,7 +747,7 @@ def prepare_model(
 def build_trainer(
     net, config: Train, paths: Paths, args, train_set, val_set, processor, precision: str
 ) -> ShardTrainer:
-    callbacks = [DVCLiveLogger(paths.curves), RunLoss()]
+    callbacks = [DVCLiveLogger(paths.curves), RunLoss(), StepClock()]
     if config.average_checkpoints:
         callbacks.append(KeepBest(config.average_checkpoints, config.metric_for_best_model))
     if config.early_stopping_patience:
@@ -737,7 +769,7 @@ def build_trainer(
     return trainer
 
 
-def run_summary(trainer: ShardTrainer, result, n_train: int, metric: str) -> dict:
+def run_summary(trainer: ShardTrainer, result, train_set: shards.ShardSet, metric: str) -> dict:
     """What the run did: steps, epochs, the best checkpoint and its score, loss (the same for the
     same inputs: the summary is part of the saved model, which DVC hashes)."""
     state = trainer.state
@@ -746,7 +778,8 @@ def run_summary(trainer: ShardTrainer, result, n_train: int, metric: str) -> dic
         f"best_val_{metric}": state.best_metric,
         "global_steps": result.global_step,
         "epochs": round(state.epoch or 0.0, 3),
-        "samples_seen": round((state.epoch or 0.0) * n_train),
+        "samples_seen": round((state.epoch or 0.0) * len(train_set)),  # windows
+        "utterances_seen": round((state.epoch or 0.0) * train_set.utterances()),
         "train_loss": trainer.run_loss().total / state.global_step,  # the whole run's, resumed or not
     }
 
