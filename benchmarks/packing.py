@@ -9,13 +9,14 @@ Each recipe reports:
   change against single clips (the same utterances drawn for both);
 - timestamps: `generate(return_timestamps=True)` on packed val windows (val utterances packed by
   category, gaps as preprocess.pack draws them), the median distance from each true segment
-  boundary to the nearest predicted one, and the share of windows given any timestamp at all. The
-  base model is scored too.
+  boundary to the nearest predicted one, the segments cut per true utterance, and the share of
+  windows given any timestamp at all. The base model is scored too.
 
-Each recipe's epochs were chosen so that its val score stopped improving (README, "Packed windows").
-A recipe whose run finished (its `run.json` in --work, same settings) is not trained again.
+The packed recipes share one setting, chosen on val in pilot runs (below: PACKED); single clips keep
+the demo's former recipe. A recipe whose run finished (its `run.json` in --work, same settings) is not trained again.
 
     python benchmarks/packing.py [--params params.yaml] [--work checkpoints/packing] [--only NAME ...]
+    python benchmarks/packing.py --tables-only   # window fill on a large corpus, the presets' calculated gain
 """
 
 import json

@@ -67,6 +67,24 @@ def test_category_windows_are_seeded_groups_within_a_category(rows):
     assert sum(len(w.parts) for w in windows) / len(windows) > sum(len(w.parts) for w in by_session) / len(by_session)
 
 
+def test_category_windows_fill_by_first_fit():
+    """Each utterance goes to the first open window it fits: on telephone-like durations windows
+    come out nearly full, where one open window wastes a tenth."""
+    durations = np.clip(np.random.default_rng(0).gamma(4.0, 4.6 / 4.0, 2000), 0.5, 29.0)
+    rows = [
+        {"id": f"u{i:04d}", "duration": float(d), "category": "c", "session": f"s{i // 40}"}
+        for i, d in enumerate(durations)
+    ]
+
+    def fill(windows):
+        assert sorted(p["id"] for w in windows for p in w.parts) == [r["id"] for r in rows]
+        assert all(w.duration <= 30.0 for w in windows)
+        return sum(w.duration for w in windows) / (30.0 * len(windows))
+
+    pack = Pack(by="category")
+    assert fill(packing.windows(rows, pack, 0)) > 0.95 > fill(packing.windows(rows, pack, 0, open_windows=1))
+
+
 def test_windows_fill_up_to_max_s_with_seeded_gaps_in_range(rows):
     for max_s in (12.0, 30.0):
         pack = Pack(by="session", max_s=max_s, gap_s=[0.2, 0.4])
