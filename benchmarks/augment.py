@@ -25,17 +25,18 @@ again: a killed grid resumes where it stopped, and --only reruns the decoding of
 """
 
 import json
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import click
+from recipes import decode_test, prepare, train
 
-from whisper_ko import config, evaluation, inference, training
+from whisper_ko import config, evaluation
 from whisper_ko.discover import discover
-from whisper_ko.preprocess import preprocess_split
 
-# The shared settings: the demo's, each epoch evaluated on the whole val split.
+# The shared settings: the demo's when this was measured (single clips: packed windows are
+# benchmarks/packing.py's), each epoch evaluated on the whole val split.
+SINGLE_CLIPS = {"pack": {"by": None}}
 TRAIN = {
     "method": "freeze_encoder",
     "learning_rate": 2e-4,
@@ -49,7 +50,6 @@ TRAIN = {
 SPEEDS = [0.9, 1.1]
 BASE = "frozen encoder"
 FULL = "full fine-tune"
-# name → (preprocess changes, train changes)
 # name → (preprocess changes, train changes, the row it is compared with). A run that averages
 # checkpoints gives two rows: its best checkpoint under its own name, its saved model as
 # `<name> + averaging` (the same run: keeping the two best checkpoints changes no step).
@@ -85,60 +85,24 @@ def main(params_file, work, only, max_steps):
         prep_changes, train_changes, against = VARIANTS[name]
         features = work / "features" / ("speed" if prep_changes else "plain")
         if features not in prepared:
-            prepared[features] = prepare(splits, model, prep_changes, features)
+            settings = config.parse(config.Preprocess, {**SINGLE_CLIPS, **prep_changes}, "preprocess")
+            prepared[features] = prepare(splits, model, settings, features)
         values = {**TRAIN, **train_changes, **({"max_steps": max_steps} if max_steps else {})}
-        settings = config.parse(config.Train, values, "train")
-        paths = config.Paths(
-            features=str(features),
-            **{key: str(work / slug(name) / key) for key in ("model", "checkpoints", "curves", "reports", "speed")},
-        )
-        record = work / slug(name) / "run.json"
-        done = json.loads(record.read_text()) if record.is_file() else {}
-        if done.get("settings") != values or not Path(paths.model).is_dir():
-            click.echo(f"\n== {name}: training")
-            start = time.perf_counter()
-            summary = training.finetune(model, settings, paths, log=click.echo)
-            done = {"settings": values, "summary": summary, "train_s": time.perf_counter() - start}
-            record.write_text(json.dumps(done, indent=2, ensure_ascii=False) + "\n")
+        done, paths = train(name, values, values, work, features, model)
         run = {**done, "preprocess_s": prepared[features], "against": against}
-        if settings.average_checkpoints:  # the best checkpoint is this row, the saved model the next
+        if values.get("average_checkpoints"):  # the best checkpoint is this row, the saved model the next
             best = Path(paths.checkpoints) / f"checkpoint-{done['summary']['best_step']}"
             runs[name], models[name] = {**run, "row_is": "best"}, str(best)
             runs[name + AVERAGED], models[name + AVERAGED] = {**run, "against": name, "row_is": "saved"}, paths.model
         else:
             runs[name], models[name] = {**run, "row_is": "saved"}, paths.model
 
-    click.echo("\n== decoding the test split")
-    options = evaluation.Options(
-        decoding=inference.Decoding(model.language, model.task, benchmark.num_beams, benchmark.max_new_tokens),
-        warmup_batches=0,
-        cpu_workers=benchmark.cpu_workers,
-        processor_fallback=model.base,
-    )
-    scoring = evaluation.Scoring(("category", "sentence"), resamples=1000, seed=0)
-    results = evaluation.run(models, splits["test"], options, scoring)
+    results, scoring = decode_test(models, splits["test"], model, benchmark)
     rows = table(results, runs, splits["test"], scoring)
     text = markdown(rows)
     click.echo("\n" + text)
     (work / "augment.json").write_text(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
     (work / "augment.md").write_text(text)
-
-
-def slug(name: str) -> str:
-    return name.replace(" + ", "-").replace(" ", "-").lower()
-
-
-def prepare(splits, model, changes: dict, out: Path) -> float:
-    """Feature shards of train (with `changes`' copies) and val; the seconds it took."""
-    settings = config.parse(config.Preprocess, changes, "preprocess")
-    start, processed = time.perf_counter(), 0
-    for split in ("train", "val"):
-        report = preprocess_split(splits[split], out / split, model, settings, augment=split == "train")
-        processed += report["speed"]["processed_now"]
-    timing = out / "seconds.json"  # a rerun reuses the shards: their first making is the cost
-    if processed or not timing.is_file():
-        timing.write_text(json.dumps(time.perf_counter() - start) + "\n")
-    return json.loads(timing.read_text())
 
 
 def table(results, runs, test_rows, scoring) -> list[dict]:

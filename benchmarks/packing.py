@@ -21,27 +21,15 @@ the demo's former recipe. A recipe whose run finished (its `run.json` in --work,
 
 import json
 import statistics
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import click
 import numpy as np
 import torch
+from recipes import decode_test, prepare, slug, train
 
-from whisper_ko import (
-    config,
-    evaluation,
-    features,
-    inference,
-    labels,
-    packing,
-    runtime,
-    shapes,
-    shards,
-    timestamps,
-    training,
-)
+from whisper_ko import config, evaluation, features, labels, packing, runtime, shapes, shards, timestamps
 from whisper_ko.discover import discover
 from whisper_ko.preprocess import preprocess_split
 
@@ -55,7 +43,7 @@ PACKED = {"learning_rate": 5e-5, "num_train_epochs": 4, "per_device_train_batch_
 BY = "category"  # the sample corpus's calls are 15-39 s: by session, windows hold 4.1 utterances, by category 5.0
 # name → (preprocess.pack, train changes)
 RECIPES = {
-    SINGLE: (None, TODAY),
+    SINGLE: ({"by": None}, TODAY),
     "packed": ({"by": BY, "timestamps": 0.0}, PACKED),
     "packed + timestamps 0.5": ({"by": BY, "timestamps": 0.5}, PACKED),
     "packed + single 0.2": ({"by": BY, "timestamps": 0.0, "single": 0.2}, PACKED),
@@ -83,39 +71,20 @@ def main(params_file, work, only, max_steps, tables_only):
     work.mkdir(parents=True, exist_ok=True)
     splits, _ = discover(found, policy)
     click.echo(", ".join(f"{name} {len(rows)}" for name, rows in splits.items()) + " utterances")
-    base_prep = replace(prep, pack=config.Pack(), speed_perturb=[], noise=config.Noise())
+    base_prep = replace(prep, speed_perturb=[], noise=config.Noise())
 
     runs, models = {}, {}
     for name in only or RECIPES:
         pack, changes = RECIPES[name]
-        settings = replace(base_prep, pack=config.parse(config.Pack, pack or {}, "preprocess.pack"))
-        features_dir = work / "features" / slug(json.dumps(pack, sort_keys=True) if pack else "single")
+        settings = replace(base_prep, pack=config.parse(config.Pack, pack, "preprocess.pack"))
+        features_dir = work / "features" / slug(json.dumps(pack, sort_keys=True))
         prep_s = prepare(splits, model, settings, features_dir)
         values = {**COMMON, **changes, **({"max_steps": max_steps} if max_steps else {})}
-        paths = config.Paths(
-            features=str(features_dir),
-            **{key: str(work / slug(name) / key) for key in ("model", "checkpoints", "curves", "reports", "speed")},
-        )
-        record = work / slug(name) / "run.json"
-        done = json.loads(record.read_text()) if record.is_file() else {}
-        if done.get("settings") != [values, pack] or not Path(paths.model).is_dir():
-            click.echo(f"\n== {name}: training")
-            start = time.perf_counter()
-            summary = training.finetune(model, config.parse(config.Train, values, "train"), paths, log=click.echo)
-            done = {"settings": [values, pack], "summary": summary, "train_s": time.perf_counter() - start}
-            record.write_text(json.dumps(done, indent=2, ensure_ascii=False) + "\n")
+        done, paths = train(name, values, [values, pack], work, features_dir, model)
         runs[name] = {**done, "preprocess_s": prep_s}
         models[name] = paths.model
 
-    click.echo("\n== decoding the test split")
-    options = evaluation.Options(
-        decoding=inference.Decoding(model.language, model.task, benchmark.num_beams, benchmark.max_new_tokens),
-        warmup_batches=0,
-        cpu_workers=benchmark.cpu_workers,
-        processor_fallback=model.base,
-    )
-    scoring = evaluation.Scoring(("category", "sentence"), resamples=1000, seed=0)
-    results = evaluation.run({BASE: model.base, **models}, splits["test"], options, scoring)
+    results, scoring = decode_test({BASE: model.base, **models}, splits["test"], model, benchmark)
 
     click.echo("\n== timestamps on packed val windows")
     windows = packed_val(splits["val"], model, base_prep, work / "features" / "val-packed")
@@ -168,22 +137,6 @@ def gain_table() -> str:
         f"\n\nTelephone speech (4.6 s, about 18 label tokens an utterance): a single clip's label {tokens[0]} "
         f"tokens, a packed window {utterances} utterances and {tokens[1]} tokens.\n"
     )
-
-
-def slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
-
-
-def prepare(splits, model, settings: config.Preprocess, out: Path) -> float:
-    """Feature shards of train (packed as `settings` says) and val (single clips); seconds it took."""
-    start, processed = time.perf_counter(), 0
-    for split in ("train", "val"):
-        report = preprocess_split(splits[split], out / split, model, settings, augment=split == "train")
-        processed += report["speed"]["processed_now"]
-    timing = out / "seconds.json"  # a rerun reuses the shards: their first making is the cost
-    if processed or not timing.is_file():
-        timing.write_text(json.dumps(time.perf_counter() - start) + "\n")
-    return json.loads(timing.read_text())
 
 
 def packed_val(rows, model, settings: config.Preprocess, out: Path) -> list[dict]:
