@@ -7,6 +7,7 @@ Quick look at one model, printing only, no tracked output touched:
     python stages/benchmark.py --model models/finetuned --max-samples 50
 """
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -39,41 +40,61 @@ def main(params_file, single_model, max_samples):
         rows = evaluation.subset(rows, max_samples or settings.max_samples, settings.seed)
         if not rows:
             raise UserError(f"{Path(paths.manifests) / 'test.jsonl'} is empty: nothing to benchmark")
-        models = (
-            {single_model: single_model}
-            if single_model
-            else {**settings.models, config.FINETUNED: paths.model, config.EXPORTED: paths.export}
-        )
-        results, comparisons = evaluation.benchmark(settings, model, rows, models)
+        models = {**settings.models, config.FINETUNED: paths.model, config.EXPORTED: paths.export}
+        if single_model:  # a quick look: the utterances only, decoded as the params say
+            models = {single_model: single_model}
+            settings = dataclasses.replace(
+                settings,
+                fallback=dataclasses.replace(settings.fallback, compare=False),
+                long_form=config.LongForm(apply=False),
+            )
+        found = evaluation.benchmark(settings, model, rows, models)
     except UserError as err:
         raise click.ClickException(str(err)) from err
     if single_model:
-        result = results[single_model]
+        result = found.results[single_model]
         click.echo(f"{single_model} on {len(rows)} test utterances\n{report.summary(result, settings.seed)}")
         return
-    write_outputs(results, comparisons, paths, settings.seed)
-    click.echo(report.speed_markdown(results))
-    click.echo(report.group_tables(results))
-    click.echo(report.verdict(comparisons))
+    write_outputs(found, paths, settings)
+    click.echo(report.speed_markdown(found))
+    click.echo(report.group_tables(found.results))
+    click.echo(report.verdict(found.comparisons))
 
 
-def write_outputs(
-    results: dict[str, evaluation.Result], comparisons: list[evaluation.Comparison], paths: config.Paths, seed: int
-) -> None:
-    quality = {alias: r.metrics for alias, r in results.items()}
-    for c in comparisons:  # vs_base: the fine-tune against zero-shot; vs_source: an export against its source
+def write_outputs(found: evaluation.Run, paths: config.Paths, settings: config.Benchmark) -> None:
+    quality = {alias: r.metrics for alias, r in found.results.items()}
+    for c in found.comparisons:  # vs_base: the fine-tune against zero-shot; vs_source: an export against its source
         quality[c.candidate] = {**quality[c.candidate], f"vs_{c.kind}": c.metrics()}
+    for alias, guards in found.guards.items():
+        quality[alias] = {**quality[alias], "guards": report.guards_metrics(guards)}
+    for alias, methods in found.calls.items():
+        quality[alias] = {**quality[alias], "long_form": {method: r.metrics for method, r in methods.items()}}
     _write(Path(paths.metrics), json.dumps(quality, indent=2) + "\n")
     speed = Path(paths.speed)
-    _write(speed / "benchmark.json", json.dumps({alias: r.speed for alias, r in results.items()}, indent=2) + "\n")
-    _write(speed / "benchmark.md", report.speed_markdown(results))
+    _write(speed / "benchmark.json", json.dumps(report.speed_rows(found), indent=2) + "\n")
+    _write(speed / "benchmark.md", report.speed_markdown(found))
     reports = Path(paths.reports)
-    for alias, r in results.items():
-        manifest.write(reports / "predictions" / f"{alias}.jsonl", r.predictions)
+    predictions = reports / "predictions"
+    for alias, r in found.results.items():
+        manifest.write(predictions / f"{alias}.jsonl", r.predictions)
+    for alias, guards in found.guards.items():
+        other = guards.off if settings.fallback.apply else guards.on
+        manifest.write(
+            predictions / f"{alias}.{'without' if settings.fallback.apply else 'with'}_guards.jsonl", other.predictions
+        )
+    for alias, methods in found.calls.items():
+        for method, r in methods.items():
+            manifest.write(predictions / f"{alias}.long_form.{method}.jsonl", r.predictions)
     figures.cer_by_category(quality, reports / config.CER_FIGURE)
+    if found.calls:
+        calls = {key: r.metrics for key, r in report.flat_calls(found.calls).items()}
+        figures.cer_by_category(calls, reports / config.LONG_FORM_FIGURE, figures.LONG_FORM_TITLE)
+    else:
+        figures.note(reports / config.LONG_FORM_FIGURE, "benchmark.long_form.apply is false: no whole calls decoded")
     curves = (reports / config.CURVES_FIGURE).is_file()
-    _write(reports / "benchmark.md", report.markdown(results, comparisons, seed, curves, paths.speed))
-    _write(reports / "benchmark_plot.json", json.dumps(report.plot_rows(results), ensure_ascii=False, indent=1) + "\n")
+    _write(reports / "benchmark.md", report.markdown(found, settings, curves, paths.speed))
+    plot = report.plot_rows(found.results)
+    _write(reports / "benchmark_plot.json", json.dumps(plot, ensure_ascii=False, indent=1) + "\n")
 
 
 def _write(path: Path, text: str) -> None:

@@ -36,6 +36,15 @@ def sample_corpus(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def test_rows(sample_corpus) -> list[dict]:
+    """The sample corpus's test utterances, as discover lists them."""
+    from whisper_ko import discover
+
+    splits, _ = discover.discover(discover.Discover(root=str(sample_corpus), workers=2))
+    return splits["test"]
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     from whisper_ko_fixtures import sample_corpus, tiny_model
 

@@ -106,6 +106,17 @@ def test_a_model_with_non_finite_weights_is_refused_by_the_benchmark(tiny_model,
     assert "Traceback" not in message and len(message.splitlines()) == 1
 
 
+def test_a_test_clip_whose_features_are_not_finite_is_an_error_of_that_clip_not_of_its_batch(tmp_path, sample_corpus):
+    """The benchmark featurises a batch at once: one clip of huge float samples must be recorded
+    against that clip, the others decoded."""
+    loud = tmp_path / "loud.wav"
+    sf.write(loud, np.full(16000, 1e30, dtype=np.float32), 16000, subtype="FLOAT")
+    good = discover(Discover(root=str(sample_corpus), workers=1))[0]["test"][0]["audio"]
+    feats, ok, errors = inference.featurize([good, str(loud)], 80)
+    assert ok == [0] and feats.shape == (1, 80, 3000)
+    assert list(errors) == [1] and "not finite" in errors[1]
+
+
 # ---------------------------------------------------------------- 2, 3, 10. params
 
 

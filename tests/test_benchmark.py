@@ -17,18 +17,12 @@ import yaml
 from click.testing import CliRunner
 
 from conftest import REPO, run_stage, stage
-from whisper_ko import deploy, discover, evaluation, inference, manifest, report
+from whisper_ko import config, deploy, evaluation, inference, long_form, manifest, report
 from whisper_ko.config import Paths
 
 OPTIONS = evaluation.Options(
     decoding=inference.Decoding(max_new_tokens=8), batch_size=4, cpu_workers=2, batch_timeout_s=120
 )
-
-
-@pytest.fixture(scope="module")
-def test_rows(sample_corpus) -> list[dict]:
-    splits, _ = discover.discover(discover.Discover(root=str(sample_corpus), workers=2))
-    return splits["test"]
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +67,8 @@ def weights_only(model: Path, out: Path) -> Path:
 def test_plan_sorts_by_duration_and_deals_batches_round_robin():
     rows = [{"duration": d} for d in (1.0, 5.0, 3.0, 4.0, 2.0)]
     assert evaluation.plan(rows, batch_size=2, n_workers=2) == [[[1, 3], [0]], [[2, 4]]]
-    assert evaluation.plan(rows, batch_size=8, n_workers=4) == [[[1, 3, 2, 4, 0]]]  # no idle workers
+    # a batch of 5 would leave three workers idle: one utterance or two each, and no empty shard
+    assert evaluation.plan(rows, batch_size=8, n_workers=4) == [[[1, 3]], [[2, 4]], [[0]]]
 
 
 def test_results_come_back_in_manifest_order_from_several_workers(test_rows, tiny_model, tmp_path):
@@ -174,20 +169,40 @@ def test_bad_models_fail_before_any_worker_starts(test_rows, tiny_model, tmp_pat
 
 @pytest.mark.slow
 def test_stage_writes_metrics_report_predictions_and_plot(test_rows, tiny_model, tmp_path):
-    root = project(tmp_path, test_rows, tiny_model, group_by=["speaker_type"], max_samples=10)
+    guards = {"apply": True, "compare": True}  # the demo's params leave the on/off table out
+    root = project(tmp_path, test_rows, tiny_model, group_by=["speaker_type"], max_samples=10, fallback=guards)
     proc = run_stage("benchmark", root)
     assert "| Model | D01 | D02 | D03 | D04 | TOTAL |" in proc.stdout
 
     metrics = json.loads((root / "metrics/benchmark.json").read_text())
-    assert set(metrics["base"]) == {"overall", "by_category", "by_speaker_type"}
-    leaves = [v for table in metrics["base"].values() for group in table.values() for v in _leaves(group)]
-    assert all(isinstance(v, (int, float)) for v in leaves)
+    assert set(metrics["base"]) == {"overall", "by_category", "by_speaker_type", "guards", "long_form"}
+    assert all(isinstance(v, (int, float)) for v in _leaves(metrics["base"]))
+    # the loop guards on and off, and the test sessions as whole calls, in dvc metrics diff's reach
+    assert {"on", "off", "cer_nospace_change", "share_transcripts_changed"} <= set(metrics["base"]["guards"])
+    assert set(metrics["finetuned-ct2"]["long_form"]) == {"sequential", "vad"}
+    assert {"share_loops", "share_capped", "share_monotonic", "speech_covered"} <= set(
+        metrics["base"]["long_form"]["sequential"]["overall"]
+    )
     assert metrics["base"]["overall"]["n"] == 10
     predictions = manifest.read(root / "reports/predictions/base.jsonl")
     assert len(predictions) == 10 and {"id", "category", "reference", "hypothesis", "cer"} <= set(predictions[0])
     text = (root / "reports/benchmark.md").read_text()
-    for heading in ("## By category", "## By speaker_type", "## Overall", "## base: 10 random", "## base: 10 worst"):
+    for heading in (
+        "## By category",
+        "## By speaker_type",
+        "## Overall",
+        "## base: 10 random",
+        "## base: 10 worst",
+        "## Whole calls: ",
+        "## Loop guards on the test utterances: on and off",
+        "## Korean scoring conventions",
+    ):
         assert heading in text
+    assert "| finetuned-ct2 · vad |" in text and "](figures/long_form_cer.png)" in text
+    assert (root / "reports/figures/long_form_cer.png").read_bytes().startswith(b"\x89PNG")
+    calls = manifest.read(root / "reports/predictions/base.long_form.sequential.jsonl")
+    assert {"segments", "reference_spans", "capped", "monotonic"} <= set(calls[0])
+    assert (root / "reports/predictions/base.without_guards.jsonl").is_file()
     plot = json.loads((root / "reports/benchmark_plot.json").read_text())
     assert {row["category"] for row in plot} == {"D01", "D02", "D03", "D04", "TOTAL"}
     # the answer: base and "finetuned" are the same model here, so the paired change is exactly zero
@@ -209,7 +224,8 @@ def test_stage_writes_metrics_report_predictions_and_plot(test_rows, tiny_model,
     assert not timing & {key for table in metrics.values() for group in table.values() for key in _keys(group)}
     assert "RTFx" not in text and "samples/s" not in text
     speed = json.loads((root / "metrics/speed/benchmark.json").read_text())
-    assert set(speed) == {"base", "finetuned", "finetuned-ct2"} and all(set(s) == timing for s in speed.values())
+    assert {"base", "finetuned", "finetuned-ct2", "base · loop guards off", "finetuned-ct2 · vad (calls)"} <= set(speed)
+    assert all(set(s) == timing for s in speed.values())
     assert "RTFx per device" in (root / "metrics/speed/benchmark.md").read_text()
 
 
@@ -251,12 +267,22 @@ def test_dvc_metrics_diff_shows_the_change_per_category(test_rows, tmp_path, sta
     monkeypatch.chdir(tmp_path)
     subprocess.run([*git, "init", "-q"], check=True)
     _dvc("init", "-q")
-    for drop in (0, 2):  # the second commit loses two characters of every D02 hypothesis
+    calls = long_form.calls(test_rows, [0.3, 1.0], seed=0)
+    settings = config.Benchmark()
+    for drop in (0, 2):  # the second commit loses two characters of every D02 hypothesis, utterance and call
         hypotheses = [row["text"][drop:] if row["category"] == "D02" else row["text"] for row in test_rows]
         found = evaluation.Transcripts(hypotheses, {}, [evaluation.Timing("cpu", 10.0, 1.0, 1.0)])
         table, predictions, scored = evaluation.score(test_rows, found, evaluation.Scoring(resamples=0))
         result = evaluation.Result(table, predictions, found, evaluation.speed(test_rows, found), scored)
-        stage_module.write_outputs({"finetuned": result}, [], Paths(), seed=0)
+        outputs = [
+            long_form.output([(*call["spans"][0], call["text"][drop if call["category"] == "D02" else 0 :])], 0, None)
+            for call in calls
+        ]
+        said = evaluation.Transcripts(outputs, {}, [evaluation.Timing("cpu", 10.0, 1.0, 1.0)])
+        table, predictions, scored = evaluation.score_calls(calls, said, evaluation.Scoring(resamples=0))
+        sequential = evaluation.Result(table, predictions, said, evaluation.speed(calls, said), scored)
+        run = evaluation.Run({"finetuned": result}, [], calls={"finetuned": {"sequential": sequential}})
+        stage_module.write_outputs(run, Paths(), settings)
         subprocess.run([*git, "add", "-A"], check=True)
         subprocess.run([*git, "commit", "-qm", f"drop {drop}"], check=True)
 
@@ -265,6 +291,9 @@ def test_dvc_metrics_diff_shows_the_change_per_category(test_rows, tmp_path, sta
     assert "finetuned.by_category.D02.cer" in changed and "finetuned.overall.cer" in changed
     assert not any(".D01." in key or ".D03." in key for key in changed)
     assert diff["finetuned.by_category.D02.cer"]["old"] == 0.0 and diff["finetuned.by_category.D02.cer"]["new"] > 0
+    assert "finetuned.long_form.sequential.by_category.D02.cer_nospace" in changed
+    assert "finetuned.long_form.sequential.overall.cer" in changed
+    assert not any("long_form" in key and ".D01." in key for key in changed)
 
     html = _dvc("plots", "show", "--json")
     assert "reports/benchmark_plot.json" in html and "D02 finetuned" in html

@@ -47,6 +47,7 @@ CURVES = {
     "eval/loss.tsv": "step\tloss\n17\t1.24\n34\t1.11\n",
     "eval/cer_nospace.tsv": "step\tcer_nospace\n17\t0.507\n34\t0.407\n",
     "eval/cer.tsv": "step\tcer\n17\t0.468\n34\t0.384\n",
+    "eval/share_loops.tsv": "step\tshare_loops\n17\t0.25\n34\t0.0\n",
 }
 
 
@@ -121,6 +122,8 @@ def test_training_curves_png(tmp_path):
     loss_ax, cer_ax = figures._curves_figure(tmp_path / "dvclive").axes
     assert [line.get_label() for line in loss_ax.get_lines()] == ["training loss", "validation loss"]
     assert list(cer_ax.get_lines()[0].get_ydata()) == pytest.approx([50.7, 40.7])  # percent
+    loops = cer_ax.get_lines()[2]  # the val loop rate beside CER, in percent too
+    assert loops.get_label() == "validation utterances in a loop" and list(loops.get_ydata()) == pytest.approx([25, 0])
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,7 @@ def test_the_cpu_runnable_parts_pass_and_end_on_a_json_summary(tmp_path):
         assert run["ok"] and run["precision"] == "bf16" and run["attention"] == "sdpa" and run["samples_per_s"] > 0
     assert summary["ddp"] == {"skipped": "needs two GPUs"}
     assert {"base", "finetuned"} <= set(summary["benchmark"]) and summary["benchmark"]["finetuned"]["workers"] == 2
+    assert all(summary["benchmark"][alias]["calls_sequential_rtfx"] > 0 for alias in ("base", "finetuned"))
     presets = {preset["preset"]: preset for preset in summary["presets"]}
     assert set(presets) == {"whisper-small", "whisper-large-v3", "whisper-large-v3-turbo"}
     assert all(p["ok"] and p["samples_per_s"] > 0 for p in presets.values())

@@ -80,6 +80,9 @@ def test_full_finetune_saves_a_plain_whisper_with_the_base_generation_config(fea
     assert isinstance(asr(torch.zeros(16000).numpy(), generate_kwargs={"max_new_tokens": 4})["text"], str)
     curves = tmp_path / "dvclive" / "plots" / "metrics"
     assert (curves / "eval" / "cer_nospace.tsv").read_text().count("\n") == 3  # header + steps 2 and 4
+    # the val loop rate beside CER: a looping checkpoint shows in the curves
+    loops = (curves / "eval" / "share_loops.tsv").read_text().splitlines()
+    assert loops[0] == "step\tshare_loops" and len(loops) == 3 and all(0 <= float(r.split()[1]) <= 1 for r in loops[1:])
     assert (curves / "train" / "loss.tsv").exists()
 
 

@@ -47,7 +47,7 @@ from safetensors.torch import load_file
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
 from whisper_ko import evaluation, inference, runtime, shapes
-from whisper_ko.config import Model, Paths, Preprocess, Train, parse
+from whisper_ko.config import Benchmark, LongForm, Model, Paths, Preprocess, Train, parse
 from whisper_ko.preprocess import preprocess_split
 from whisper_ko.training import finetune
 from whisper_ko_fixtures import tiny_model
@@ -316,6 +316,14 @@ def benchmark_two_models(models: dict[str, str], rows: list[dict], cuda: bool) -
             "dtype": result.transcripts.dtype,
             "attention": result.transcripts.attention,
         }
+    # Whole calls on the device, loop guards on: features, masks and sampling where a dtype or
+    # device mismatch would only show on a GPU.
+    settings = Benchmark(long_form=LongForm(max_new_tokens=32))
+    calls = evaluation.long_form_run(settings, options.decoding, rows, models, options, evaluation.Scoring(resamples=0))
+    for alias, methods in calls.items():
+        for method, result in methods.items():
+            check(result.metrics["overall"]["failed"] == 0, f"{alias} · {method}: a call failed")
+            out[alias][f"calls_{method}_rtfx"] = result.speed["rtfx"]
     return {"ok": True, **out}
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from safetensors import safe_open
 
-from whisper_ko.config import CER_FIGURE, CURVES_FIGURE, Paths
+from whisper_ko.config import CER_FIGURE, CURVES_FIGURE, LONG_FORM_FIGURE, Paths
 from whisper_ko.errors import UserError
 
 GB = 1e9
@@ -274,7 +274,8 @@ def stage_outputs(stage: str, paths: Paths) -> list[Output]:
             Output("paths.reports", reports / "benchmark.md"),
             Output("paths.reports", reports / "benchmark_plot.json"),
             Output("paths.reports", reports / CER_FIGURE),
-            Output("paths.reports", reports / "predictions", True, matching(r"[^/]+\.jsonl"), "only <alias>.jsonl"),
+            Output("paths.reports", reports / LONG_FORM_FIGURE),
+            Output("paths.reports", reports / "predictions", True, matching(r"[^/]+\.jsonl"), "only <alias>*.jsonl"),
             speed,
         ],
     }

@@ -117,6 +117,7 @@ FINETUNED = "finetuned"  # the benchmark's alias of the pipeline's own fine-tune
 EXPORTED = "finetuned-ct2"  # and of its CTranslate2 export (paths.export)
 # Figures under paths.reports (dvc.yaml names them too), linked from benchmark.md by these relative paths.
 CER_FIGURE = "figures/cer_by_category.png"  # drawn by the benchmark
+LONG_FORM_FIGURE = "figures/long_form_cer.png"  # the benchmark's whole calls
 CURVES_FIGURE = "figures/training_curves.png"  # drawn by train
 
 
@@ -387,6 +388,65 @@ class Train:
         return args
 
 
+# openai/whisper's `transcribe` defaults, which faster-whisper's `transcribe` shares.
+WHISPER_TEMPERATURES = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """Whisper's loop guards: a segment whose text compresses too well (a loop) or whose mean token
+    log-probability is too low is decoded again at the next temperature (README, "Loop guards")."""
+
+    apply: bool = True  # on test utterances, as openai's and faster-whisper's transcribe; calls always
+    # also decode the test utterances the other way: the report's guards on/off table (twice the decoding)
+    compare: bool = False
+    temperatures: list[float] = field(default_factory=lambda: list(WHISPER_TEMPERATURES))
+    compression_ratio_threshold: float = 2.4  # gzip ratio of the text (openai, faster-whisper)
+    # transformers measures the ratio on token ids; 1.35 is the counterpart of 2.4 its documentation gives
+    token_compression_ratio_threshold: float = 1.35
+    logprob_threshold: float = -1.0  # mean log-probability of the segment's tokens
+    no_speech_threshold: float = 0.6  # with a low log-probability: the segment is silence, skipped (calls)
+
+    def __post_init__(self):
+        require(
+            self.temperatures
+            and self.temperatures == sorted(self.temperatures)
+            and all(0 <= t <= 1 for t in self.temperatures),
+            f"benchmark.fallback.temperatures must rise from 0 to at most 1, got {self.temperatures}",
+        )
+        require(
+            self.compression_ratio_threshold > 1 and self.token_compression_ratio_threshold > 1,
+            "benchmark.fallback's compression ratio thresholds must be above 1 (text that does not compress)",
+        )
+        require(0 < self.no_speech_threshold < 1, "benchmark.fallback.no_speech_threshold must be in (0, 1)")
+
+
+@dataclass(frozen=True)
+class LongForm:
+    """Whole calls: each test session's utterances in order, with gaps, decoded as a deployment
+    decodes a call (README, "Whole calls")."""
+
+    apply: bool = True
+    # silence between a session's utterances, seconds: uniform in [low, high], seeded per call
+    gap_s: list[float] = field(default_factory=lambda: [0.3, 1.0])
+    # prompt each 30-s window with the previous one's text, which also carries a loop into the next
+    # window; None: each engine's own default (transformers off, faster-whisper's transcribe on)
+    condition_on_prev_tokens: bool | None = None
+    max_new_tokens: int = MAX_TARGET_POSITIONS // 2  # per 30-s window: openai's sample_len
+    vad_batch_size: int = 8  # faster-whisper's BatchedInferencePipeline: VAD chunks decoded together
+
+    def __post_init__(self):
+        require(
+            len(self.gap_s) == 2 and 0 <= self.gap_s[0] <= self.gap_s[1] <= 10,
+            f"benchmark.long_form.gap_s must be [low, high] seconds with 0 <= low <= high <= 10, got {self.gap_s}",
+        )
+        require(
+            1 <= self.max_new_tokens <= MAX_TARGET_POSITIONS - 4,
+            f"benchmark.long_form.max_new_tokens must be in [1, {MAX_TARGET_POSITIONS - 4}] (Whisper's decoder)",
+        )
+        _positive(self, "benchmark.long_form", "vad_batch_size")
+
+
 @dataclass(frozen=True)
 class Benchmark:
     # alias: hub id or directory, scored beside the fine-tune (paths.model, alias `finetuned`)
@@ -403,6 +463,8 @@ class Benchmark:
     batch_timeout_s: float = 600.0  # a worker silent this long (one batch, or loading a model) fails the run
     bootstrap_resamples: int = 1000  # 95% interval of cer_nospace (0: none)
     kocer: bool = False  # also score reading-equivalence CER (pip install 'whisper-ko[kocer]')
+    fallback: Fallback = field(default_factory=Fallback)  # loop guards: temperatures and thresholds
+    long_form: LongForm = field(default_factory=LongForm)  # whole calls, sequential and VAD-chunked
 
     def __post_init__(self):
         for alias, what in ((FINETUNED, "fine-tune (paths.model)"), (EXPORTED, "export (paths.export)")):

@@ -1,6 +1,6 @@
 """The fine-tune as it is deployed: converted to CTranslate2 by ctranslate2's own Transformers
-converter for faster-whisper, checked after conversion, and decoded for the benchmark by
-faster-whisper's own batched pipeline.
+converter for faster-whisper and checked after conversion (`whisper_ko.faster` decodes it for the
+benchmark, apart, so that a change to decoding never reruns the export).
 
 Deployed models score worse than their transformers originals more often than users find out
 before deploying (quantization, faster-whisper's own feature extractor and decoding defaults, a
@@ -10,12 +10,9 @@ is what shows it.
 
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from whisper_ko import audio, checks
+from whisper_ko import checks
 from whisper_ko.checks import CT2_FILES, EXPORT_RECORD, ct2_missing
 from whisper_ko.errors import UserError
 
@@ -104,71 +101,3 @@ def check_model(path: str) -> None:
         raise ExportError(
             f"{path!r} is a CTranslate2 model without {', '.join(missing)}: faster-whisper cannot load it"
         )
-
-
-@dataclass
-class Clips:
-    """The audio of one batch, read, ready for `FasterWhisper.decode`."""
-
-    size: int
-    audio: list[np.ndarray]  # 16 kHz mono float32, of the positions in `ok`
-    ok: list[int]
-    errors: dict[int, str]  # position → why its audio could not be read
-
-
-class FasterWhisper:
-    """A CTranslate2 model decoded as faster-whisper deploys it: its feature extractor, its batched
-    pipeline (no VAD, no timestamps, language and task set, `num_beams` beams), its defaults
-    otherwise. Audio is read with the pipeline's own loader, so that reading and resampling (which
-    a deployment does its own way) never count as a difference between the two models."""
-
-    attention = "ctranslate2"
-
-    def __init__(self, path: str, device: str, decoding):
-        from faster_whisper import BatchedInferencePipeline, WhisperModel
-
-        cuda = device.startswith("cuda")
-        self.model = WhisperModel(
-            path,
-            device="cuda" if cuda else "cpu",
-            device_index=int(device.split(":")[1]) if cuda else 0,
-            compute_type="default",  # the type it was exported in, or the nearest this device runs
-            cpu_threads=1,  # one worker per core, as for transformers models
-        )
-        self.pipeline = BatchedInferencePipeline(self.model)
-        self.decoding = decoding
-        self.dtype = self.model.model.compute_type
-
-    def prepare(self, paths: list[str]) -> Clips:
-        clips, ok, errors = [], [], {}
-        for i, path in enumerate(paths):
-            try:
-                clips.append(audio.load(path))
-                ok.append(i)
-            except audio.AudioError as err:
-                errors[i] = str(err)
-        return Clips(len(paths), clips, ok, errors)
-
-    def decode(self, batch: Clips) -> list[str | None]:
-        """One pass of the batched pipeline over the batch's clips laid end to end, each clip its own
-        chunk (clip_timestamps): faster-whisper batches the chunks of one audio, not several files."""
-        hypotheses: list[str | None] = [None] * batch.size
-        if not batch.audio:
-            return hypotheses
-        ends = np.cumsum([len(clip) for clip in batch.audio]) / audio.SAMPLE_RATE
-        spans = [{"start": float(start), "end": float(end)} for start, end in zip([0.0, *ends[:-1]], ends, strict=True)]
-        segments, _ = self.pipeline.transcribe(
-            np.concatenate(batch.audio),
-            language=self.decoding.language,
-            task=self.decoding.task,
-            beam_size=self.decoding.num_beams,
-            without_timestamps=True,
-            vad_filter=False,
-            clip_timestamps=spans,
-            batch_size=len(spans),
-            max_new_tokens=self.decoding.max_new_tokens,
-        )
-        texts = [segment.text.strip() for segment in segments]  # one segment per chunk without timestamps
-        for i, text in zip(batch.ok, texts, strict=True):
-            hypotheses[i] = text
-        return hypotheses

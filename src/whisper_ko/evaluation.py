@@ -7,11 +7,15 @@ decodes), and sends the hypotheses back through a queue, so its memory depends o
 never on the size of the test set. A worker that raises, dies or stays silent for
 `batch_timeout_s` ends the run with an error naming the model and batch.
 
+The same workers decode the test utterances with and without Whisper's loop guards (a worker
+keeps a model loaded across its decodings) and the test sessions as whole calls (`long_form`).
+
 Speed is measured as the Open ASR Leaderboard measures it: warm-up batches first, untimed (CUDA
 start-up, cuDNN autotuning, allocator growth), then RTFx = audio seconds / decoding seconds per
 device, beside the node's figure over the slowest worker's wall time.
 """
 
+import math
 import multiprocessing as mp
 import os
 import queue
@@ -21,14 +25,14 @@ import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 import transformers
 from tqdm import tqdm
 
-from whisper_ko import config, deploy, inference, metrics, runtime
+from whisper_ko import checks, config, deploy, inference, long_form, metrics, runtime
 from whisper_ko.errors import UserError
 
 # How often the main process looks at its workers while waiting for results.
@@ -184,12 +188,39 @@ def group_fields(rows: list[dict], extra: list[str]) -> tuple[str, ...]:
     return fields
 
 
-def benchmark(
-    settings: config.Benchmark, model: config.Model, rows: list[dict], models: dict[str, str]
-) -> tuple[dict[str, Result], list[Comparison]]:
-    """The benchmark stage's run: `models` on `rows` as the params say, and their comparisons."""
+@dataclass
+class Run:
+    """Everything the benchmark stage measured."""
+
+    results: dict[str, Result]  # per model, on the test utterances (loop guards as benchmark.fallback.apply says)
+    comparisons: list[Comparison]  # the fine-tune against its base, each export against its source
+    guards: dict[str, "Guards"] = field(default_factory=dict)  # per model: with the loop guards and without
+    # per model and decoding method ("sequential", "vad"): the test sessions as whole calls
+    calls: dict[str, dict[str, Result]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Guards:
+    """One model on the test utterances with Whisper's loop guards and without them."""
+
+    on: Result
+    off: Result
+    change: Comparison  # with against without, paired over the utterances
+
+
+GUARDED, UNGUARDED = "with loop guards", "without loop guards"
+
+
+def benchmark(settings: config.Benchmark, model: config.Model, rows: list[dict], models: dict[str, str]) -> Run:
+    """The benchmark stage's run: `models` on `rows` as the params say (the utterances, with and
+    without the loop guards where asked, then the sessions as whole calls), and their comparisons."""
+    plain = inference.Decoding(
+        model.language, model.task, settings.num_beams, settings.max_new_tokens, seed=settings.seed
+    )
+    guarded = replace(plain, guards=settings.fallback)
+    chosen, other = (guarded, plain) if settings.fallback.apply else (plain, guarded)
     options = Options(
-        decoding=inference.Decoding(model.language, model.task, settings.num_beams, settings.max_new_tokens),
+        decoding=chosen,
         batch_size=settings.batch_size,
         warmup_batches=settings.warmup_batches,
         dtype=settings.dtype,
@@ -201,8 +232,96 @@ def benchmark(
     scoring = Scoring(
         group_fields(rows, settings.group_by), settings.kocer, settings.bootstrap_resamples, settings.seed
     )
-    results = run(models, rows, options, scoring)
-    return results, comparisons(results, models, model.base, scoring)
+    jobs = {}
+    for alias, path in models.items():  # a model's two decodings in a row: the worker loads it once
+        jobs[alias] = (path, chosen)
+        if settings.fallback.compare:
+            jobs[_other(alias, settings.fallback.apply)] = (path, other)
+    found = run(jobs, rows, options, scoring)
+    results = {alias: found[alias] for alias in models}
+    guards = {}
+    if settings.fallback.compare:
+        for alias in models:
+            other = found[_other(alias, settings.fallback.apply)]
+            on, off = (found[alias], other) if settings.fallback.apply else (other, found[alias])
+            change = compare({GUARDED: on, UNGUARDED: off}, UNGUARDED, GUARDED, scoring, "guards")
+            guards[alias] = Guards(on, off, change)
+    calls = {}
+    if settings.long_form.apply:
+        calls = long_form_run(settings, plain, rows, models, options, scoring)
+    return Run(results, comparisons(results, models, model.base, scoring), guards, calls)
+
+
+def _other(alias: str, applied: bool) -> str:
+    """The name of a model's decoding the other way: guards off where the run applies them."""
+    return f"{alias} · loop guards {'off' if applied else 'on'}"
+
+
+def long_form_run(
+    settings: config.Benchmark,
+    decoding: inference.Decoding,
+    rows: list[dict],
+    models: dict[str, str],
+    options: Options,
+    scoring: Scoring,
+) -> dict[str, dict[str, Result]]:
+    """The test sessions as whole calls, decoded by every model the ways it is deployed: sequential
+    windows (transformers' long-form generate, faster-whisper's transcribe), and faster-whisper's
+    VAD chunks for CTranslate2 models; always with the loop guards."""
+    calls = long_form.calls(rows, settings.long_form.gap_s, settings.seed)
+    decoding = replace(
+        decoding,
+        guards=settings.fallback,
+        max_new_tokens=settings.long_form.max_new_tokens,
+        condition_on_prev_tokens=settings.long_form.condition_on_prev_tokens,
+        vad_batch_size=settings.long_form.vad_batch_size,
+    )
+    jobs, named = {}, {}
+    for alias, path in models.items():
+        for method in ("sequential", "vad") if checks.is_ctranslate2(path) else ("sequential",):
+            key = f"{alias} · {method}"
+            jobs[key], named[key] = (path, replace(decoding, method=method)), (alias, method)
+    out: dict[str, dict[str, Result]] = {}
+    for key, transcripts in transcribe(jobs, calls, options).items():
+        alias, method = named[key]
+        table, predictions, scored = score_calls(calls, transcripts, scoring)
+        out.setdefault(alias, {})[method] = Result(table, predictions, transcripts, speed(calls, transcripts), scored)
+    return out
+
+
+def score_calls(calls: list[dict], found: Transcripts, scoring: Scoring) -> tuple[dict, list[dict], list[dict]]:
+    """Metrics of whole calls (overall and per category), per-call predictions with their segments,
+    and per-call counts."""
+    scored, predictions = [], []
+    for i, call in enumerate(calls):
+        out = found.hypotheses[i]
+        entry = {"id": call["id"], "category": call["category"], "duration": call["duration"]}
+        if out is None:
+            scored.append({"category": call["category"], "error": found.errors[i]})
+            predictions.append({**entry, "reference": call["text"], "hypothesis": None, "error": found.errors[i]})
+            continue
+        counts = {**long_form.score(call, out), "category": call["category"]}
+        scored.append(counts)
+        predictions.append(
+            {
+                **entry,
+                "utterances": call["utterances"],
+                "reference": call["text"],
+                "hypothesis": out["text"],
+                "cer": metrics.utterance_rate(counts),
+                "cer_nospace": metrics.utterance_rate(counts, "nospace"),
+                **{k: counts[k] for k in ("loop", "capped", "fallback", "monotonic", "within")},
+                "speech_covered": round(counts["covered_s"] / counts["speech_s"], 4) if counts["speech_s"] else None,
+                "reference_spans": call["spans"],
+                "segments": out["segments"],
+            }
+        )
+    kwargs = {"resamples": scoring.resamples, "seed": scoring.seed}
+    table = {
+        "overall": long_form.aggregate(scored, **kwargs),
+        "by_category": metrics.by_group(scored, "category", summary=long_form.aggregate, **kwargs),
+    }
+    return table, predictions, scored
 
 
 def comparisons(results: dict[str, Result], models: dict[str, str], base: str, scoring: Scoring) -> list[Comparison]:
@@ -287,7 +406,9 @@ def restrict(results: dict[str, Result], indices: list[int]) -> dict[str, Result
     }
 
 
-def run(models: dict[str, str], rows: list[dict], options: Options, scoring: Scoring = Scoring()) -> dict[str, Result]:
+def run(
+    models: dict[str, str | tuple], rows: list[dict], options: Options, scoring: Scoring = Scoring()
+) -> dict[str, Result]:
     """Transcribe `rows` with every model and score them, per group of each `scoring.group_by` field."""
     if scoring.kocer:
         metrics.kocer_module()
@@ -298,11 +419,16 @@ def run(models: dict[str, str], rows: list[dict], options: Options, scoring: Sco
     return results
 
 
-def transcribe(models: dict[str, str], rows: list[dict], options: Options) -> dict[str, Transcripts]:
-    """Hypotheses of every model for `rows`, in manifest order, from one worker per device."""
+def transcribe(models: dict[str, str | tuple], rows: list[dict], options: Options) -> dict[str, Transcripts]:
+    """Hypotheses of every model for `rows`, in manifest order, from one worker per device. A model
+    is a path, decoded with `options.decoding`, or a (path, `inference.Decoding`) pair; a worker
+    keeps a model loaded while the next one in order is the same path."""
     if not rows:
         raise UserError("no utterances to transcribe")
-    sources = {alias: (path, _check(alias, path, options.processor_fallback)) for alias, path in models.items()}
+    sources = {}
+    for alias, model in models.items():
+        path, decoding = model if isinstance(model, tuple) else (model, options.decoding)
+        sources[alias] = (path, _check(alias, path, options.processor_fallback), decoding)
     devices = worker_devices(options.cpu_workers)
     batch_size = options.batch_size or (GPU_BATCH_SIZE if devices[0].startswith("cuda") else CPU_BATCH_SIZE)
     shards = plan(rows, batch_size, len(devices))
@@ -335,6 +461,10 @@ def plan(rows: list[dict], batch_size: int, n_workers: int) -> list[list[list[in
     the longest (most memory-hungry) batches run first, so an out-of-memory shows up at once.
     """
     order = sorted(range(len(rows)), key=lambda i: -rows[i]["duration"])
+    # A multiple of the workers in batches, each no larger than batch_size: 48 utterances in batches
+    # of 16 would give one of two workers twice the other's audio, and 8 calls in one batch, all.
+    count = math.ceil(len(order) / batch_size)
+    batch_size = math.ceil(len(order) / (math.ceil(count / n_workers) * n_workers))
     batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
     n_workers = min(n_workers, len(batches))
     return [batches[w::n_workers] for w in range(n_workers)]
@@ -471,14 +601,19 @@ def _worker(rank, device, models, batches, options, results) -> None:
         _configure(device)
         cuda = device.startswith("cuda")
         audio_s = sum(duration for batch in batches for _, _, duration in batch)
-        for model_index, (path, processor_path) in enumerate(models):
-            model = inference.open_model(
-                path, device, options.dtype, processor_path, options.attention, options.decoding
-            )
+        model, loaded = None, None
+        for model_index, (path, processor_path, decoding) in enumerate(models):
+            if path != loaded:
+                del model  # free one model before the next one loads
+                model = inference.open_model(path, device, options.dtype, processor_path, options.attention)
+                loaded = path
             results.put(Ready(rank, model_index))
 
-            def prepare(batch, model=model):
-                return model.prepare([path for _, path, _ in batch])
+            def prepare(batch, model=model, decoding=decoding):
+                return model.prepare([source for _, source, _ in batch], decoding)
+
+            def decode(prepared, model=model, decoding=decoding):
+                return model.decode(prepared, decoding)
 
             def send(batch_index, prepared, hypotheses, model_index=model_index):
                 indices = [i for i, _, _ in batches[batch_index]]
@@ -488,14 +623,13 @@ def _worker(rank, device, models, batches, options, results) -> None:
             decode_s, wall_s = run_batches(
                 batches,
                 prepare,
-                model.decode,
+                decode,
                 send,
                 warmup=options.warmup_batches,
                 synchronize=(lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None),
             )
             timing = Timing(device, audio_s, decode_s, wall_s)
             results.put(ModelDone(rank, model_index, timing, _peak_rss_mb(), model.attention, model.dtype))
-            del model  # free this model before the next one loads
     except UserError as err:  # a model that cannot be scored: its message says why and what to do
         results.put(Failed(rank, str(err)))
     except BaseException:

@@ -20,13 +20,23 @@ from matplotlib.ticker import MaxNLocator
 DPI = 100
 WIDTH = 10.0  # inches: 1000 px at DPI
 CER_TITLE = "CER without spaces and punctuation, by category (95% bootstrap interval)"
+LONG_FORM_TITLE = "Whole calls: CER without spaces and punctuation, by category (95% bootstrap interval)"
 OVER_100 = "100%: CER can exceed it, as insertions (e.g. repetition loops) count as errors"
 
 
-def cer_by_category(metrics: dict[str, dict], path: Path) -> None:
+def cer_by_category(metrics: dict[str, dict], path: Path, title: str = CER_TITLE) -> None:
     """Grouped bars of `cer_nospace` (%) per category and TOTAL, one bar per model, CI as error bars."""
     with matplotlib.style.context("default"):  # a user's matplotlibrc would change the bytes
-        _save(_cer_figure(metrics), path)
+        _save(_cer_figure(metrics, title), path)
+
+
+def note(path: Path, text: str) -> None:
+    """A figure that only says why there is nothing to draw, so that its path, a DVC output, exists."""
+    with matplotlib.style.context("default"):
+        fig = Figure(figsize=(WIDTH, 1.2), dpi=DPI)
+        FigureCanvasAgg(fig)
+        fig.text(0.5, 0.5, text, ha="center", va="center", color="gray")
+        _save(fig, path)
 
 
 def training_curves(curves_dir: Path, path: Path) -> bool:
@@ -45,7 +55,7 @@ def _save(fig: Figure, path: Path) -> None:
     fig.savefig(path, dpi=DPI, format="png", metadata={"Software": None})
 
 
-def _cer_figure(metrics: dict[str, dict]) -> Figure:
+def _cer_figure(metrics: dict[str, dict], title: str = CER_TITLE) -> Figure:
     models = list(metrics)
     categories = sorted({c for m in metrics.values() for c in m.get("by_category", {})})
     groups = [*categories, "TOTAL"]
@@ -104,7 +114,7 @@ def _cer_figure(metrics: dict[str, dict]) -> Figure:
     # a row as fit (about 7 px a character at 9 pt, 40 px for the patch and padding), the 100% line
     # below. The models' is an axes legend anchored on top: constrained layout stacks it under the
     # suptitle, where a figure legend placed "outside upper" would overlap it.
-    fig.suptitle(CER_TITLE)
+    fig.suptitle(title)
     ncol = max(1, min(len(models), int(WIDTH * DPI * 0.95) // (7 * max(map(len, models)) + 40)))
     ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=ncol, fontsize=9, frameon=False)
     line = Line2D([], [], color="black", linestyle="--", linewidth=1, alpha=0.7)
@@ -132,6 +142,7 @@ def _curves_figure(curves_dir: Path) -> Figure | None:
     right = {
         "validation CER without spaces": _series(metrics / "eval" / "cer_nospace.tsv", scale=100),
         "validation CER": _series(metrics / "eval" / "cer.tsv", scale=100),
+        "validation utterances in a loop": _series(metrics / "eval" / "share_loops.tsv", scale=100),
     }
     if not any(left.values()) and not any(right.values()):
         return None
@@ -141,7 +152,7 @@ def _curves_figure(curves_dir: Path) -> Figure | None:
     loss_ax, cer_ax = fig.subplots(1, 2)
     for ax, series, title, ylabel in (
         (loss_ax, left, "Loss", "loss"),
-        (cer_ax, right, "Validation CER", "CER (%)"),
+        (cer_ax, right, "Validation CER and loops", "%"),
     ):
         drawn = {label: points for label, points in series.items() if points}
         for label, points in drawn.items():

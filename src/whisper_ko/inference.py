@@ -2,12 +2,13 @@
 
 Audio is decoded and featurised with `whisper_ko.audio` and `whisper_ko.features`, the code that
 made the training features, so a model is scored on exactly the inputs it was trained on.
-CTranslate2 exports are decoded by faster-whisper instead (`whisper_ko.deploy`), behind the same
+CTranslate2 exports are decoded by faster-whisper instead (`whisper_ko.faster`), behind the same
 `prepare`/`decode` interface (`open_model`).
 """
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -19,7 +20,7 @@ from transformers import (
     WhisperTokenizer,
 )
 
-from whisper_ko import audio, checks, deploy, features, runtime
+from whisper_ko import audio, checks, config, deploy, faster, features, long_form, runtime
 from whisper_ko.errors import UserError
 
 
@@ -32,7 +33,28 @@ class Decoding:
     language: str = "ko"
     task: str = "transcribe"
     num_beams: int = 1  # greedy: beams cost proportionally more time for ~0.1-0.3 points of CER
-    max_new_tokens: int = 128
+    max_new_tokens: int = 128  # per 30-s window
+    # short: each clip in one 30-s window, as the utterances are scored; sequential: a call in 30-s
+    # windows moved along by the timestamps the model predicts; vad: faster-whisper's VAD chunks,
+    # decoded in batches (CTranslate2 models)
+    method: Literal["short", "sequential", "vad"] = "short"
+    guards: config.Fallback | None = None  # temperature fallback and its thresholds; None: one pass
+    condition_on_prev_tokens: bool | None = None  # sequential: None keeps each engine's own default
+    vad_batch_size: int = 8
+    seed: int = 0  # sampling at a fallback temperature, reseeded per batch: a rerun gives the same text
+
+
+def guard_options(guards: config.Fallback | None, long: bool) -> dict:
+    """transformers' generate() arguments for Whisper's loop guards (none without `guards`). The
+    no-speech check applies to calls only: an utterance is never silence to skip."""
+    if guards is None:
+        return {}
+    options = {
+        "temperature": tuple(guards.temperatures),
+        "compression_ratio_threshold": guards.token_compression_ratio_threshold,
+        "logprob_threshold": guards.logprob_threshold,
+    }
+    return {**options, "no_speech_threshold": guards.no_speech_threshold} if long else options
 
 
 def check(model: str, processor_fallback: str | None = None) -> str:
@@ -105,27 +127,32 @@ def load(
 class Transformers:
     """A transformers Whisper behind the interface the benchmark's workers use (see `open_model`)."""
 
-    def __init__(self, path: str, device: str, dtype: str, processor: str | None, attention: str, decoding: Decoding):
+    def __init__(self, path: str, device: str, dtype: str, processor: str | None, attention: str):
         self.model, self.processor = load(path, device, dtype, processor, attention)
-        self.cuda, self.decoding = device.startswith("cuda"), decoding
+        self.cuda = device.startswith("cuda")
         self.dtype = str(self.model.dtype).removeprefix("torch.")
         self.attention = self.model.config._attn_implementation
 
-    def prepare(self, paths: list[str]) -> "Batch":
-        return prepare(paths, self.model.config.num_mel_bins, self.model.dtype, self.cuda)
+    def prepare(self, sources: list, decoding: Decoding) -> "Batch":
+        if decoding.method == "sequential":
+            return prepare_calls(sources, self.processor, self.model.dtype, self.cuda)
+        return prepare(sources, self.model.config.num_mel_bins, self.model.dtype, self.cuda)
 
-    def decode(self, batch: "Batch") -> list[str | None]:
-        return decode(self.model, self.processor, batch, self.decoding)
+    def decode(self, batch: "Batch", decoding: Decoding) -> list:
+        torch.manual_seed(decoding.seed)
+        if decoding.method == "sequential":
+            return decode_calls(self.model, self.processor, batch, decoding)
+        return decode(self.model, self.processor, batch, decoding)
 
 
 def open_model(
-    path: str, device: str, dtype: str, processor: str | None, attention: str, decoding: Decoding
-) -> "Transformers | deploy.FasterWhisper":
-    """The model at `path` ready to `prepare` and `decode` batches of audio files: a CTranslate2
+    path: str, device: str, dtype: str, processor: str | None, attention: str
+) -> "Transformers | faster.FasterWhisper":
+    """The model at `path` ready to `prepare` and `decode` batches of audio: a CTranslate2
     directory through faster-whisper, anything else through transformers."""
     if checks.is_ctranslate2(path):
-        return deploy.FasterWhisper(path, device, decoding)
-    return Transformers(path, device, dtype, processor, attention, decoding)
+        return faster.FasterWhisper(path, device)
+    return Transformers(path, device, dtype, processor, attention)
 
 
 @dataclass
@@ -136,6 +163,7 @@ class Batch:
     features: torch.Tensor | None  # (len(ok), n_mels, 3000) in the model's dtype; None if nothing was read
     ok: list[int]  # positions in the batch whose audio was read
     errors: dict[int, str]  # position → why its audio could not be read
+    mask: torch.Tensor | None = None  # calls: (len(ok), frames), 1 on the frames of each call's audio
 
 
 def prepare(paths: list[str], n_mels: int, dtype: torch.dtype = torch.float32, pin: bool = False) -> Batch:
@@ -157,17 +185,39 @@ def decode(
     return hypotheses
 
 
-def featurize(paths: list[str], n_mels: int) -> tuple[np.ndarray | None, list[int], dict[int, str]]:
+def featurize(paths: list, n_mels: int) -> tuple[np.ndarray | None, list[int], dict[int, str]]:
     """Whisper inputs (B, n_mels, 3000) of the files that could be read, their positions in
     `paths`, and an error message for each position that could not."""
-    feats, ok, errors = [], [], {}
-    for i, path in enumerate(paths):
+    waves, read, errors = long_form.read_all(paths)
+    feats, ok = [], []
+    for i, wave in zip(read, waves, strict=True):
         try:
-            feats.append(features.pad(features.log_mel(audio.load(path), n_mels)))
+            feats.append(features.pad(features.log_mel(wave, n_mels)))
             ok.append(i)
-        except audio.AudioError as err:
+        except audio.AudioError as err:  # features that are not finite
             errors[i] = str(err)
     return (np.stack(feats) if feats else None), ok, errors
+
+
+def prepare_calls(sources: list, processor: WhisperProcessor, dtype: torch.dtype, pin: bool = False) -> Batch:
+    """Read whole calls and featurise them as transformers' long-form pipeline takes them: by the
+    model's own feature extractor over each whole call (one normalisation per call, not per 30 s,
+    as openai's transcribe does; `features.log_mel` stops at 30 s by design), padded to the longest
+    call and to 30 s at least, with the mask of each call's real frames."""
+    waves, ok, errors = long_form.read_all(sources)
+    if not waves:
+        return Batch(len(sources), None, ok, errors)
+    longest = max(len(wave) for wave in waves)
+    out = processor.feature_extractor(
+        waves,
+        sampling_rate=audio.SAMPLE_RATE,
+        return_tensors="pt",
+        truncation=False,
+        padding="longest" if longest > audio.N_SAMPLES else "max_length",
+        return_attention_mask=True,
+    )
+    feats = out.input_features.to(dtype)
+    return Batch(len(sources), feats.pin_memory() if pin else feats, ok, errors, out.attention_mask)
 
 
 def generate(
@@ -190,5 +240,44 @@ def generate(
             num_beams=decoding.num_beams,
             max_new_tokens=decoding.max_new_tokens,
             max_length=None,
+            **guard_options(decoding.guards, long=False),
         )
     return [text.strip() for text in processor.batch_decode(ids, skip_special_tokens=True)]
+
+
+def decode_calls(
+    model: WhisperForConditionalGeneration, processor: WhisperProcessor, batch: Batch, decoding: Decoding
+) -> list[dict | None]:
+    """Transformers' long-form generate over whole calls: sequential 30-s windows moved along by the
+    predicted timestamps, with the loop guards. Per call: its text (the segments' joined), its
+    segments, the windows that hit `max_new_tokens` and `fallback` None (transformers does not say
+    which segments it decoded again)."""
+    outputs: list[dict | None] = [None] * batch.size
+    if batch.features is None:
+        return outputs
+    condition = decoding.condition_on_prev_tokens
+    with torch.inference_mode():
+        found = model.generate(
+            batch.features.to(model.device, non_blocking=True),
+            attention_mask=batch.mask.to(model.device),
+            language=decoding.language,
+            task=decoding.task,
+            num_beams=decoding.num_beams,
+            max_new_tokens=decoding.max_new_tokens,
+            max_length=None,
+            return_timestamps=True,
+            return_segments=True,
+            condition_on_prev_tokens=bool(condition),  # transformers' own default is off
+            **guard_options(decoding.guards, long=True),
+        )
+    eot = processor.tokenizer.eos_token_id
+    for i, segments in zip(batch.ok, found["segments"], strict=True):
+        # The segments of one window share its generate() output: a window that ends without
+        # end-of-text stopped at max_new_tokens.
+        windows = {id(s["result"]): s["result"]["sequences"] for s in segments if isinstance(s.get("result"), dict)}
+        parts = [
+            (float(s["start"]), float(s["end"]), processor.decode(s["tokens"], skip_special_tokens=True).strip())
+            for s in segments
+        ]
+        outputs[i] = long_form.output(parts, sum(int(seq[-1]) != eot for seq in windows.values()), None)
+    return outputs

@@ -21,7 +21,19 @@ from whisper_ko.text import SCORING
 KOCER_VERSION = "0.4.0"
 
 # Counts summed over utterances; every rate below is a ratio of two of these sums.
-COUNTS = ("char_edits", "chars", "nospace_edits", "nospace_chars", "nospace_insertions", "word_edits", "words")
+COUNTS = (
+    "char_edits",
+    "chars",
+    "nospace_edits",
+    "nospace_chars",
+    "nospace_insertions",
+    "word_edits",
+    "words",
+    "sword_edits",
+)
+
+# OpenKoASR's leaderboard averages per-utterance CER after dropping utterances above this rate.
+OPENKOASR_OUTLIER = 1.0
 
 # A decoding loop: one character 8+ times in a row (네네네네네네네네) or a longer unit 4+ times
 # (그럼그럼그럼그럼). Matched on the no-space form, so spacing cannot hide a loop.
@@ -41,6 +53,36 @@ def _align(reference: str, hypothesis: str, unit: str) -> _Alignment:
     return _Alignment(
         out.substitutions + out.deletions + out.insertions, out.substitutions + out.deletions + out.hits, out.insertions
     )
+
+
+def respace(reference: str, hypothesis: str) -> str:
+    """The hypothesis with the reference's spacing wherever the two agree character for character
+    (space-normalised scoring, sWER): the no-space strings are aligned, and each hypothesis
+    character matched to a reference character takes that character's space-or-not before it;
+    substituted and inserted characters keep the hypothesis's own."""
+    ref_chars, ref_space = _spacing(reference)
+    hyp_chars, hyp_space = _spacing(hypothesis)
+    if not ref_chars or not hyp_chars:
+        return hypothesis
+    space = list(hyp_space)
+    for chunk in jiwer.process_characters(ref_chars, hyp_chars).alignments[0]:
+        if chunk.type == "equal":
+            for k in range(chunk.ref_end_idx - chunk.ref_start_idx):
+                space[chunk.hyp_start_idx + k] = ref_space[chunk.ref_start_idx + k]
+    return "".join((" " if space[j] and j else "") + c for j, c in enumerate(hyp_chars))
+
+
+def _spacing(text: str) -> tuple[str, list[bool]]:
+    """`text` without spaces, and for each of its characters whether a space came before it."""
+    chars, spaced, pending = [], [], False
+    for c in text:
+        if c == " ":
+            pending = True
+            continue
+        chars.append(c)
+        spaced.append(pending)
+        pending = False
+    return "".join(chars), spaced
 
 
 def has_loop(text: str) -> bool:
@@ -63,6 +105,7 @@ def utterance_scores(reference: str, hypothesis: str) -> dict:
         "nospace_insertions": nospace.insertions,
         "word_edits": words.edits,
         "words": words.length,
+        "sword_edits": _align(reference, respace(reference, hypothesis), "word").edits,
         "empty_output": int(not hyp_ns),
         # A reference that itself repeats (네 네 네 네 네 네 네 네) makes a repeating hypothesis right.
         "loop": int(has_loop(hyp_ns) and not has_loop(ref_ns)),
@@ -128,6 +171,14 @@ def aggregate(scored: list[dict], *, resamples: int = 0, seed: int = 0) -> dict:
         "share_loops": _rate(sum(s["loop"] for s in valid), len(valid)),
         "share_empty_output": _rate(sum(s["empty_output"] for s in valid), len(valid)),
     }
+    # Two other conventions, for comparison with published numbers only (README, "Korean scoring
+    # conventions"): OpenKoASR's mean of per-utterance CER without its outliers, and sWER.
+    kept = [s["char_edits"] / s["chars"] for s in valid if s["char_edits"] <= OPENKOASR_OUTLIER * s["chars"]]
+    out |= {
+        "openkoasr_cer": round(sum(kept) / len(kept), 6) if kept else 0.0,
+        "openkoasr_dropped": len(valid) - len(kept),
+        "swer": _rate(totals["sword_edits"], totals["words"]),
+    }
     if valid and all("kocer_chars" in s for s in valid):
         out["kocer"] = _rate(sum(s["kocer_edits"] for s in valid), sum(s["kocer_chars"] for s in valid))
     if resamples and valid:
@@ -156,9 +207,10 @@ def _rate(errors: float, length: float) -> float:
     return round(errors / length, 6) if length else 0.0
 
 
-def by_group(scored: list[dict], field: str, **kwargs) -> dict[str, dict]:
-    """`aggregate` per value of `field` (keyword arguments passed on)."""
+def by_group(scored: list[dict], field: str, *, summary=aggregate, **kwargs) -> dict[str, dict]:
+    """`summary` (`aggregate`, or another over the same counts) per value of `field`, keyword
+    arguments passed on."""
     groups = defaultdict(list)
     for s in scored:
         groups[str(s.get(field))].append(s)
-    return {name: aggregate(groups[name], **kwargs) for name in sorted(groups)}
+    return {name: summary(groups[name], **kwargs) for name in sorted(groups)}

@@ -54,7 +54,8 @@ def single(row: dict) -> Window:
     return Window((row,))
 
 
-def _rng(seed: int, *keys) -> np.random.Generator:
+def seeded_rng(seed: int, *keys) -> np.random.Generator:
+    """A generator seeded by `seed` and `keys` alone, so one window's (or call's) draws never move another's."""
     digest = hashlib.blake2b("/".join(map(str, (seed, *keys))).encode(), digest_size=8).digest()
     return np.random.default_rng(int.from_bytes(digest))
 
@@ -68,7 +69,7 @@ def groups(rows: Sequence[dict], by: str, seed: int) -> list[list[dict]]:
         found.setdefault(key, []).append(row)
     if by == "category":
         for key, members in found.items():
-            order = _rng(seed, "category", key).permutation(len(members))
+            order = seeded_rng(seed, "category", key).permutation(len(members))
             found[key] = [members[i] for i in order]
     return list(found.values())
 
@@ -84,7 +85,7 @@ class _Filling:
     """A window being filled; its gaps are drawn from its own seeded generator, one per part added."""
 
     def __init__(self, first: dict, pack: Pack, seed: int):
-        self.rng = _rng(seed, "window", first["id"])
+        self.rng = seeded_rng(seed, "window", first["id"])
         self.timestamps = bool(self.rng.random() < pack.timestamps)
         self.parts, self.gaps, self.length = [first], [], first["duration"]
         self.low, self.high = pack.gap_s
@@ -128,7 +129,7 @@ def singles(rows: Sequence[dict], share: float, seed: int) -> list[Window]:
     """The seeded `share` of `rows` that also trains as windows of one utterance (short-form)."""
     if share >= 1:
         return [single(row) for row in rows]
-    return [single(row) for row in rows if _rng(seed, "single", row["id"]).random() < share]
+    return [single(row) for row in rows if seeded_rng(seed, "single", row["id"]).random() < share]
 
 
 def fit(

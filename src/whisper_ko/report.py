@@ -9,10 +9,11 @@ import random
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from whisper_ko.config import CER_FIGURE, CURVES_FIGURE
+from whisper_ko.config import CER_FIGURE, CURVES_FIGURE, LONG_FORM_FIGURE
 
 if TYPE_CHECKING:  # annotations only: discover's report needs none of the benchmark's imports
-    from whisper_ko.evaluation import Comparison, Result
+    from whisper_ko.config import Benchmark
+    from whisper_ko.evaluation import Comparison, Guards, Result, Run
 
 # Metrics tabulated per group, in this order: label, and how a value is written.
 METRICS = {
@@ -26,6 +27,35 @@ METRICS = {
     "share_empty_output": "Utterances with an empty output (%)",
     "n": "Utterances scored",
 }
+# Whole calls (benchmark.long_form): per category beside no-space CER.
+CALL_METRICS = {
+    "share_loops": "Calls with a repetition loop (%)",
+    "share_capped": "Calls with a 30-s window stopped by the token cap (%)",
+    "insertion_rate": "Insertions per reference character, no-space (%)",
+    "share_monotonic": "Calls whose segments are in order (%)",
+    "share_within": "Calls whose segments lie inside the call (%)",
+    "speech_covered": "Speech covered by a segment (%)",
+}
+CALLS = (
+    "Each test session is a call: its utterances in order with a seeded silence of {gap} s between "
+    "them; its reference, their normalised texts joined. *sequential*: 30-s windows moved along by the "
+    "timestamps the model predicts (transformers' long-form `generate`, faster-whisper's `transcribe`), "
+    "with the loop guards; *vad*: faster-whisper's `BatchedInferencePipeline` over the chunks of its "
+    "bundled Silero VAD. A fine-tune that lost its timestamps shows here: windows that stop at the token "
+    "cap, segments out of order or outside the call, speech no segment covers."
+)
+CONVENTIONS = "\n".join(
+    (
+        "- **CER (ours)**: corpus-level, the sum of character edits over the sum of reference characters, "
+        "spaces included, after the project's one normaliser. Every other table uses it or its no-space form.",
+        "- **No-space CER**: the same with spaces and punctuation removed (Korean spacing is inconsistent).",
+        "- **OpenKoASR mean**: the mean of per-utterance CER, utterances above 100% dropped first, as the "
+        "OpenKoASR leaderboard averages. Short utterances weigh as much as long ones and the dropped ones are "
+        "usually loops, so it reads lower than ours on a looping model: compare it with that leaderboard only.",
+        "- **sWER**: space-normalised WER (ETRI's, used for KsponSpeech in ESPnet): where hypothesis and "
+        "reference differ only by spacing, the hypothesis takes the reference's spacing; then words are scored.",
+    )
+)
 SHOWN = 10  # random and worst predictions per model
 CELL_CHARS = 200  # a looping hypothesis runs to max_new_tokens; its start shows the loop
 OVER_100 = (
@@ -121,17 +151,13 @@ def discover_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def markdown(
-    results: dict[str, Result],
-    comparisons: Sequence[Comparison] = (),
-    seed: int = 0,
-    curves: bool = False,
-    speed: str = "metrics/speed",
-) -> str:
+def markdown(found: Run, settings: Benchmark, curves: bool = False, speed: str = "metrics/speed") -> str:
     """The whole report: the answer (per category and per group, each export against its source, the
-    fine-tune against zero-shot, the figures), per-group tables of every metric, an overall table,
-    then predictions beside references for each model. `curves`: link the training curves' figure;
-    `speed`: where the speed report is."""
+    fine-tune against zero-shot, the figures), whole calls, the loop guards on and off, the Korean
+    scoring conventions, per-group tables of every metric, an overall table, then predictions beside
+    references for each model. `curves`: link the training curves' figure; `speed`: where the speed
+    report is."""
+    results, comparisons, seed = found.results, found.comparisons, settings.seed
     any_result = next(iter(results.values()))
     overall = any_result.metrics["overall"]
     total = overall["n"] + overall["empty_references"] + overall["failed"]
@@ -146,6 +172,11 @@ def markdown(
     if curves:
         parts.append(f"![Training loss and validation CER]({CURVES_FIGURE})\n")
     parts.append(f"{OVER_100} Speed: `{speed}/benchmark.md` (not in git: it varies from run to run).\n")
+    if found.calls:
+        parts.append(calls_section(found.calls, settings))
+    if found.guards:
+        parts.append(guards_section(found.guards, settings))
+    parts.append(f"## Korean scoring conventions\n\n{conventions_table(results)}\n{CONVENTIONS}\n")
     for breakdown in (key for key in any_result.metrics if key.startswith("by_")):
         parts.append(f"## By {breakdown[3:]}\n")
         for metric, label in METRICS.items():
@@ -204,8 +235,132 @@ def _chance(change) -> str:
     return ": within chance, the interval includes zero" if change.ci_low <= 0 <= change.ci_high else ""
 
 
-def speed_markdown(results: dict[str, Result]) -> str:
-    """reports/speed.md: per model and per worker, as the Open ASR Leaderboard measures it."""
+def flat_calls(calls: dict[str, dict[str, Result]]) -> dict[str, Result]:
+    """The whole calls' results under one name each: `<alias> · <method>`."""
+    return {f"{alias} · {method}": r for alias, methods in calls.items() for method, r in methods.items()}
+
+
+def calls_section(calls: dict[str, dict[str, Result]], settings: Benchmark) -> str:
+    flat = flat_calls(calls)
+    durations = [p["duration"] for p in next(iter(flat.values())).predictions]
+    low, high = settings.long_form.gap_s
+    lines = [
+        f"## Whole calls: {len(durations)} test sessions, {hours_minutes(sum(durations) / 3600)} h:mm, "
+        f"{sum(d > 30 for d in durations)} longer than 30 s\n",
+        CALLS.format(gap=f"{low:g}–{high:g}") + "\n",
+        f"{METRICS['cer_nospace']} by category:\n\n{group_table(flat, 'by_category', 'cer_nospace')}",
+        f"![Whole calls: {METRICS['cer_nospace']} per category]({LONG_FORM_FIGURE})\n",
+        calls_table(flat),
+    ]
+    for metric, label in CALL_METRICS.items():
+        lines.append(f"### {label}, by category\n\n{group_table(flat, 'by_category', metric)}")
+    return "\n".join(lines)
+
+
+def calls_table(flat: dict[str, Result]) -> str:
+    """Loops and timestamp health over all calls, per model and decoding method."""
+    header = [
+        "Model · decoding",
+        "calls",
+        "no-space CER %",
+        "95% CI",
+        "looping %",
+        "token cap hit %",
+        "in order %",
+        "inside the call %",
+        "speech covered %",
+        "segments per utterance",
+        "segments decoded again %",
+    ]
+    lines = [_row(header), _row(["---"] * len(header))]
+    for key, r in flat.items():
+        m = r.metrics["overall"]
+        interval = f"{_pct(m.get('cer_nospace_ci_low'))}–{_pct(m.get('cer_nospace_ci_high'))}"
+        cells = [m["n"], _pct(m["cer_nospace"]), interval, _pct(m.get("share_loops")), _pct(m.get("share_capped"))]
+        cells += [_pct(m.get(k)) for k in ("share_monotonic", "share_within", "speech_covered")]
+        cells += [m.get("segments_per_utterance", "–"), _pct(m.get("share_fallback_segments"))]
+        lines.append(_row([key, *cells]))
+    note = (
+        "Segments decoded again: at a fallback temperature, where the engine says (faster-whisper does; "
+        "transformers does not: –)."
+    )
+    return "\n".join(lines) + f"\n\n{note}\n"
+
+
+def guards_metrics(guards: Guards) -> dict:
+    """The loop guards on and off, for metrics/benchmark.json."""
+    keys = ("cer", "cer_nospace", "share_loops", "insertion_rate", "share_cer_over_100")
+    return {
+        "on": {k: guards.on.metrics["overall"][k] for k in keys},
+        "off": {k: guards.off.metrics["overall"][k] for k in keys},
+        **guards.change.metrics(),
+    }
+
+
+def guards_section(guards: dict[str, Guards], settings: Benchmark) -> str:
+    f = settings.fallback
+    header = [
+        "Model",
+        "no-space CER % off",
+        "on",
+        "change, points (95% CI)",
+        "looping % off",
+        "on",
+        "CER > 100% off",
+        "on",
+        "insertions % off",
+        "on",
+        "transcripts changed %",
+    ]
+    lines = [_row(header), _row(["---"] * len(header))]
+    for alias, g in guards.items():
+        on, off, ns = g.on.metrics["overall"], g.off.metrics["overall"], g.change.cer_nospace
+        change = f"{100 * ns.change:+.2f}" + (
+            f" ({100 * ns.ci_low:+.2f} to {100 * ns.ci_high:+.2f})" if ns.ci_low is not None else ""
+        )
+        cells = [_pct(off["cer_nospace"]), _pct(on["cer_nospace"]), change]
+        for k in ("share_loops", "share_cer_over_100", "insertion_rate"):
+            cells += [_pct(off[k]), _pct(on[k])]
+        lines.append(_row([alias, *cells, _pct(g.change.changed)]))
+    temperatures = ", ".join(f"{t:g}" for t in f.temperatures)
+    return (
+        f"## Loop guards on the test utterances: on and off\n\n"
+        f"openai/whisper's guards: an output whose text compresses better than {f.compression_ratio_threshold:g} "
+        f"(transformers measures it on token ids: {f.token_compression_ratio_threshold:g}) or whose mean token "
+        f"log-probability is below {f.logprob_threshold:g} is decoded again at the next temperature of "
+        f"{temperatures}. transformers applies them in `generate`; faster-whisper in `transcribe`, one clip at a "
+        f"time (its batched pipeline decodes at the first temperature only). The rest of this report decodes "
+        f"utterances with them {'on' if f.apply else 'off'} (`benchmark.fallback.apply`); speed of both: the "
+        f"speed report.\n\n" + "\n".join(lines) + "\n"
+    )
+
+
+def conventions_table(results: dict[str, Result]) -> str:
+    header = ["Model", "CER (ours) %", "no-space CER %", "OpenKoASR mean CER %", "dropped > 100%", "WER %", "sWER %"]
+    lines = [_row(header), _row(["---"] * len(header))]
+    for alias, r in results.items():
+        m = r.metrics["overall"]
+        cells = [_pct(m["cer"]), _pct(m["cer_nospace"]), _pct(m.get("openkoasr_cer")), m.get("openkoasr_dropped")]
+        lines.append(_row([alias, *cells, _pct(m["wer"]), _pct(m.get("swer"))]))
+    return "\n".join(lines) + "\n"
+
+
+def all_results(found: Run) -> dict[str, Result]:
+    """Every decoding the run timed, under one name each."""
+    out = dict(found.results)
+    for alias, g in found.guards.items():
+        other = g.off if g.on is found.results[alias] else g.on
+        out[f"{alias} · loop guards {'off' if other is g.off else 'on'}"] = other
+    return out | {f"{key} (calls)": r for key, r in flat_calls(found.calls).items()}
+
+
+def speed_rows(found: Run) -> dict[str, dict]:
+    return {key: r.speed for key, r in all_results(found).items()}
+
+
+def speed_markdown(found: Run) -> str:
+    """The speed report: per model (and decoding) and per worker, as the Open ASR Leaderboard measures it."""
+    results = all_results(found)
     header = ["Model", "samples/s", "RTFx node", "RTFx per device", "worker peak RSS MB", "dtype", "attention", "batch"]
     lines = [_row(header), _row(["---"] * len(header))]
     for alias, r in results.items():

@@ -186,7 +186,8 @@ def plain_model(model) -> WhisperForConditionalGeneration:
 
 
 def cer_metrics(processor: WhisperProcessor):
-    """compute_metrics for Seq2SeqTrainer: the benchmark's corpus-level CER/WER on decoded text."""
+    """compute_metrics for Seq2SeqTrainer: the benchmark's corpus-level CER/WER on decoded text, and
+    the share of val utterances in a repetition loop, so a looping checkpoint shows in the curves."""
     pad = processor.tokenizer.eos_token_id  # special, so decoding skips it
 
     def compute(prediction) -> dict:
@@ -196,7 +197,7 @@ def cer_metrics(processor: WhisperProcessor):
         refs = processor.batch_decode(labels, skip_special_tokens=True)
         pairs = zip(refs, hyps, strict=True)
         scores = metrics.aggregate([metrics.utterance_scores(r.strip(), h.strip()) for r, h in pairs])
-        return {k: scores[k] for k in ("cer", "cer_nospace", "wer")}
+        return {k: scores[k] for k in ("cer", "cer_nospace", "wer", "share_loops")}
 
     return compute
 
@@ -212,6 +213,7 @@ class DVCLiveLogger(TrainerCallback):
         "eval_cer": "eval/cer",
         "eval_cer_nospace": "eval/cer_nospace",
         "eval_wer": "eval/wer",
+        "eval_share_loops": "eval/share_loops",
     }
 
     def __init__(self, directory: str):
@@ -273,7 +275,12 @@ def log_line(logs: dict, step: int, max_steps: int) -> str:
     return f"{where}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in logs.items())
 
 
-EVAL_SCORES = {"eval_cer_nospace": "no-space CER", "eval_cer": "CER", "eval_wer": "WER"}
+EVAL_SCORES = {
+    "eval_cer_nospace": "no-space CER",
+    "eval_cer": "CER",
+    "eval_wer": "WER",
+    "eval_share_loops": "utterances looping",
+}
 
 
 class StepClock(TrainerCallback):
