@@ -78,9 +78,9 @@ def write_outputs(found: evaluation.Run, paths: config.Paths, settings: config.B
     for alias, r in found.results.items():
         manifest.write(predictions / f"{alias}.jsonl", r.predictions)
     for alias, guards in found.guards.items():
-        other = guards.off if settings.fallback.apply else guards.on
+        _, other = guards.switched
         manifest.write(
-            predictions / f"{alias}.{'without' if settings.fallback.apply else 'with'}_guards.jsonl", other.predictions
+            predictions / f"{alias}.{'without' if guards.applied else 'with'}_guards.jsonl", other.predictions
         )
     for alias, methods in found.calls.items():
         for method, r in methods.items():

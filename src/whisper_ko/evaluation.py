@@ -206,6 +206,12 @@ class Guards:
     on: Result
     off: Result
     change: Comparison  # with against without, paired over the utterances
+    applied: bool  # the run's own results are `on` (benchmark.fallback.apply)
+
+    @property
+    def switched(self) -> tuple[str, Result]:
+        """The decoding the rest of the run does not use: its name and its results."""
+        return _switched(self.applied), self.off if self.applied else self.on
 
 
 GUARDED, UNGUARDED = "with loop guards", "without loop guards"
@@ -245,16 +251,20 @@ def benchmark(settings: config.Benchmark, model: config.Model, rows: list[dict],
             other = found[_other(alias, settings.fallback.apply)]
             on, off = (found[alias], other) if settings.fallback.apply else (other, found[alias])
             change = compare({GUARDED: on, UNGUARDED: off}, UNGUARDED, GUARDED, scoring, "guards")
-            guards[alias] = Guards(on, off, change)
+            guards[alias] = Guards(on, off, change, settings.fallback.apply)
     calls = {}
     if settings.long_form.apply:
         calls = long_form_run(settings, plain, rows, models, options, scoring)
     return Run(results, comparisons(results, models, model.base, scoring), guards, calls)
 
 
+def _switched(applied: bool) -> str:
+    """What decoding the other way is: the guards off where the run applies them."""
+    return f"loop guards {'off' if applied else 'on'}"
+
+
 def _other(alias: str, applied: bool) -> str:
-    """The name of a model's decoding the other way: guards off where the run applies them."""
-    return f"{alias} · loop guards {'off' if applied else 'on'}"
+    return f"{alias} · {_switched(applied)}"
 
 
 def long_form_run(
@@ -425,10 +435,12 @@ def transcribe(models: dict[str, str | tuple], rows: list[dict], options: Option
     keeps a model loaded while the next one in order is the same path."""
     if not rows:
         raise UserError("no utterances to transcribe")
-    sources = {}
+    sources, processors = {}, {}
     for alias, model in models.items():
         path, decoding = model if isinstance(model, tuple) else (model, options.decoding)
-        sources[alias] = (path, _check(alias, path, options.processor_fallback), decoding)
+        if path not in processors:  # a model decoded several ways is checked once
+            processors[path] = _check(alias, path, options.processor_fallback)
+        sources[alias] = (path, processors[path], decoding)
     devices = worker_devices(options.cpu_workers)
     batch_size = options.batch_size or (GPU_BATCH_SIZE if devices[0].startswith("cuda") else CPU_BATCH_SIZE)
     shards = plan(rows, batch_size, len(devices))

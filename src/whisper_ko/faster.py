@@ -1,6 +1,7 @@
 """CTranslate2 models decoded for the benchmark as faster-whisper deploys them (`whisper_ko.deploy`
 exports them), behind the `prepare`/`decode` interface of `inference.open_model`."""
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -109,9 +110,9 @@ class FasterWhisper:
             segments = list(segments)
         else:
             segments = self._transcribe(clip, decoding)
-        windows: dict[int, int] = {}
-        for s in segments:  # the segments of one window share its seek; their tokens include the timestamps
-            windows[s.seek] = windows.get(s.seek, 0) + len(s.tokens)
+        windows = Counter()  # tokens per window: its segments share its seek, their tokens include the timestamps
+        for s in segments:
+            windows[s.seek] += len(s.tokens)
         return long_form.output(
             [(float(s.start), float(s.end), s.text.strip()) for s in segments],
             sum(count >= decoding.max_new_tokens for count in windows.values()),

@@ -128,7 +128,7 @@ def aggregate(scored: list[dict], *, resamples: int = 0, seed: int = 0) -> dict:
     the call, the share of speech their segments cover, and segments decoded again at a higher
     temperature where the engine says."""
     out = metrics.aggregate(scored, resamples=resamples, seed=seed)
-    valid = [s for s in scored if "error" not in s and s["chars"] > 0]
+    valid = metrics.usable(scored)
     if not valid:
         return out
     n = len(valid)

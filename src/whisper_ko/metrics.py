@@ -155,7 +155,7 @@ def aggregate(scored: list[dict], *, resamples: int = 0, seed: int = 0) -> dict:
     95% bootstrap interval of `cer_nospace` (utterances resampled with replacement).
     """
     failed = sum("error" in s for s in scored)
-    valid = [s for s in scored if "error" not in s and s["chars"] > 0]
+    valid = usable(scored)
     totals = {key: sum(s[key] for s in valid) for key in COUNTS}
     out = {
         "cer": _rate(totals["char_edits"], totals["chars"]),
@@ -187,6 +187,11 @@ def aggregate(scored: list[dict], *, resamples: int = 0, seed: int = 0) -> dict:
         )
         out.update(cer_nospace_ci_low=low, cer_nospace_ci_high=high)
     return out
+
+
+def usable(scored: list[dict]) -> list[dict]:
+    """The entries a rate is defined on: a hypothesis and a non-empty reference."""
+    return [s for s in scored if "error" not in s and s["chars"] > 0]
 
 
 def bootstrap_interval(

@@ -272,19 +272,18 @@ def calls_table(flat: dict[str, Result]) -> str:
         "segments per utterance",
         "segments decoded again %",
     ]
-    lines = [_row(header), _row(["---"] * len(header))]
+    rows = []
     for key, r in flat.items():
         m = r.metrics["overall"]
-        interval = f"{_pct(m.get('cer_nospace_ci_low'))}–{_pct(m.get('cer_nospace_ci_high'))}"
-        cells = [m["n"], _pct(m["cer_nospace"]), interval, _pct(m.get("share_loops")), _pct(m.get("share_capped"))]
+        cells = [m["n"], _pct(m["cer_nospace"]), _ci(m), _pct(m.get("share_loops")), _pct(m.get("share_capped"))]
         cells += [_pct(m.get(k)) for k in ("share_monotonic", "share_within", "speech_covered")]
         cells += [m.get("segments_per_utterance", "–"), _pct(m.get("share_fallback_segments"))]
-        lines.append(_row([key, *cells]))
+        rows.append([key, *cells])
     note = (
         "Segments decoded again: at a fallback temperature, where the engine says (faster-whisper does; "
         "transformers does not: –)."
     )
-    return "\n".join(lines) + f"\n\n{note}\n"
+    return _table(header, rows) + f"\n{note}\n"
 
 
 def guards_metrics(guards: Guards) -> dict:
@@ -312,7 +311,7 @@ def guards_section(guards: dict[str, Guards], settings: Benchmark) -> str:
         "on",
         "transcripts changed %",
     ]
-    lines = [_row(header), _row(["---"] * len(header))]
+    rows = []
     for alias, g in guards.items():
         on, off, ns = g.on.metrics["overall"], g.off.metrics["overall"], g.change.cer_nospace
         change = f"{100 * ns.change:+.2f}" + (
@@ -321,7 +320,7 @@ def guards_section(guards: dict[str, Guards], settings: Benchmark) -> str:
         cells = [_pct(off["cer_nospace"]), _pct(on["cer_nospace"]), change]
         for k in ("share_loops", "share_cer_over_100", "insertion_rate"):
             cells += [_pct(off[k]), _pct(on[k])]
-        lines.append(_row([alias, *cells, _pct(g.change.changed)]))
+        rows.append([alias, *cells, _pct(g.change.changed)])
     temperatures = ", ".join(f"{t:g}" for t in f.temperatures)
     return (
         f"## Loop guards on the test utterances: on and off\n\n"
@@ -331,26 +330,26 @@ def guards_section(guards: dict[str, Guards], settings: Benchmark) -> str:
         f"{temperatures}. transformers applies them in `generate`; faster-whisper in `transcribe`, one clip at a "
         f"time (its batched pipeline decodes at the first temperature only). The rest of this report decodes "
         f"utterances with them {'on' if f.apply else 'off'} (`benchmark.fallback.apply`); speed of both: the "
-        f"speed report.\n\n" + "\n".join(lines) + "\n"
+        f"speed report.\n\n" + _table(header, rows)
     )
 
 
 def conventions_table(results: dict[str, Result]) -> str:
     header = ["Model", "CER (ours) %", "no-space CER %", "OpenKoASR mean CER %", "dropped > 100%", "WER %", "sWER %"]
-    lines = [_row(header), _row(["---"] * len(header))]
+    rows = []
     for alias, r in results.items():
         m = r.metrics["overall"]
         cells = [_pct(m["cer"]), _pct(m["cer_nospace"]), _pct(m.get("openkoasr_cer")), m.get("openkoasr_dropped")]
-        lines.append(_row([alias, *cells, _pct(m["wer"]), _pct(m.get("swer"))]))
-    return "\n".join(lines) + "\n"
+        rows.append([alias, *cells, _pct(m["wer"]), _pct(m.get("swer"))])
+    return _table(header, rows)
 
 
 def all_results(found: Run) -> dict[str, Result]:
     """Every decoding the run timed, under one name each."""
     out = dict(found.results)
     for alias, g in found.guards.items():
-        other = g.off if g.on is found.results[alias] else g.on
-        out[f"{alias} · loop guards {'off' if other is g.off else 'on'}"] = other
+        name, other = g.switched
+        out[f"{alias} · {name}"] = other
     return out | {f"{key} (calls)": r for key, r in flat_calls(found.calls).items()}
 
 
@@ -362,26 +361,26 @@ def speed_markdown(found: Run) -> str:
     """The speed report: per model (and decoding) and per worker, as the Open ASR Leaderboard measures it."""
     results = all_results(found)
     header = ["Model", "samples/s", "RTFx node", "RTFx per device", "worker peak RSS MB", "dtype", "attention", "batch"]
-    lines = [_row(header), _row(["---"] * len(header))]
+    rows = []
     for alias, r in results.items():
         s, t = r.speed, r.transcripts
         cells = [s["samples_per_s"], s["rtfx"], s["rtfx_per_device"], s["worker_peak_rss_mb"]]
-        lines.append(_row([alias, *cells, t.dtype, t.attention, t.batch_size]))
+        rows.append([alias, *cells, t.dtype, t.attention, t.batch_size])
     return (
         "# Benchmark speed\n\nWarm-up batches and model loading are not timed. RTFx node: all audio over the "
         "slowest worker's wall time; RTFx per device: audio over time spent decoding, as the Open ASR "
-        f"Leaderboard reports it.\n\n{chr(10).join(lines)}\n\n## Per worker\n\n{workers_table(results)}"
+        f"Leaderboard reports it.\n\n{_table(header, rows)}\n## Per worker\n\n{workers_table(results)}"
     )
 
 
 def group_table(results: dict[str, Result], breakdown: str = "by_category", metric: str = "cer") -> str:
     """One row per model, one column per group, then TOTAL ."""
     groups = sorted({g for r in results.values() for g in r.metrics[breakdown]})
-    lines = [_row(["Model", *groups, "TOTAL"]), _row(["---"] * (len(groups) + 2))]
+    rows = []
     for alias, r in results.items():
         cells = [_format(metric, r.metrics[breakdown].get(g, {}).get(metric)) for g in groups]
-        lines.append(_row([alias, *cells, _format(metric, r.metrics["overall"].get(metric))]))
-    return "\n".join(lines) + "\n"
+        rows.append([alias, *cells, _format(metric, r.metrics["overall"].get(metric))])
+    return _table(["Model", *groups, "TOTAL"], rows)
 
 
 def group_tables(results: dict[str, Result], metric: str = "cer_nospace") -> str:
@@ -392,24 +391,23 @@ def group_tables(results: dict[str, Result], metric: str = "cer_nospace") -> str
 
 def overall_table(results: dict[str, Result]) -> str:
     header = ["Model", "n", "hours", "failed", "empty refs", "CER %", "CER no-space %", "95% CI", "WER %", "dtype"]
-    lines = [_row(header), _row(["---"] * len(header))]
+    rows = []
     for alias, r in results.items():
         m = r.metrics["overall"]
-        interval = f"{_pct(m.get('cer_nospace_ci_low'))}–{_pct(m.get('cer_nospace_ci_high'))}"
         cells = [m["n"], m["hours"], m["failed"], m["empty_references"], _pct(m["cer"]), _pct(m["cer_nospace"])]
-        lines.append(_row([alias, *cells, interval, _pct(m["wer"]), r.transcripts.dtype]))
-    return "\n".join(lines) + "\n"
+        rows.append([alias, *cells, _ci(m), _pct(m["wer"]), r.transcripts.dtype])
+    return _table(header, rows)
 
 
 def workers_table(results: dict[str, Result]) -> str:
     """Each worker's share: RTFx per device is its audio over its decoding time, warm-up excluded."""
     header = ["Model", "device", "audio s", "decoding s", "wall s", "RTFx"]
-    lines = [_row(header), _row(["---"] * len(header))]
+    rows = []
     for alias, r in results.items():
         for t in r.transcripts.timings:
             rtfx = round(t.audio_s / t.decode_s, 2) if t.decode_s else "–"
-            lines.append(_row([alias, t.device, round(t.audio_s, 1), round(t.decode_s, 2), round(t.wall_s, 2), rtfx]))
-    return "\n".join(lines) + "\n"
+            rows.append([alias, t.device, round(t.audio_s, 1), round(t.decode_s, 2), round(t.wall_s, 2), rtfx])
+    return _table(header, rows)
 
 
 def sample(result: Result, seed: int = 0, k: int = SHOWN) -> list[dict]:
@@ -425,11 +423,11 @@ def worst(result: Result, k: int = SHOWN) -> list[dict]:
 
 
 def predictions_table(predictions: list[dict]) -> str:
-    lines = [_row(["id", "category", "CER no-space %", "reference", "hypothesis"]), _row(["---"] * 5)]
-    for p in predictions:
-        cells = [p["id"], p["category"], _pct(p["cer_nospace"]), _clip(p["reference"]), _clip(p["hypothesis"])]
-        lines.append(_row(cells))
-    return "\n".join(lines) + "\n"
+    rows = [
+        [p["id"], p["category"], _pct(p["cer_nospace"]), _clip(p["reference"]), _clip(p["hypothesis"])]
+        for p in predictions
+    ]
+    return _table(["id", "category", "CER no-space %", "reference", "hypothesis"], rows)
 
 
 def plot_rows(results: dict[str, Result]) -> list[dict]:
@@ -454,8 +452,7 @@ def summary(result: Result, seed: int = 0) -> str:
     """The quick evaluation's printout: headline numbers, then references beside predictions."""
     m, v = result.metrics["overall"], result.speed
     lines = [
-        f"CER {_pct(m['cer'])}%  CER no-space {_pct(m['cer_nospace'])}% "
-        f"(95% CI {_pct(m.get('cer_nospace_ci_low'))}–{_pct(m.get('cer_nospace_ci_high'))})  WER {_pct(m['wer'])}%",
+        f"CER {_pct(m['cer'])}%  CER no-space {_pct(m['cer_nospace'])}% (95% CI {_ci(m)})  WER {_pct(m['wer'])}%",
         f"samples {m['n']} (failed {m['failed']}, empty references {m['empty_references']})  "
         f"wall {v['wall_s']} s  {v['samples_per_s']} samples/s  RTFx {v['rtfx']} (per device {v['rtfx_per_device']})",
     ]
@@ -474,6 +471,16 @@ def _format(metric: str, value) -> str:
 
 def _pct(value) -> str:
     return "–" if value is None else f"{100 * value:.2f}"
+
+
+def _ci(m: dict) -> str:
+    """A metrics entry's 95% interval of no-space CER, in percent."""
+    return f"{_pct(m.get('cer_nospace_ci_low'))}–{_pct(m.get('cer_nospace_ci_high'))}"
+
+
+def _table(header: list, rows: list[list]) -> str:
+    """A Markdown table: the header, its rule, a line per row."""
+    return "\n".join([_row(header), _row(["---"] * len(header)), *map(_row, rows)]) + "\n"
 
 
 def _row(cells: list) -> str:
