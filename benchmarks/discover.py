@@ -48,10 +48,11 @@ def wav_bytes(samples: np.ndarray, sr: int = 8000) -> bytes:
     return header + data
 
 
-def generate_tree(root: Path, utterances: int, per_session: int = 8) -> int:
-    """The telephone layout with `utterances` pairs; returns the number of files written."""
+def generate_tree(root: Path, utterances: int, per_session: int = 8, seconds: float = 2.0) -> int:
+    """The telephone layout with `utterances` pairs of `seconds`-long clips; returns the number of
+    files written."""
     rng = np.random.default_rng(0)
-    audio = wav_bytes((rng.standard_normal(8000 * 2) * 1000).clip(-32768, 32767))
+    audio = wav_bytes((rng.standard_normal(int(8000 * seconds)) * 1000).clip(-32768, 32767))
     files = 0
     for i in range(utterances // per_session):
         side, prefix = ("1.Training", "T") if i % 10 else ("2.Validation", "V")

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import click
 
-from whisper_ko import checks, config, manifest, report
-from whisper_ko.discover import discover
+from whisper_ko import checks, config, report
+from whisper_ko.discover import write_manifests
 from whisper_ko.errors import UserError
 
 
@@ -16,11 +16,9 @@ def main(params_file):
     try:
         settings, text, paths = config.load(params_file, "discover", "text", "paths")
         checks.require_outputs(checks.stage_outputs("discover", paths))
-        splits, found = discover(settings, text)
+        found = write_manifests(settings, text, paths.manifests)
     except UserError as err:
         raise click.ClickException(str(err)) from err
-    for split, rows in splits.items():
-        manifest.write(Path(paths.manifests) / f"{split}.jsonl", rows)
     out = Path(paths.reports) / "discover.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(found, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from whisper_ko import metrics
@@ -117,3 +118,31 @@ def test_kocer_missing_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "kocer", None)  # as if not installed
     with pytest.raises(metrics.ScoringError, match=r"pip install 'kocer==0.4.0'"):
         metrics.kocer_module()
+
+
+def _counts(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(3, 40, n)
+    return rng.binomial(lengths, 0.2), lengths
+
+
+def test_the_interval_is_a_bootstrap_up_to_its_limit_and_the_delta_method_beyond():
+    edits, lengths = _counts(metrics.BOOTSTRAP_MAX_N + 1)
+    assert metrics.rate_interval(edits, lengths, resamples=20, seed=1) == metrics.delta_interval(edits, lengths)
+    small = edits[:-1], lengths[:-1]
+    assert metrics.rate_interval(*small, resamples=20, seed=1) == metrics.bootstrap_interval(*small, resamples=20, seed=1)
+    assert metrics.interval_method(metrics.BOOTSTRAP_MAX_N) == "bootstrap"
+    assert metrics.interval_method(metrics.BOOTSTRAP_MAX_N + 1) == "delta method"
+
+
+def test_the_delta_method_agrees_with_the_bootstrap_within_its_monte_carlo_error():
+    """Where the method switches, the figures must not jump: at 20,000 utterances each end of the
+    delta interval lies within a tenth of the interval's half-width of the bootstrap's (2,000
+    resamples: its own Monte Carlo error at the 2.5% quantile is about 5% of that half-width)."""
+    edits, lengths = _counts(20_000)
+    low, high = metrics.delta_interval(edits, lengths)
+    b_low, b_high = metrics.bootstrap_interval(edits, lengths, resamples=2000, seed=0)
+    half = (high - low) / 2
+    assert abs(low - b_low) < 0.1 * half and abs(high - b_high) < 0.1 * half
+    rate = edits.sum() / lengths.sum()
+    assert low < rate < high and abs((low + high) / 2 - rate) < 1e-6

@@ -1,6 +1,9 @@
 """The four stages wired through DVC, run for real on the small sample corpus and the tiny model."""
 
+import hashlib
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -61,10 +64,60 @@ def test_repro_writes_every_contract_output(project):
     assert len(predictions) == metrics["finetuned"]["overall"]["n"]
 
 
-def test_second_repro_does_nothing(project):
+def test_second_repro_only_lists_the_corpus(project):
     out = dvc(project, "repro")
-    assert "up to date" in out and "Running stage" not in out
-    assert "up to date" in dvc(project, "status")
+    assert "Running stage 'corpus'" in out and not stages_run(out), out
+    assert json.loads(dvc(project, "status", "--json")) == {"corpus": ["always changed"]}
+
+
+def test_the_corpus_is_tracked_by_its_listing_and_a_touched_label_reruns_discover(project, tmp_path):
+    """discover depends on the listing (sizes and times), not on the corpus's bytes: DVC would hash
+    every audio file. A touched label changes the listing; the manifests come out the same."""
+    project = copy_project(project, tmp_path / "p")
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    deps = {dep["path"] for dep in lock["stages"]["discover"]["deps"]}
+    assert "data/corpus.tsv" in deps and _params(project)["discover"]["root"] not in deps
+    corpus = shutil.copytree(_params(project)["discover"]["root"], tmp_path / "corpus", symlinks=True)
+    _set(project, "discover", root=str(corpus))
+    assert "discover" in stages_run(dvc(project, "repro", "discover"))
+    assert not stages_run(dvc(project, "repro", "discover"))
+    manifests = {p.name: p.read_bytes() for p in (project / "data/manifests").iterdir()}
+    label = next(corpus.rglob("*.txt"))
+    os.utime(label, ns=(label.stat().st_atime_ns, label.stat().st_mtime_ns + 10**9))
+    assert stages_run(dvc(project, "repro", "discover")) == {"discover"}
+    assert {p.name: p.read_bytes() for p in (project / "data/manifests").iterdir()} == manifests
+
+
+def test_features_stay_out_of_dvcs_cache_and_a_packing_param_rebuilds_only_the_training_shards(project, tmp_path):
+    project = copy_project(project, tmp_path / "p")
+
+    def shards():
+        return {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (project / "data/features").rglob("*.*")}
+
+    def in_cache(path: Path) -> bool:
+        md5 = hashlib.md5(path.read_bytes()).hexdigest()
+        return (project / ".dvc/cache/files/md5" / md5[:2] / md5[2:]).exists()
+
+    before = shards()
+    assert before and not any(map(in_cache, before))
+    _set(project, "preprocess", pack={**_params(project)["preprocess"]["pack"], "gap_s": [0.2, 0.4]})
+    assert "preprocess" in stages_run(dvc(project, "repro", "preprocess"))
+    after = shards()
+    val = {p for p in before if p.parent.name == "val"}
+    assert val and all(after[p] == before[p] for p in val)  # untouched: same inode, same time
+    train = {p for p in before if p.parent.name == "train"}
+    assert train and all(after.get(p) != before[p] for p in train)  # every packed window rebuilt
+    assert not any(map(in_cache, after))
+
+
+def _params(project: Path) -> dict:
+    return yaml.safe_load((project / "params.yaml").read_text())
+
+
+def _set(project: Path, section: str, **values) -> None:
+    params = _params(project)
+    params[section].update(values)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
 
 
 def test_changing_a_train_param_reruns_only_train_and_benchmark_and_torchrun_by_hand_first_trains_once(project):
@@ -74,7 +127,8 @@ def test_changing_a_train_param_reruns_only_train_and_benchmark_and_torchrun_by_
     params["train"]["learning_rate"] = 0.0005
     (project / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
     status = dvc(project, "status", "--json")
-    assert set(json.loads(status)) == {"check", "train"}  # check: it reads every section, and passes
+    # check: it reads every section, and passes; corpus: a listing, always run
+    assert set(json.loads(status)) == {"check", "corpus", "train"}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "1"]
     subprocess.run(
         [*torchrun, "stages/train.py", "--params", "params.yaml"],

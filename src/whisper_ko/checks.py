@@ -232,6 +232,7 @@ def stage_outputs(stage: str, paths: Paths) -> list[Output]:
     reports = Path(paths.reports)
     speed = Output("paths.speed", Path(paths.speed), directory=True)
     outputs = {
+        "corpus": [Output("paths.listing", Path(paths.listing))],
         "discover": [
             Output(
                 "paths.manifests",
@@ -282,7 +283,7 @@ def stage_outputs(stage: str, paths: Paths) -> list[Output]:
     return outputs[stage]
 
 
-STAGES = ("discover", "preprocess", "train", "export", "benchmark")
+STAGES = ("corpus", "discover", "preprocess", "train", "export", "benchmark")
 
 
 def require_outputs(outputs: list[Output]) -> None:

@@ -66,6 +66,7 @@ class Paths:
     """Where the stages read and write, relative to the repository. dvc.yaml interpolates these
     same values (`${paths.features}`), so a path changed here moves for DVC and the stages at once."""
 
+    listing: str = "data/corpus.tsv"  # discover.root's files with sizes and times: discover's DVC dependency
     manifests: str = "data/manifests"
     features: str = "data/features"
     model: str = "models/finetuned"  # the fine-tune; the benchmark scores it as `finetuned`

@@ -8,22 +8,31 @@ show it), else CP949 if the result reads as Korean; the label normalised by `whi
 
 import codecs
 import hashlib
+import json
+import multiprocessing
 import os
 import re
-from collections import Counter, defaultdict
+import sys
+import tempfile
+from array import array
+from collections import Counter, defaultdict, deque
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
+from whisper_ko import manifest
 from whisper_ko import text as textnorm
 from whisper_ko.audio import PCM_SAMPLE_RATE
 from whisper_ko.config import Discover, Text
 from whisper_ko.errors import UserError
 from whisper_ko.layouts import Candidate, scan
 from whisper_ko.ledger import Ledger
+from whisper_ko.manifest import SPLITS
 
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 LEFTOVER_MARKUP = "/()（）"
@@ -117,16 +126,35 @@ def audio_header(path: str) -> tuple[int, int, int]:
     return info.samplerate, info.channels, info.frames
 
 
-def audio_digest(path: str) -> str:
+def audio_digest(path: str) -> bytes:
     """Size and first bytes of a file: the same clip under two paths (a copy, a symlink) has the same."""
     with open(path, "rb") as f:
         head = f.read(DIGEST_BYTES)
-    return hashlib.blake2b(head + str(os.path.getsize(path)).encode(), digest_size=16).hexdigest()
+    return _hash(head + str(os.path.getsize(path)).encode())
 
 
-def probe(candidate: Candidate, policy: Text, max_duration: float) -> tuple[dict, dict]:
-    """(manifest row, notes on unusual input) for a candidate, or raise Skip with its reason.
-    The audio's real path and digest travel in the notes (`_real`, `_digest`) for the leak check."""
+@dataclass(slots=True)
+class Kept:
+    """What the splits, the leak checks and the report need of a kept utterance; its manifest line
+    waits in the spool (`index`), so memory holds ~300 bytes per utterance instead of its row."""
+
+    index: int  # line in the spool
+    id: str
+    side: str
+    category: str | None
+    session: str
+    group: str | None  # str(row[val_by]); None where the row has no such field
+    duration: float
+    real: bytes  # hash of the audio's real path: the same file through a symlink has the same
+    digest: bytes  # size and first bytes: a copy of the file has the same
+    notes: tuple  # values of NOTES, how its input was read
+
+
+NOTES = ("sample_rate", "channels", "label_encoding", "markup_left_in_text", "no_hangul")
+
+
+def probe(candidate: Candidate, policy: Text, max_duration: float) -> tuple[dict, tuple]:
+    """(manifest row, notes on unusual input, as NOTES) for a candidate, or raise Skip with its reason."""
     if candidate.problem:
         raise Skip(candidate.problem, candidate.label or candidate.audio)
     if candidate.label is None and candidate.text is None:
@@ -159,49 +187,91 @@ def probe(candidate: Candidate, policy: Text, max_duration: float) -> tuple[dict
         "session": f"{candidate.side}/{candidate.session}",
         **candidate.meta,
     }
-    notes = {"sample_rate": sample_rate, "channels": channels, "label_encoding": encoding}
-    # Notation the normaliser let through as content (chained fillers, full-width brackets): worth a look.
-    notes["markup_left_in_text"] = any(ch in text for ch in LEFTOVER_MARKUP)
-    notes["no_hangul"] = not HANGUL.search(text)  # a Korean corpus's label in another script
-    notes.update(_real=os.path.realpath(candidate.audio), _digest=audio_digest(candidate.audio))
+    notes = (
+        sample_rate,
+        channels,
+        encoding,
+        # notation the normaliser let through as content (chained fillers, full-width brackets): worth a look
+        any(ch in text for ch in LEFTOVER_MARKUP),
+        not HANGUL.search(text),  # a Korean corpus's label in another script
+    )
     return row, notes
 
 
-def _probe_one(args) -> tuple:
-    candidate, policy, max_duration = args
-    try:
-        return ("kept", *probe(candidate, policy, max_duration))
-    except Skip as skip:
-        return "skipped", skip.reason, skip.path
+def _hash(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
 
 
-def probe_all(candidates: list[Candidate], policy: Text, max_duration: float, workers: int):
-    """Probe in manifest order, in parallel: label reads and header probes are I/O plus a little CPU."""
-    jobs = [(c, policy, max_duration) for c in candidates]
-    bar = dict(total=len(jobs), desc="discover", unit="utt", mininterval=1.0)
-    if workers <= 1 or len(jobs) < 1000:
-        yield from tqdm(map(_probe_one, jobs), **bar)
-        return
-    chunksize = max(64, min(2048, len(jobs) // (workers * 16)))
-    with ProcessPoolExecutor(workers) as pool:
-        yield from tqdm(pool.map(_probe_one, jobs, chunksize=chunksize), **bar)
+def _probe_chunk(chunk: list[Candidate], policy: Text, max_duration: float, val_by: str) -> list[tuple]:
+    """Probe candidates in a worker: ("kept", manifest line, Kept's fields after `index`) or
+    ("skipped", reason, path). The worker writes the line, so the main process never holds a row."""
+    out = []
+    for candidate in chunk:
+        try:
+            row, notes = probe(candidate, policy, max_duration)
+        except Skip as skip:
+            out.append(("skipped", skip.reason, skip.path))
+            continue
+        real = os.path.realpath(candidate.audio)
+        group = str(row[val_by]) if val_by in row else None
+        fields = (row["id"], candidate.side, row["category"], row["session"], group, row["duration"])
+        identity = (_hash(real.encode("utf-8", "surrogateescape")), audio_digest(candidate.audio))
+        out.append(("kept", json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n", (*fields, *identity, notes)))
+    return out
+
+
+CHUNK = 512  # candidates per task: large enough to amortise the pickling, small enough to stream
+IN_FLIGHT = 4  # tasks queued per worker: keeps workers busy while bounding what waits in memory
+
+
+def probe_all(candidates: list[Candidate], policy: Text, max_duration: float, val_by: str, workers: int):
+    """Probe in manifest order, in parallel: label reads and header probes are I/O plus a little CPU.
+    `candidates` is emptied as it goes, so their memory goes back as results come in. Workers are
+    started by a fork server: a forked worker would share, then copy, the main process's heap."""
+    total = len(candidates)
+    candidates.reverse()
+
+    def chunks():
+        while candidates:
+            chunk = candidates[-CHUNK:]
+            del candidates[-CHUNK:]
+            chunk.reverse()
+            yield chunk
+
+    args = (policy, max_duration, val_by)
+    with tqdm(total=total, desc="discover", unit="utt", mininterval=1.0) as bar:
+        if workers <= 1 or total < 1000:
+            for chunk in chunks():
+                yield from _probe_chunk(chunk, *args)
+                bar.update(len(chunk))
+            return
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
+            pending = deque()
+            for chunk in chunks():
+                pending.append((pool.submit(_probe_chunk, chunk, *args), len(chunk)))
+                while len(pending) > workers * IN_FLIGHT or (pending and not candidates):
+                    future, n = pending.popleft()
+                    yield from future.result()
+                    bar.update(n)
 
 
 # ---------------------------------------------------------------- splits
 
 
 def hold_out(
-    rows: list[dict], fraction: float, cap: int | None, seed: int, by: str = "session"
-) -> tuple[list[dict], list[dict]]:
-    """(rest, held out): whole groups of rows sharing their `by` field, about `fraction` of each
-    category's rows. A group spanning categories (one template said in several) is held out whole."""
+    rows: list[Kept], fraction: float, cap: int | None, seed: int, by: str = "session"
+) -> tuple[list[Kept], list[Kept]]:
+    """(rest, held out): whole groups of rows sharing their `by` attribute (session, or group: the
+    `val_by` field), about `fraction` of each category's rows. A group spanning categories (one
+    template said in several) is held out whole."""
     if not rows or fraction <= 0:
         return rows, []
     share = min(fraction, cap / len(rows)) if cap else fraction
     rng = np.random.default_rng(seed)
+    key = attrgetter(by)
     groups_by_category: dict[str, dict[str, int]] = defaultdict(Counter)
     for row in rows:
-        groups_by_category[str(row["category"])][str(row[by])] += 1
+        groups_by_category[str(row.category)][key(row)] += 1
     held = set()
     for category in sorted(groups_by_category):
         sizes = groups_by_category[category]
@@ -214,27 +284,27 @@ def hold_out(
             if names[i] not in held:
                 held.add(names[i])
                 taken += sizes[names[i]]
-    return [r for r in rows if str(r[by]) not in held], [r for r in rows if str(r[by]) in held]
+    return [r for r in rows if key(r) not in held], [r for r in rows if key(r) in held]
 
 
-def limit_per_category(rows: list[dict], limit: int | None, seed: int) -> tuple[list[dict], list[dict]]:
+def limit_per_category(rows: list[Kept], limit: int | None, seed: int) -> tuple[list[Kept], list[Kept]]:
     """A seeded subset of at most `limit` rows per category; returns (kept, dropped)."""
     if not limit:
         return rows, []
     rng = np.random.default_rng(seed)
     by_category = defaultdict(list)
     for row in rows:
-        by_category[str(row["category"])].append(row["id"])
+        by_category[str(row.category)].append(row.id)
     keep = set()
     for category in sorted(by_category):
         ids = by_category[category]
         keep.update(ids if len(ids) <= limit else [ids[i] for i in rng.permutation(len(ids))[:limit]])
-    return [r for r in rows if r["id"] in keep], [r for r in rows if r["id"] not in keep]
+    return [r for r in rows if r.id in keep], [r for r in rows if r.id not in keep]
 
 
 def make_splits(
-    kept: dict[str, list[dict]], *, val_fraction, val_max, test_fraction, seed, val_by="session"
-) -> dict[str, list[dict]]:
+    kept: dict[str, list[Kept]], spool: "Spool", *, val_fraction, val_max, test_fraction, seed, val_by="session"
+) -> dict[str, list[Kept]]:
     """train/val/test: the corpus's own test and val sides where it has them, else held-out sessions
     (val: held-out `val_by` groups)."""
     train, test = kept["train"], kept["test"]
@@ -242,85 +312,137 @@ def make_splits(
         train, test = hold_out(train, test_fraction, None, seed + 1)
     val = kept["val"]
     if not val:
-        without = sum(val_by not in row for row in train)
+        without = sum(row.group is None for row in train)
         if without:
             raise DiscoverError(
                 f"discover.val_by {val_by!r}: {without} of {len(train)} training utterances have no such field "
-                f"(the manifest has: {', '.join(sorted(train[0]))}); name one of those, or session"
+                f"(the manifest has: {', '.join(sorted(spool.row(train[0])))}); name one of those, or session"
             )
-        train, val = hold_out(train, val_fraction, val_max, seed, val_by)
+        train, val = hold_out(train, val_fraction, val_max, seed, "group")
     return {"train": train, "val": val, "test": test}
+
+
+class Spool:
+    """Manifest lines as the workers wrote them, in probe order, in an unnamed temporary file beside
+    the manifests (it disappears with the process, whatever happens)."""
+
+    def __init__(self, directory: Path):
+        self.file = tempfile.TemporaryFile("w+b", dir=directory)  # noqa: SIM115 (closed by __exit__)
+        self.offsets = array("q")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.file.close()
+
+    def add(self, line: str) -> int:
+        self.offsets.append(self.file.tell())
+        self.file.write(line.encode("utf-8"))
+        return len(self.offsets) - 1
+
+    def line(self, row: Kept) -> bytes:
+        self.file.seek(self.offsets[row.index])
+        return self.file.readline()
+
+    def row(self, row: Kept) -> dict:
+        return json.loads(self.line(row))
+
+    def audio(self, row: Kept) -> str:
+        return self.row(row)["audio"]
 
 
 # ---------------------------------------------------------------- the whole stage
 
 
 def discover(config: Discover, policy: Text = Text(), need_val: bool = True) -> tuple[dict[str, list[dict]], dict]:
-    """Manifests per split (rows sorted by id) and the report (found = kept + skipped). `need_val`:
-    an empty val split is an error (training selects and stops on it)."""
+    """Manifests per split as rows in memory, and the report: `write_manifests` for a small corpus."""
+    with tempfile.TemporaryDirectory() as directory:
+        report = write_manifests(config, policy, directory, need_val)
+        return {split: manifest.read(Path(directory) / f"{split}.jsonl") for split in SPLITS}, report
+
+
+def write_manifests(config: Discover, policy: Text, directory: str | Path, need_val: bool = True) -> dict:
+    """Write the manifests per split (rows sorted by id) into `directory`, and return the report
+    (found = kept + skipped). `need_val`: an empty val split is an error (training selects and stops
+    on it). Nothing is written but a temporary spool until every check has passed."""
     try:
         found = scan(config.root, config.layout, config.category_pattern)
     except (OSError, ValueError) as err:
         raise DiscoverError(f"discover.root {config.root}: {err}") from err
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    n_found, sides = len(found.candidates), {candidate.side for candidate in found.candidates}
     kept = {"train": [], "val": [], "test": []}
     skipped = Ledger()
-    row_notes = {}  # row id → how its input was read, counted for the rows the splits keep
-    identity = {}  # row id → (real path, digest) of its audio
-    results = probe_all(found.candidates, policy, config.max_duration, config.workers or os.cpu_count() or 1)
-    for candidate, (status, *value) in zip(found.candidates, results, strict=True):
-        if status == "kept":
-            row, note = value
-            kept[candidate.side].append(row)
-            identity[row["id"]] = (note.pop("_real"), note.pop("_digest"))
-            row_notes[row["id"]] = note
-        else:
-            skipped.add(*value)
-    sides = {candidate.side for candidate in found.candidates}
+    notes_seen = {}  # one tuple per distinct notes value: most utterances share a few
+    workers = config.workers or os.cpu_count() or 1
+    with Spool(directory) as spool:
+        results = probe_all(found.candidates, policy, config.max_duration, config.val_by, workers)
+        for status, *value in results:
+            if status == "kept":
+                line, (id_, side, category, session, group, *rest, notes) = value
+                session = sys.intern(session)
+                group = session if group == session else group
+                row = Kept(
+                    spool.add(line), id_, side, category, session, group, *rest, notes_seen.setdefault(notes, notes)
+                )
+                kept[side].append(row)
+            else:
+                skipped.add(*value)
+        splits = make_splits(
+            kept,
+            spool,
+            val_fraction=config.val_fraction,
+            val_max=config.val_max,
+            test_fraction=config.test_fraction,
+            seed=config.seed,
+            val_by=config.val_by,
+        )
+        drop_test_audio(splits, spool, skipped)
+        for name in splits:
+            splits[name], dropped = limit_per_category(splits[name], config.max_per_category, config.seed)
+            for row in dropped:
+                skipped.add(
+                    "over_max_per_category", spool.audio(row) if skipped.wants("over_max_per_category") else None
+                )
+            splits[name].sort(key=attrgetter("id"))
+        # val held out of train by `val_by` groups; a corpus's own val side is kept apart by session
+        held_by = None if kept["val"] else config.val_by
+        check_leaks(splits, spool, "session" if (held_by or "session") == "session" else "group")
+        notes = defaultdict(Counter)
+        for row in (row for rows in splits.values() for row in rows):
+            for name, value in zip(NOTES, row.notes, strict=True):
+                notes[name][str(value)] += 1
+        report = build_report(found.layout, n_found, found.session_files, splits, skipped, notes)
+        report["root"] = str(found.root)
+        report["val_held_out_by"] = held_by
+        require_splits(splits, report, sides, config, need_val)
+        for name, rows in splits.items():
+            with (directory / f"{name}.jsonl").open("wb") as out:
+                for row in rows:
+                    out.write(spool.line(row))
+    return report
 
-    splits = make_splits(
-        kept,
-        val_fraction=config.val_fraction,
-        val_max=config.val_max,
-        test_fraction=config.test_fraction,
-        seed=config.seed,
-        val_by=config.val_by,
-    )
-    drop_test_audio(splits, identity, skipped)
-    for name in splits:
-        splits[name], dropped = limit_per_category(splits[name], config.max_per_category, config.seed)
-        for row in dropped:
-            skipped.add("over_max_per_category", row["audio"])
-        splits[name].sort(key=lambda r: r["id"])
-    # val held out of train by `val_by` groups; a corpus's own val side is kept apart by session
-    held_by = None if kept["val"] else config.val_by
-    check_leaks(splits, identity, held_by or "session")
-    notes = defaultdict(Counter)
-    for row in (row for rows in splits.values() for row in rows):
-        for name, value in row_notes[row["id"]].items():
-            notes[name][str(value)] += 1
-    report = build_report(found.layout, len(found.candidates), found.session_files, splits, skipped, notes)
-    report["root"] = str(found.root)
-    report["val_held_out_by"] = held_by
-    require_splits(splits, report, sides, config, need_val)
-    return splits, report
 
-
-def drop_test_audio(splits: dict[str, list[dict]], identity: dict, skipped: Ledger) -> None:
+def drop_test_audio(splits: dict[str, list[Kept]], spool: Spool, skipped: Ledger) -> None:
     """Train/val utterances whose audio is a test utterance's (the same file through a symlink, or
     a copy: same size and first bytes, then the same bytes throughout) are skipped, so no test
     clip is trained on."""
-    real_paths = {identity[row["id"]][0] for row in splits["test"]}
-    digests = {identity[row["id"]][1]: identity[row["id"]][0] for row in splits["test"]}
+    real_paths = {row.real for row in splits["test"]}
+    digests = {row.digest: row for row in splits["test"]}
 
-    def is_test_audio(row: dict) -> bool:
-        real, digest = identity[row["id"]]
-        return real in real_paths or (digest in digests and _file_hash(real) == _file_hash(digests[digest]))
+    def is_test_audio(row: Kept) -> bool:
+        if row.real in real_paths:
+            return True
+        twin = digests.get(row.digest)
+        return twin is not None and _file_hash(spool.audio(row)) == _file_hash(spool.audio(twin))
 
     for name in ("train", "val"):
         rows, splits[name] = splits[name], []
         for row in rows:
             if is_test_audio(row):
-                skipped.add("same_audio_as_a_test_utterance", row["audio"])
+                skipped.add("same_audio_as_a_test_utterance", spool.audio(row))
             else:
                 splits[name].append(row)
 
@@ -330,16 +452,18 @@ def _file_hash(path: str) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def check_leaks(splits: dict[str, list[dict]], identity: dict, val_by: str = "session") -> None:
-    """`val_by` groups (sessions) never straddle train and val; no test audio is trained on; ids are unique."""
-    shared = {str(r.get(val_by)) for r in splits["train"]} & {str(r.get(val_by)) for r in splits["val"]}
+def check_leaks(splits: dict[str, list[Kept]], spool: Spool, by: str = "session") -> None:
+    """`by` groups (sessions, or the `val_by` field's values) never straddle train and val; no test
+    audio is trained on; ids are unique."""
+    key = attrgetter(by)
+    shared = {key(r) for r in splits["train"]} & {key(r) for r in splits["val"]}
     if shared:
-        raise AssertionError(f"{val_by} values in both train and val: {sorted(shared)[:5]}")
-    trained = {identity[r["id"]][0] for name in ("train", "val") for r in splits[name]}
-    leaked = [r["audio"] for r in splits["test"] if identity[r["id"]][0] in trained]
+        raise AssertionError(f"{by} values in both train and val: {sorted(shared)[:5]}")
+    trained = {r.real for name in ("train", "val") for r in splits[name]}
+    leaked = [spool.audio(r) for r in splits["test"] if r.real in trained]
     if leaked:
         raise AssertionError(f"test audio also in train/val: {leaked[:5]}")
-    ids = [r["id"] for rows in splits.values() for r in rows]
+    ids = [r.id for rows in splits.values() for r in rows]
     if len(ids) != len(set(ids)):
         raise AssertionError(f"ids repeat across splits: {[i for i, n in Counter(ids).items() if n > 1][:5]}")
 
@@ -381,9 +505,9 @@ def build_report(layout, found, session_files, splits, skipped, notes) -> dict:
         "found": found,
         "kept_total": n_kept,
         "skipped_total": n_skipped,
-        "kept": {s: dict(sorted(Counter(str(r["category"]) for r in rows).items())) for s, rows in splits.items()},
-        "hours": {s: round(sum(r["duration"] for r in rows) / 3600, 4) for s, rows in splits.items()},
-        "sessions": {s: len({r["session"] for r in rows}) for s, rows in splits.items()},
+        "kept": {s: dict(sorted(Counter(str(r.category) for r in rows).items())) for s, rows in splits.items()},
+        "hours": {s: round(sum(r.duration for r in rows) / 3600, 4) for s, rows in splits.items()},
+        "sessions": {s: len({r.session for r in rows}) for s, rows in splits.items()},
         "skipped": skipped.as_dict(),
         "kept_input": {name: dict(sorted(counts.items())) for name, counts in sorted(notes.items())},
         "session_files": session_files,

@@ -141,8 +141,9 @@ class Change:
     before: float  # the baseline's
     after: float
     change: float  # after - before: negative is better
-    ci_low: float | None  # 95% paired bootstrap interval of the change (None without resamples)
+    ci_low: float | None  # 95% paired interval of the change (None without resamples)
     ci_high: float | None
+    interval: str | None = None  # how it was found: metrics.interval_method
 
 
 @dataclass(frozen=True)
@@ -366,7 +367,7 @@ def compare(
     results: dict[str, Result], baseline: str, candidate: str, scoring: Scoring = Scoring(), kind: str = "base"
 ) -> Comparison:
     """`candidate` against `baseline` on the utterances both scored: CER and no-space CER before and
-    after, each change with its paired bootstrap interval (the same utterances drawn for both), and
+    after, each change with its paired interval (the same utterances drawn for both), and
     the share of transcripts that differ."""
     pairs = [
         i
@@ -382,12 +383,13 @@ def compare(
         )
         lengths = np.array([results[baseline].scored[i][chars] for i in pairs], dtype=np.float64)
         before, after = counts.sum(axis=0) / max(lengths.sum(), 1.0)
-        low = high = None
+        low = high = method = None
         if scoring.resamples:
-            low, high = metrics.bootstrap_interval(
+            low, high = metrics.rate_interval(
                 counts[:, 1] - counts[:, 0], lengths.tolist(), resamples=scoring.resamples, seed=scoring.seed
             )
-        return Change(round(before, 6), round(after, 6), round(after - before, 6), low, high)
+            method = metrics.interval_method(len(pairs))
+        return Change(round(before, 6), round(after, 6), round(after - before, 6), low, high, method)
 
     hypotheses = [results[a].transcripts.hypotheses for a in (baseline, candidate)]
     changed = sum(hypotheses[0][i] != hypotheses[1][i] for i in pairs) / len(pairs)

@@ -14,6 +14,7 @@ drops anything: an audio file without a label is still a candidate, and becomes 
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +41,7 @@ METADATA_KEYS = ("subcategory", "speaker_type", "gender", "age", "network")
 AIHUB_DIALOG_KEYS = {"speaker", "audioPath", "duration", "text"}
 
 
-@dataclass
+@dataclass(slots=True)  # millions of them wait to be probed: no __dict__ each
 class Candidate:
     """One utterance key with whatever files were found for it."""
 
@@ -168,7 +169,9 @@ def scan_aihub(root: Path, category_re, loops: list[Path]) -> Scan:
                 if suffix == ".json" and not is_source:
                     sessions += 1
                     for key, meta in read_aihub_session(path).items():
-                        _candidate(found, side, key, category_re).meta.update(meta)
+                        candidate = _candidate(found, side, key, category_re)
+                        # shared, not copied: a session's utterances by one speaker have the same
+                        candidate.meta = {**candidate.meta, **meta} if candidate.meta else meta
                 elif is_source and suffix in AUDIO_EXTENSIONS:
                     _add_audio(_candidate(found, side, _aihub_key(path, tree), category_re), path, extras)
                 elif not is_source and suffix == ".txt":
@@ -180,7 +183,8 @@ def scan_aihub(root: Path, category_re, loops: list[Path]) -> Scan:
 def _candidate(found: dict, side: str, key: str, category_re) -> Candidate:
     if (side, key) not in found:
         parts = key.split("/")
-        found[side, key] = Candidate(side, key, category=category_of(parts, category_re), session="/".join(parts[:-1]))
+        category, session = category_of(parts, category_re), sys.intern("/".join(parts[:-1]))
+        found[side, key] = Candidate(side, key, category=category, session=session)
     return found[side, key]
 
 
@@ -219,13 +223,13 @@ def read_aihub_session(path: Path) -> dict[str, dict]:
         dialogs = [d for d in data.get("dialogs", []) if isinstance(d, dict) and d.get("audioPath")]
     except (ValueError, KeyError, TypeError, AttributeError):
         return {}
-    out = {}
+    out, shared = {}, {}
     for dialog in dialogs:
         speaker = speakers.get(dialog.get("speaker"), {})
         # Keys a dialog entry has beyond AI Hub's own (the sample corpus marks test sentences
         # never heard in training, `sentence`) travel into the manifest for benchmark.group_by.
         extra = {k: v for k, v in dialog.items() if k not in AIHUB_DIALOG_KEYS and isinstance(v, (str, int, float))}
-        out[str(Path(dialog["audioPath"]).with_suffix("").as_posix())] = {
+        meta = {
             "subcategory": known(info.get("subcategory")),
             "speaker_type": known(speaker.get("type")),
             "gender": known(speaker.get("gender")),
@@ -233,6 +237,9 @@ def read_aihub_session(path: Path) -> dict[str, dict]:
             "network": known(speaker.get("telephone_network")),
             **extra,
         }
+        # one dict per distinct value: a call's utterances by one speaker share it
+        meta = shared.setdefault(tuple(meta.items()), meta)
+        out[str(Path(dialog["audioPath"]).with_suffix("").as_posix())] = meta
     return out
 
 

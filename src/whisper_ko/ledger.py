@@ -14,6 +14,11 @@ class Ledger:
         if len(entry["examples"]) < MAX_EXAMPLES:
             entry["examples"].append(example)
 
+    def wants(self, reason: str) -> bool:
+        """Whether the next `add` for `reason` keeps its example: finding one may cost a read."""
+        entry = self.entries.get(reason)
+        return entry is None or len(entry["examples"]) < MAX_EXAMPLES
+
     def total(self) -> int:
         return sum(entry["count"] for entry in self.entries.values())
 

@@ -211,7 +211,7 @@ def answer(c: Comparison) -> str:
     sentence = f"Fine-tuning {change} on {c.n} test utterances"
     if ns.ci_low is None:
         return sentence + "."
-    return f"{sentence} ({_interval(ns)}, paired bootstrap over utterances){_chance(ns)}."
+    return f"{sentence} ({_interval(ns)}, paired {ns.interval} over utterances){_chance(ns)}."
 
 
 def parity(c: Comparison) -> str:
