@@ -146,7 +146,10 @@ def run_size(n: int, tree: Path, work: Path, workers: int, reference: Path | Non
         env = {"PYTHONPATH": str(source / "src"), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
         site = {**env, "DVC_SITE_CACHE_DIR": str(root / ".site-cache")}
         outputs = (root / "data/manifests", root / "reports")
-        row = lambda step, result, name=name: rows.append({"clips": n, "approach": name, "step": step, **result})  # noqa: E731
+
+        def row(step, result, name=name):
+            rows.append({"clips": n, "approach": name, "step": step, **result})
+
         row("discover stage", measure(stage("discover"), root, env, outputs=outputs))
         manifests[name] = {p.name: p.read_bytes() for p in (root / "data/manifests").glob("*.jsonl")}
         if name == "reference" and n > 100_000:
@@ -194,8 +197,8 @@ def extrapolate(rows: list[dict]) -> str:
         if len(points) < 2:
             continue
         (n0, w0, p0), (n1, w1, p1) = points[-2:]
-        at = lambda a, b: b + (b - a) / (n1 - n0) * (FIVE_MILLION - n1)  # noqa: E731
-        lines.append(f"| {step} | {at(w0, w1):.0f} | {at(p0, p1) / 1e3:.1f} |")
+        scale = (FIVE_MILLION - n1) / (n1 - n0)
+        lines.append(f"| {step} | {w1 + (w1 - w0) * scale:.0f} | {(p1 + (p1 - p0) * scale) / 1e3:.1f} |")
     return "\n".join(lines)
 
 
