@@ -29,7 +29,8 @@ from pathlib import Path
 
 import click
 import yaml
-from discover import generate_tree  # benchmarks/discover.py: the same generator
+
+from whisper_ko_fixtures.telephone_tree import generate_tree
 
 REPO = Path(__file__).resolve().parents[1]
 FIVE_MILLION = 5_000_000

@@ -256,10 +256,14 @@ def assert_counts_add_up(report: dict) -> None:
 
 
 def test_a_symlink_loop_in_the_corpus_is_a_recorded_skip(corpus_copy):
+    """Above a call's folder (found listing the units) and inside one (found by its walk)."""
     folder = next((corpus_copy / "1.Training").rglob("J01"))
     (folder / "loop").symlink_to(folder.parent, target_is_directory=True)
+    call = next(p for p in sorted(folder.iterdir()) if p.is_dir() and p.name != "loop")
+    (call / "back").symlink_to(folder.parent.parent, target_is_directory=True)
     splits, report = discover(Discover(root=str(corpus_copy), val_fraction=0.2, workers=1))
-    assert report["skipped"]["symlink_loop"] == {"count": 1, "examples": [str(folder / "loop")]}
+    loops = sorted([str(folder / "loop"), str(call / "back")])
+    assert report["skipped"]["symlink_loop"] == {"count": 2, "examples": loops}
     assert splits["train"] and report["found"] == report["kept_total"] + report["skipped_total"]
 
 

@@ -92,6 +92,10 @@ def test_results_come_back_in_manifest_order_from_several_workers(test_rows, tin
     for result in results.values():
         assert [p["id"] for p in result.predictions] == [r["id"] for r in rows]
         assert [p["hypothesis"] for p in result.predictions] == alone["a"].hypotheses
+        # each worker scored its own utterances; scored again here, they give the same figures
+        assert [c is None for c in result.transcripts.counts] == [i == 3 for i in range(len(rows))]
+        unscored = dataclasses.replace(result.transcripts, counts=[])
+        assert evaluation.score(rows, unscored, evaluation.Scoring(resamples=20))[0] == result.metrics
         assert "gone.wav" in result.predictions[3]["error"]
         overall = result.metrics["overall"]
         assert (overall["n"], overall["failed"], overall["empty_references"]) == (10, 1, 1)

@@ -1,11 +1,15 @@
+import dataclasses
 import json
 import re
 
 import pytest
+from test_bad_input import aihub_utterance
 
+from whisper_ko import discover as discover_module
 from whisper_ko.config import Discover
 from whisper_ko.discover import discover
-from whisper_ko.report import SKIP_REASONS
+from whisper_ko.layouts import UnitScan
+from whisper_ko.report import SKIP_REASONS, discover_markdown
 from whisper_ko_fixtures.sample_corpus.corpus import expected_discover
 
 # sample_info.json kind → the reason discover must give
@@ -123,3 +127,43 @@ def test_stage_rewrites_byte_identical_manifests(sample_corpus, tmp_path):
     assert "| train |" in text and re.search(r"\| \d+:\d\d \|", text) and "duration (h:mm)" in text
     assert "| Transcript encoding | CP949, decoded: 1; UTF-8: " in text
     assert "8 kHz, resampled to 16 kHz" in text and "False" not in text
+
+
+def test_the_workers_write_what_one_process_writes(sample_corpus, monkeypatch):
+    """Units scanned and probed by a pool, merged in order, give the serial run's manifests and report."""
+    config = Discover(root=str(sample_corpus), val_fraction=0.2, seed=0)
+    serial = discover(dataclasses.replace(config, workers=1))
+    monkeypatch.setattr(discover_module, "SERIAL_BELOW", 0)  # the sample corpus would stay in-process
+    monkeypatch.setattr(discover_module, "TASK_SIZE", 40)  # several tasks per worker, merged in order
+    assert discover(dataclasses.replace(config, workers=2)) == serial
+
+
+def _heap_mark(task, work):
+    return [("seen", getattr(discover_module, "HEAP_MARK", None))], UnitScan([])
+
+
+def test_the_workers_do_not_inherit_the_main_process_heap(monkeypatch):
+    """A forked worker would see (then copy, page by page) whatever the main process holds: at a
+    million clips, ~640 MB per worker. Workers a fork server starts see only what they import."""
+    monkeypatch.setattr(discover_module, "HEAP_MARK", "the main process's", raising=False)
+    tasks = [[1], [2], [3]]
+    out = list(discover_module.run_tasks(_heap_mark, tasks, None, workers=2, total=3, size=10**6))
+    assert [results for results, _ in out] == [[("seen", None)]] * 3
+
+
+def test_a_session_json_describing_another_call_is_counted_not_applied(tmp_path):
+    for call in ("S000001", "S000002"):
+        for n in (1, 2, 3):
+            aihub_utterance(tmp_path, "1.Training", f"D01/J01/{call}/000{n}", "네 알겠습니다")
+        aihub_utterance(tmp_path, "2.Validation", f"D01/J01/{call}/0001", "감사합니다")
+    dialogs = [{"speaker": "A", "audioPath": f"D01/J01/{call}/0001.wav"} for call in ("S000001", "S000002")]
+    session = {"dataSet": {"typeInfo": {"subcategory": "요금", "speakers": [{"id": "A", "gender": "여"}]}}}
+    session["dataSet"]["dialogs"] = dialogs
+    json_path = tmp_path / "1.Training/라벨링데이터/D01/J01/S000001/S000001.json"
+    json_path.write_text(json.dumps(session, ensure_ascii=False), encoding="utf-8")
+    splits, report = discover(Discover(root=str(tmp_path), val_fraction=0.0, workers=1), need_val=False)
+    rows = {r["id"]: r for rows in splits.values() for r in rows}
+    assert rows["train/D01/J01/S000001/0001"]["gender"] == "여"
+    assert "gender" not in rows["train/D01/J01/S000002/0001"]
+    assert report["session_entries_elsewhere"] == {"count": 1, "examples": ["train/D01/J01/S000002/0001"]}
+    assert "1 utterances kept without their session metadata" in discover_markdown(report)

@@ -46,7 +46,7 @@ def closure(script: Path) -> set[str]:
     return modules
 
 
-@pytest.mark.parametrize("stage", ["check", "discover", "preprocess", "train", "export", "benchmark"])
+@pytest.mark.parametrize("stage", ["check", "corpus", "discover", "preprocess", "train", "export", "benchmark"])
 def test_each_stage_depends_on_exactly_the_modules_its_script_imports(stage):
     spec = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage]
     script = Path(spec["cmd"].split()[1])

@@ -130,7 +130,9 @@ def test_the_interval_is_a_bootstrap_up_to_its_limit_and_the_delta_method_beyond
     edits, lengths = _counts(metrics.BOOTSTRAP_MAX_N + 1)
     assert metrics.rate_interval(edits, lengths, resamples=20, seed=1) == metrics.delta_interval(edits, lengths)
     small = edits[:-1], lengths[:-1]
-    assert metrics.rate_interval(*small, resamples=20, seed=1) == metrics.bootstrap_interval(*small, resamples=20, seed=1)
+    assert metrics.rate_interval(*small, resamples=20, seed=1) == metrics.bootstrap_interval(
+        *small, resamples=20, seed=1
+    )
     assert metrics.interval_method(metrics.BOOTSTRAP_MAX_N) == "bootstrap"
     assert metrics.interval_method(metrics.BOOTSTRAP_MAX_N + 1) == "delta method"
 

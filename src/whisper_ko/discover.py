@@ -30,8 +30,8 @@ from whisper_ko import text as textnorm
 from whisper_ko.audio import PCM_SAMPLE_RATE
 from whisper_ko.config import Discover, Text
 from whisper_ko.errors import UserError
-from whisper_ko.layouts import Candidate, scan
-from whisper_ko.ledger import Ledger
+from whisper_ko.layouts import Candidate, Unit, UnitScan, aihub_units, locate, loop_candidates, scan, scan_units
+from whisper_ko.ledger import MAX_EXAMPLES, Ledger
 from whisper_ko.manifest import SPLITS
 
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
@@ -203,56 +203,102 @@ def _hash(data: bytes) -> bytes:
 
 
 def _probe_chunk(chunk: list[Candidate], policy: Text, max_duration: float, val_by: str) -> list[tuple]:
-    """Probe candidates in a worker: ("kept", manifest line, Kept's fields after `index`) or
-    ("skipped", reason, path). The worker writes the line, so the main process never holds a row."""
+    """Probe candidates in a worker: ("kept", side, manifest line, Kept's fields after `index`) or
+    ("skipped", side, reason, path). The worker writes the line, so the main process never holds a row."""
     out = []
     for candidate in chunk:
         try:
             row, notes = probe(candidate, policy, max_duration)
         except Skip as skip:
-            out.append(("skipped", skip.reason, skip.path))
+            out.append(("skipped", candidate.side, skip.reason, skip.path))
             continue
         real = os.path.realpath(candidate.audio)
         group = str(row[val_by]) if val_by in row else None
         fields = (row["id"], candidate.side, row["category"], row["session"], group, row["duration"])
         identity = (_hash(real.encode("utf-8", "surrogateescape")), audio_digest(candidate.audio))
-        out.append(("kept", json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n", (*fields, *identity, notes)))
+        line = json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n"
+        out.append(("kept", candidate.side, line, (*fields, *identity, notes)))
     return out
 
 
-CHUNK = 512  # candidates per task: large enough to amortise the pickling, small enough to stream
+@dataclass(frozen=True)
+class Work:
+    """What every task needs besides its own units or candidates."""
+
+    category_pattern: str | None
+    policy: Text
+    max_duration: float
+    val_by: str
+
+
+def _units_task(units: list[Unit], work: Work) -> tuple[list[tuple], UnitScan]:
+    """Scan and probe some AI Hub units (in a worker): the probe results, and what the scan found."""
+    category_re = re.compile(work.category_pattern) if work.category_pattern else None
+    scanned = scan_units(units, category_re)
+    results = _probe_chunk(scanned.candidates, work.policy, work.max_duration, work.val_by)
+    scanned.candidates = []  # probed: no need to send them back
+    return results, scanned
+
+
+def _candidates_task(candidates: list[Candidate], work: Work) -> tuple[list[tuple], UnitScan]:
+    """Probe candidates the main process scanned (the smaller layouts)."""
+    return _probe_chunk(candidates, work.policy, work.max_duration, work.val_by), UnitScan([])
+
+
+TASK_SIZE = 512  # candidates (or files) per task: enough to amortise its pickling, few enough to stream
+FILES_PER_FOLDER = 16  # a guess for a unit's folder, to size tasks before walking them
 IN_FLIGHT = 4  # tasks queued per worker: keeps workers busy while bounding what waits in memory
+SERIAL_BELOW = 1000  # candidates (or guessed files): fewer are probed in this process, no pool to start
 
 
-def probe_all(candidates: list[Candidate], policy: Text, max_duration: float, val_by: str, workers: int):
-    """Probe in manifest order, in parallel: label reads and header probes are I/O plus a little CPU.
-    `candidates` is emptied as it goes, so their memory goes back as results come in. Workers are
-    started by a fork server: a forked worker would share, then copy, the main process's heap."""
-    total = len(candidates)
+def _files(unit: Unit) -> int:
+    return sum(FILES_PER_FOLDER if place.folder else 1 for place in unit.places)
+
+
+def _unit_tasks(units: list[Unit]):
+    """Consecutive units, about TASK_SIZE files each; `units` is emptied as it goes."""
+    units.reverse()
+    while units:
+        task, size = [], 0
+        while units and size < TASK_SIZE:
+            task.append(units.pop())
+            size += _files(task[-1])
+        yield task
+
+
+def _candidate_tasks(candidates: list[Candidate]):
+    """TASK_SIZE candidates at a time; `candidates` is emptied as it goes, so their memory goes back."""
     candidates.reverse()
+    while candidates:
+        task = candidates[-TASK_SIZE:]
+        del candidates[-TASK_SIZE:]
+        task.reverse()
+        yield task
 
-    def chunks():
-        while candidates:
-            chunk = candidates[-CHUNK:]
-            del candidates[-CHUNK:]
-            chunk.reverse()
-            yield chunk
 
-    args = (policy, max_duration, val_by)
+def run_tasks(function, tasks, work: Work, workers: int, total: int | None, size: int):
+    """`function(task, work)` for each task, results in task order: in this process, or in a pool
+    whose workers a fork server starts (a forked worker would share, then copy, the main process's
+    heap; so a script calling discover with workers needs `if __name__ == "__main__":`)."""
     with tqdm(total=total, desc="discover", unit="utt", mininterval=1.0) as bar:
-        if workers <= 1 or total < 1000:
-            for chunk in chunks():
-                yield from _probe_chunk(chunk, *args)
-                bar.update(len(chunk))
+        if workers <= 1 or size < SERIAL_BELOW:
+            for task in tasks:
+                results, scanned = function(task, work)
+                bar.update(len(results))
+                yield results, scanned
             return
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
             pending = deque()
-            for chunk in chunks():
-                pending.append((pool.submit(_probe_chunk, chunk, *args), len(chunk)))
-                while len(pending) > workers * IN_FLIGHT or (pending and not candidates):
-                    future, n = pending.popleft()
-                    yield from future.result()
-                    bar.update(n)
+            for task in tasks:
+                pending.append(pool.submit(function, task, work))
+                while len(pending) > workers * IN_FLIGHT:
+                    results, scanned = pending.popleft().result()
+                    bar.update(len(results))
+                    yield results, scanned
+            while pending:
+                results, scanned = pending.popleft().result()
+                bar.update(len(results))
+                yield results, scanned
 
 
 # ---------------------------------------------------------------- splits
@@ -365,31 +411,55 @@ def discover(config: Discover, policy: Text = Text(), need_val: bool = True) -> 
 def write_manifests(config: Discover, policy: Text, directory: str | Path, need_val: bool = True) -> dict:
     """Write the manifests per split (rows sorted by id) into `directory`, and return the report
     (found = kept + skipped). `need_val`: an empty val split is an error (training selects and stops
-    on it). Nothing is written but a temporary spool until every check has passed."""
+    on it). Nothing is written but a temporary spool until every check has passed.
+
+    An AI Hub corpus is listed as units (a call's folder) that the workers walk, pair and probe;
+    the other layouts are scanned here and probed by the workers. The main process keeps a few
+    hundred bytes per kept utterance (`Kept`), the rows themselves wait on disk."""
+    loops: list[Path] = []
     try:
-        found = scan(config.root, config.layout, config.category_pattern)
+        root, layout = locate(config.root, config.layout)
+        if layout == "aihub":
+            units = aihub_units(root, loops)
+            total, size, session_files = None, sum(map(_files, units)), 0
+            tasks, function = _unit_tasks(units), _units_task
+        else:
+            scanned = scan(root, layout, re.compile(config.category_pattern) if config.category_pattern else None)
+            total, session_files = len(scanned.candidates), scanned.session_files
+            size = total
+            tasks, function = _candidate_tasks(scanned.candidates), _candidates_task
     except (OSError, ValueError) as err:
         raise DiscoverError(f"discover.root {config.root}: {err}") from err
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    n_found, sides = len(found.candidates), {candidate.side for candidate in found.candidates}
+    work = Work(config.category_pattern, policy, config.max_duration, config.val_by)
+    n_found, sides, elsewhere = 0, set(), []
     kept = {"train": [], "val": [], "test": []}
     skipped = Ledger()
     notes_seen = {}  # one tuple per distinct notes value: most utterances share a few
     workers = config.workers or os.cpu_count() or 1
     with Spool(directory) as spool:
-        results = probe_all(found.candidates, policy, config.max_duration, config.val_by, workers)
-        for status, *value in results:
-            if status == "kept":
-                line, (id_, side, category, session, group, *rest, notes) = value
-                session = sys.intern(session)
-                group = session if group == session else group
-                row = Kept(
-                    spool.add(line), id_, side, category, session, group, *rest, notes_seen.setdefault(notes, notes)
-                )
-                kept[side].append(row)
-            else:
-                skipped.add(*value)
+        for results, found in run_tasks(function, tasks, work, workers, total, size):
+            session_files += found.sessions
+            loops += found.loops
+            elsewhere += found.elsewhere
+            for status, side, *value in results:
+                n_found += 1
+                sides.add(side)
+                if status == "kept":
+                    line, (id_, side, category, session, group, *rest, notes) = value
+                    session, category = sys.intern(session), category and sys.intern(category)
+                    group = session if group == session else group
+                    notes = notes_seen.setdefault(notes, notes)
+                    kept[side].append(Kept(spool.add(line), id_, side, category, session, group, *rest, notes))
+                else:
+                    skipped.add(*value)
+        for candidate in loop_candidates(sorted(loops, key=str)):  # found by the units' walks
+            n_found += 1
+            sides.add(candidate.side)
+            skipped.add(candidate.problem, candidate.audio)
+        for rows in kept.values():
+            rows.sort(key=attrgetter("id"))  # units come in key order: this only checks it
         splits = make_splits(
             kept,
             spool,
@@ -414,15 +484,25 @@ def write_manifests(config: Discover, policy: Text, directory: str | Path, need_
         for row in (row for rows in splits.values() for row in rows):
             for name, value in zip(NOTES, row.notes, strict=True):
                 notes[name][str(value)] += 1
-        report = build_report(found.layout, n_found, found.session_files, splits, skipped, notes)
-        report["root"] = str(found.root)
+        report = build_report(layout, n_found, session_files, splits, skipped, notes)
+        report["root"] = str(root)
         report["val_held_out_by"] = held_by
+        if lost := _kept_elsewhere(elsewhere, kept):
+            report["session_entries_elsewhere"] = {"count": len(lost), "examples": lost[:MAX_EXAMPLES]}
         require_splits(splits, report, sides, config, need_val)
         for name, rows in splits.items():
             with (directory / f"{name}.jsonl").open("wb") as out:
                 for row in rows:
                     out.write(spool.line(row))
     return report
+
+
+def _kept_elsewhere(elsewhere: list[str], kept: dict[str, list[Kept]]) -> list[str]:
+    """Utterances a session JSON outside their unit described: kept without that JSON's metadata."""
+    if not elsewhere:
+        return []
+    ids = {row.id for rows in kept.values() for row in rows}
+    return [key for key in elsewhere if key in ids]
 
 
 def drop_test_audio(splits: dict[str, list[Kept]], spool: Spool, skipped: Ledger) -> None:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 import numpy as np
 import torch
@@ -76,6 +77,7 @@ class Transcripts:
 
     hypotheses: list[str | None]  # None: the audio could not be read (see errors)
     errors: dict[int, str]  # manifest index → why its audio could not be read
+    counts: list[dict | None] = field(default_factory=list)  # the scorer's, where the workers scored
     timings: list[Timing] = field(default_factory=list)  # one per worker
     peak_rss_mb: float = 0.0  # largest worker's peak resident memory
     attention: str = ""  # attention implementation the workers ended up with
@@ -107,6 +109,7 @@ class BatchDone:
     batch: int  # index into this worker's batches
     hypotheses: list
     errors: dict[int, str]  # manifest index → why its audio could not be read
+    counts: list | None = None  # the scorer's counts per utterance (None where its audio failed)
 
 
 @dataclass(frozen=True)
@@ -293,7 +296,7 @@ def long_form_run(
             key = f"{alias} · {method}"
             jobs[key], named[key] = (path, replace(decoding, method=method)), (alias, method)
     out: dict[str, dict[str, Result]] = {}
-    for key, transcripts in transcribe(jobs, calls, options).items():
+    for key, transcripts in transcribe(jobs, calls, options, long_form.score).items():
         alias, method = named[key]
         table, predictions, scored = score_calls(calls, transcripts, scoring)
         out.setdefault(alias, {})[method] = Result(table, predictions, transcripts, speed(calls, transcripts), scored)
@@ -311,7 +314,7 @@ def score_calls(calls: list[dict], found: Transcripts, scoring: Scoring) -> tupl
             scored.append({"category": call["category"], "error": found.errors[i]})
             predictions.append({**entry, "reference": call["text"], "hypothesis": None, "error": found.errors[i]})
             continue
-        counts = {**long_form.score(call, out), "category": call["category"]}
+        counts = {**(found.counts[i] if found.counts else long_form.score(call, out)), "category": call["category"]}
         scored.append(counts)
         predictions.append(
             {
@@ -425,16 +428,21 @@ def run(
     if scoring.kocer:
         metrics.kocer_module()
     results = {}
-    for alias, found in transcribe(models, rows, options).items():
+    scorer = partial(utterance_counts, kocer=scoring.kocer)
+    for alias, found in transcribe(models, rows, options, scorer).items():
         table, predictions, scored = score(rows, found, scoring)
         results[alias] = Result(table, predictions, found, speed(rows, found), scored)
     return results
 
 
-def transcribe(models: dict[str, str | tuple], rows: list[dict], options: Options) -> dict[str, Transcripts]:
+def transcribe(
+    models: dict[str, str | tuple], rows: list[dict], options: Options, scorer: Callable | None = None
+) -> dict[str, Transcripts]:
     """Hypotheses of every model for `rows`, in manifest order, from one worker per device. A model
     is a path, decoded with `options.decoding`, or a (path, `inference.Decoding`) pair; a worker
-    keeps a model loaded while the next one in order is the same path."""
+    keeps a model loaded while the next one in order is the same path. With `scorer(row,
+    hypothesis)` (a module-level function, or a partial of one), each worker also scores its own
+    rows, so the scoring is spread as the decoding is (`Transcripts.counts`)."""
     if not rows:
         raise UserError("no utterances to transcribe")
     sources, processors = {}, {}
@@ -446,7 +454,7 @@ def transcribe(models: dict[str, str | tuple], rows: list[dict], options: Option
     devices = worker_devices(options.cpu_workers)
     batch_size = options.batch_size or (GPU_BATCH_SIZE if devices[0].startswith("cuda") else CPU_BATCH_SIZE)
     shards = plan(rows, batch_size, len(devices))
-    with _Workers(sources, rows, shards, devices, options) as workers:
+    with _Workers(sources, rows, shards, devices, options, scorer) as workers:
         found = workers.collect()
     for transcripts in found.values():
         transcripts.batch_size = batch_size
@@ -487,19 +495,24 @@ def plan(rows: list[dict], batch_size: int, n_workers: int) -> list[list[list[in
 class _Workers:
     """The worker processes of one run, and the main process's view of where each one is."""
 
-    def __init__(self, sources, rows, shards, devices, options):
+    def __init__(self, sources, rows, shards, devices, options, scorer):
         self.aliases, self.rows, self.shards, self.devices = list(sources), rows, shards, devices
         self.timeout = options.batch_timeout_s
         context = mp.get_context("spawn")  # CUDA cannot be used in a forked child
         self.queue = context.Queue()
-        self.found = {alias: Transcripts([None] * len(rows), {}) for alias in sources}
+        counts = [None] * len(rows) if scorer else []
+        self.found = {alias: Transcripts([None] * len(rows), {}, list(counts)) for alias in sources}
         self.processes = []
         with _single_threaded_children():
             for rank, shard in enumerate(shards):
-                batches = [[(i, rows[i]["audio"], rows[i]["duration"]) for i in batch] for batch in shard]
+                # (index, audio, duration, the row where the worker scores it): its own rows only
+                batches = [
+                    [(i, rows[i]["audio"], rows[i]["duration"], rows[i] if scorer else None) for i in batch]
+                    for batch in shard
+                ]
                 process = context.Process(
                     target=_worker,
-                    args=(rank, devices[rank], list(sources.values()), batches, options, self.queue),
+                    args=(rank, devices[rank], list(sources.values()), batches, options, self.queue, scorer),
                     name=f"benchmark-worker-{rank}",
                     daemon=True,
                 )
@@ -548,6 +561,8 @@ class _Workers:
             for i, hypothesis in zip(self.shards[rank][message.batch], message.hypotheses, strict=True):
                 found.hypotheses[i] = hypothesis
             found.errors.update(message.errors)
+            for i, counts in zip(self.shards[rank][message.batch], message.counts or (), strict=False):
+                found.counts[i] = counts
             self.position[rank] = (message.model, message.batch + 1)
             bar.set_postfix_str(self.aliases[message.model])
             bar.update(len(message.hypotheses))
@@ -609,12 +624,12 @@ def _single_threaded_children() -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _worker(rank, device, models, batches, options, results) -> None:
+def _worker(rank, device, models, batches, options, results, scorer) -> None:
     """Body of a worker process: every model in turn over this worker's batches."""
     try:
         _configure(device)
         cuda = device.startswith("cuda")
-        audio_s = sum(duration for batch in batches for _, _, duration in batch)
+        audio_s = sum(item[2] for batch in batches for item in batch)
         model, loaded = None, None
         for model_index, (path, processor_path, decoding) in enumerate(models):
             if path != loaded:
@@ -624,15 +639,20 @@ def _worker(rank, device, models, batches, options, results) -> None:
             results.put(Ready(rank, model_index))
 
             def prepare(batch, model=model, decoding=decoding):
-                return model.prepare([source for _, source, _ in batch], decoding)
+                return model.prepare([item[1] for item in batch], decoding)
 
             def decode(prepared, model=model, decoding=decoding):
                 return model.decode(prepared, decoding)
 
             def send(batch_index, prepared, hypotheses, model_index=model_index):
-                indices = [i for i, _, _ in batches[batch_index]]
-                errors = {indices[i]: message for i, message in prepared.errors.items()}
-                results.put(BatchDone(rank, model_index, batch_index, hypotheses, errors))
+                batch = batches[batch_index]
+                errors = {batch[i][0]: message for i, message in prepared.errors.items()}
+                counts = None
+                if scorer:
+                    counts = [
+                        None if h is None else scorer(item[3], h) for item, h in zip(batch, hypotheses, strict=True)
+                    ]
+                results.put(BatchDone(rank, model_index, batch_index, hypotheses, errors, counts))
 
             decode_s, wall_s = run_batches(
                 batches,
@@ -708,9 +728,7 @@ def score(rows: list[dict], found: Transcripts, scoring: Scoring = Scoring()) ->
             scored.append({**groups, "error": found.errors[i]})
             predictions.append({**_prediction(row, None), "error": found.errors[i]})
             continue
-        scores = metrics.utterance_scores(row["text"], hypothesis)
-        if scoring.kocer:
-            scores.update(metrics.kocer_scores(row["raw_text"], hypothesis))
+        scores = found.counts[i] if found.counts else utterance_counts(row, hypothesis, scoring.kocer)
         scored.append({**scores, **groups, "duration": row["duration"]})
         predictions.append(
             {
@@ -723,6 +741,14 @@ def score(rows: list[dict], found: Transcripts, scoring: Scoring = Scoring()) ->
     for name in scoring.group_by:
         table[f"by_{name}"] = metrics.by_group(scored, name, resamples=scoring.resamples, seed=scoring.seed)
     return table, predictions, scored
+
+
+def utterance_counts(row: dict, hypothesis: str, kocer: bool = False) -> dict:
+    """An utterance's edit counts (and reading-equivalence counts with `kocer`): what `score` sums."""
+    counts = metrics.utterance_scores(row["text"], hypothesis)
+    if kocer:
+        counts.update(metrics.kocer_scores(row["raw_text"], hypothesis))
+    return counts
 
 
 def _prediction(row: dict, hypothesis: str | None) -> dict:

@@ -98,7 +98,8 @@ def detect(root: Path) -> str:
     return "plain"
 
 
-def scan(root: str | Path, layout: str = "auto", category_pattern: str | None = r"D\d\d") -> Scan:
+def locate(root: str | Path, layout: str = "auto") -> tuple[Path, str]:
+    """(the folder or file the corpus is in, its layout), `auto` resolved."""
     root = Path(root)
     if not root.exists():
         raise FileNotFoundError("no such file or folder")
@@ -108,17 +109,24 @@ def scan(root: str | Path, layout: str = "auto", category_pattern: str | None = 
         root, layout = (root, detect(root)) if root.is_file() else find_corpus(root)
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}: choose one of auto, {', '.join(LAYOUTS)}")
-    category_re = re.compile(category_pattern) if category_pattern else None
-    scanner = {"aihub": scan_aihub, "kspon": scan_kspon, "plain": scan_plain, "jsonl": scan_jsonl}[layout]
+    return root, layout
+
+
+def scan(root: Path, layout: str, category_re: re.Pattern | None) -> Scan:
+    """Every candidate of a located corpus in the kspon, plain or jsonl layout at once, sorted by
+    (side, key). AI Hub corpora, the large ones, are scanned a unit at a time (`aihub_units`)."""
+    scanner = {"kspon": scan_kspon, "plain": scan_plain, "jsonl": scan_jsonl}[layout]
     loops: list[Path] = []
     result = scanner(root, category_re, loops)
-    # A folder linking back to one it is inside would make the walk endless: each is a counted skip.
-    result.candidates += [
-        Candidate("train", f"symlink_loop/{path}", audio=str(path), problem="symlink_loop") for path in loops
-    ]
+    result.candidates += loop_candidates(loops)
     result.candidates.sort(key=lambda c: (c.side, c.key))
     result.root = root
     return result
+
+
+def loop_candidates(loops: list[Path]) -> list[Candidate]:
+    """A folder linking back to one it is inside would make the walk endless: each is a counted skip."""
+    return [Candidate("train", f"symlink_loop/{path}", audio=str(path), problem="symlink_loop") for path in loops]
 
 
 def walk(directory: Path, loops: list[Path], _inside: frozenset = frozenset()):
@@ -152,32 +160,119 @@ def known(value):
 # ---------------------------------------------------------------- AI Hub
 
 
-def scan_aihub(root: Path, category_re, loops: list[Path]) -> Scan:
+# Key components that name a unit of work: AI Hub's D01/J01/S000001, one call. discover's workers
+# walk, pair and probe whole units, so the main process never holds the corpus's candidates.
+UNIT_DEPTH = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where part of a unit lies: a folder to walk, or a single file, in a source or label tree."""
+
+    tree: str
+    source: bool
+    path: str
+    folder: bool = False
+    inside: frozenset = frozenset()  # real paths of the folders above a folder: a link back up is a loop
+
+
+@dataclass(slots=True)
+class Unit:
+    """The files of the utterance keys that start with `key` (up to UNIT_DEPTH components)."""
+
+    side: str
+    key: str
+    places: list[Place]
+
+
+@dataclass(slots=True)
+class UnitScan:
+    """What scanning some units found: candidates sorted by key, session JSONs read, looping
+    links, and session JSON entries naming an utterance outside their own unit (`side/key`)."""
+
+    candidates: list[Candidate]
+    sessions: int = 0
+    loops: list[Path] = field(default_factory=list)
+    elsewhere: list[str] = field(default_factory=list)
+
+
+def aihub_units(root: Path, loops: list[Path]) -> list[Unit]:
+    """The units of an AI Hub corpus in (side, key) order: the folders UNIT_DEPTH key components
+    down, merged across the source and label trees, and files above that depth on their own."""
     split_dirs = [(root / name, side) for name, side in AIHUB_SPLITS.items() if (root / name).is_dir()]
     if not split_dirs:
         raise FileNotFoundError(f"{root}: no {' or '.join(AIHUB_SPLITS)} folder (AI Hub layout)")
-    found: dict[tuple[str, str], Candidate] = {}
-    extras: list[Candidate] = []
-    sessions = 0
+    units: dict[tuple[str, str], Unit] = {}
     for split_dir, side in split_dirs:
         for tree in sorted(split_dir.iterdir()):
             is_source = tree.name.startswith(AIHUB_SOURCE)
-            if not (is_source or tree.name.startswith(AIHUB_LABEL)):
-                continue
-            for path in walk(tree, loops):
+            if is_source or tree.name.startswith(AIHUB_LABEL):
+                _list_units(tree, tree, is_source, side, "", frozenset(), units, loops)
+    # by key and a slash: a unit's keys are its own or continue with "/", so units in this order
+    # give their candidates in (side, key) order
+    return [units[k] for k in sorted(units, key=lambda k: (k[0], k[1] + "/"))]
+
+
+def _list_units(folder: Path, tree: Path, source: bool, side: str, prefix: str, inside, units, loops) -> None:
+    inside = inside | {os.path.realpath(folder)}
+    depth = prefix.count("/")
+    with os.scandir(folder) as entries:
+        for entry in sorted(entries, key=lambda e: e.name):
+            if entry.is_dir():
+                if entry.is_symlink() and os.path.realpath(entry.path) in inside:
+                    loops.append(Path(entry.path))
+                elif folder == tree and AIHUB_ZIP_LEVEL.match(entry.name):  # TS_D01: not a key component
+                    _list_units(Path(entry.path), tree, source, side, prefix, inside, units, loops)
+                elif depth + 1 == UNIT_DEPTH:
+                    _unit(units, side, prefix + entry.name).places.append(
+                        Place(str(tree), source, entry.path, True, inside)
+                    )
+                else:
+                    _list_units(Path(entry.path), tree, source, side, f"{prefix}{entry.name}/", inside, units, loops)
+            elif entry.is_file():
+                key = prefix + Path(entry.name).with_suffix("").name
+                _unit(units, side, key).places.append(Place(str(tree), source, entry.path))
+
+
+def _unit(units: dict, side: str, key: str) -> Unit:
+    if (side, key) not in units:
+        units[side, key] = Unit(side, key, [])
+    return units[side, key]
+
+
+def unit_of(key: str) -> str:
+    return "/".join(key.split("/")[:UNIT_DEPTH])
+
+
+def scan_units(units: list[Unit], category_re) -> UnitScan:
+    """Pair the files of each unit into candidates. A session JSON describes its own unit's
+    utterances (as AI Hub's do, beside or inside their folder); an entry for another unit's is
+    not applied, and listed in `elsewhere`."""
+    out = UnitScan([])
+    for unit in units:
+        found: dict[tuple[str, str], Candidate] = {}
+        extras: list[Candidate] = []
+        for place in unit.places:
+            tree, target = Path(place.tree), Path(place.path)
+            for path in walk(target, out.loops, place.inside) if place.folder else (target,):
                 suffix = path.suffix.lower()
-                if suffix == ".json" and not is_source:
-                    sessions += 1
+                if suffix == ".json" and not place.source:
+                    out.sessions += 1
                     for key, meta in read_aihub_session(path).items():
-                        candidate = _candidate(found, side, key, category_re)
+                        if unit_of(key) != unit.key:
+                            out.elsewhere.append(f"{unit.side}/{key}")
+                            continue
+                        candidate = _candidate(found, unit.side, key, category_re)
                         # shared, not copied: a session's utterances by one speaker have the same
                         candidate.meta = {**candidate.meta, **meta} if candidate.meta else meta
-                elif is_source and suffix in AUDIO_EXTENSIONS:
-                    _add_audio(_candidate(found, side, _aihub_key(path, tree), category_re), path, extras)
-                elif not is_source and suffix == ".txt":
-                    _candidate(found, side, _aihub_key(path, tree), category_re).label = str(path)
-    # Session JSONs may list utterances that have neither file: those are not files we found.
-    return Scan("aihub", [c for c in found.values() if c.audio or c.label] + extras, sessions)
+                elif place.source and suffix in AUDIO_EXTENSIONS:
+                    _add_audio(_candidate(found, unit.side, _aihub_key(path, tree), category_re), path, extras)
+                elif not place.source and suffix == ".txt":
+                    _candidate(found, unit.side, _aihub_key(path, tree), category_re).label = str(path)
+        # Session JSONs may list utterances that have neither file: those are not files we found.
+        candidates = [c for c in found.values() if c.audio or c.label] + extras
+        out.candidates += sorted(candidates, key=lambda c: c.key)
+    return out
 
 
 def _candidate(found: dict, side: str, key: str, category_re) -> Candidate:

@@ -304,6 +304,7 @@ def training_copies(rows: list[dict], config: Preprocess) -> dict[str, list[dict
 
 
 SPLITS = ("train", "val")  # what training reads; the test split is scored from audio
+ROW_FIELDS = ("id", "audio", "duration", "text", "category", "session")  # all that preprocessing reads of a row
 # zstd keeps about 63% of fp16 log-mel bytes (README, "Feature storage": 36.3 against 57.9 MB per
 # audio-hour); the disk check assumes a little more.
 COMPRESSED_SHARE = 0.7
@@ -311,7 +312,7 @@ COMPRESSED_SHARE = 0.7
 
 def read_manifests(directory: str | Path) -> dict[str, list[dict]]:
     """The train and val manifests; a missing or empty one is a one-line error (training needs both)."""
-    found = {split: manifest.read_split(directory, split) for split in SPLITS}
+    found = {split: manifest.read_split(directory, split, ROW_FIELDS) for split in SPLITS}
     for split, rows in found.items():
         if not rows:
             raise UserError(

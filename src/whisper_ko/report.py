@@ -140,6 +140,13 @@ def discover_markdown(report: dict) -> str:
     ]
     if not report["kept"]["test"]:
         lines += ["", "**No test split**: the corpus has no evaluation side; set `discover.test_fraction`."]
+    if elsewhere := report.get("session_entries_elsewhere"):
+        lines += [
+            "",
+            f"**{elsewhere['count']} utterances kept without their session metadata**: a session JSON outside "
+            f"their call's folder described them, and discover reads a call's own JSONs only. Examples: "
+            + ", ".join(f"`{key}`" for key in elsewhere["examples"]),
+        ]
     lines += ["", f"## Skipped: {report['skipped_total']}", ""]
     for reason, entry in report["skipped"].items():
         lines.append(f"- **{reason}** ({entry['count']}): {SKIP_REASONS.get(reason, reason)}. Examples:")
