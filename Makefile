@@ -45,7 +45,7 @@ else
 	$(BIN)/pip install -q --no-index --no-deps $(TORCH) 2>/dev/null && $(BIN)/pip install -q $(TORCH) \
 	  || $(BIN)/pip install -q $(TORCH) --index-url $(TORCH_CPU_INDEX) --extra-index-url https://pypi.org/simple
 endif
-	$(BIN)/pip install -q -c requirements.lock -e '.[dev,kocer,bench,plots]' -e fixtures
+	$(BIN)/pip install -q -c requirements.lock -e '.[dev,kocer,bench,plots,cluster]' -e fixtures
 	touch $(STAMP)
 
 # requirements.lock: the versions tested together, every package but torch (see setup, Docker).

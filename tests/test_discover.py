@@ -6,7 +6,7 @@ import pytest
 from test_bad_input import aihub_utterance
 
 from whisper_ko import discover as discover_module
-from whisper_ko.config import Discover
+from whisper_ko.config import Discover, ParamsError
 from whisper_ko.discover import discover
 from whisper_ko.layouts import UnitScan
 from whisper_ko.report import SKIP_REASONS, discover_markdown
@@ -167,3 +167,17 @@ def test_a_session_json_describing_another_call_is_counted_not_applied(tmp_path)
     assert "gender" not in rows["train/D01/J01/S000002/0001"]
     assert report["session_entries_elsewhere"] == {"count": 1, "examples": ["train/D01/J01/S000002/0001"]}
     assert "1 utterances kept without their session metadata" in discover_markdown(report)
+
+
+def test_a_dask_cluster_writes_what_one_process_writes(sample_corpus, monkeypatch):
+    """discover.engine dask: the same tasks on a Dask cluster's workers (here a local one of two
+    processes, as `discover.scheduler: null` starts), merged in the same order."""
+    config = Discover(root=str(sample_corpus), val_fraction=0.2, seed=0, workers=1)
+    serial = discover(config)
+    monkeypatch.setattr(discover_module, "TASK_SIZE", 40)
+    assert discover(dataclasses.replace(config, engine="dask", workers=2)) == serial
+
+
+def test_a_scheduler_without_the_dask_engine_is_a_params_error():
+    with pytest.raises(ParamsError, match=r"discover\.scheduler is set but discover\.engine is local"):
+        Discover(root="data/sample", scheduler="tcp://10.0.0.1:8786")

@@ -15,6 +15,7 @@ from whisper_ko.config import Paths
 FIELDS = [f.name for f in dataclasses.fields(Paths)]
 # What each stage writes, by paths entry; the stages named first make what the later ones read.
 WRITERS = {
+    "listing": ["corpus"],
     "manifests": ["discover"],
     "features": ["preprocess"],
     "model": ["train"],
@@ -25,7 +26,7 @@ WRITERS = {
     "reports": ["discover"],  # a folder stages write files into: theirs are added, nothing removed
     "speed": ["discover", "preprocess"],
 }
-REFUSED = {"manifests", "features", "model", "checkpoints", "curves", "export", "metrics"}
+REFUSED = {"listing", "manifests", "features", "model", "checkpoints", "curves", "export", "metrics"}
 
 
 def project(tmp_path, sample_corpus, tiny_model, **paths) -> Path:

@@ -138,9 +138,18 @@ class Discover:
     max_per_category: int | None = None  # per split, for quick subsets
     seed: int = 0
     workers: int | None = None  # None: CPU count
+    # Where the workers run: `local`, processes on this host; `dask`, a Dask cluster's workers
+    # (`scheduler` its address, e.g. tcp://10.0.0.1:8786; null: a local cluster of `workers`
+    # processes). Each worker reads the corpus at discover.root's path and needs whisper-ko installed.
+    engine: Literal["local", "dask"] = "local"
+    scheduler: str | None = None
 
     def __post_init__(self):
         require(bool(self.root), "discover.root is empty: set it to the corpus root")
+        require(
+            self.scheduler is None or self.engine == "dask",
+            "discover.scheduler is set but discover.engine is local: set engine: dask, or scheduler: null",
+        )
         try:
             re.compile(self.category_pattern or "")
         except re.error as err:

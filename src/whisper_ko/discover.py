@@ -17,7 +17,9 @@ import tempfile
 from array import array
 from collections import Counter, defaultdict, deque
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from operator import attrgetter
 from pathlib import Path
 
@@ -276,22 +278,21 @@ def _candidate_tasks(candidates: list[Candidate]):
         yield task
 
 
-def run_tasks(function, tasks, work: Work, workers: int, total: int | None, size: int):
-    """`function(task, work)` for each task, results in task order: in this process, or in a pool
-    whose workers a fork server starts (a forked worker would share, then copy, the main process's
-    heap; so a script calling discover with workers needs `if __name__ == "__main__":`)."""
+def run_tasks(function, tasks, work: Work, workers: int, total: int | None, size: int, engine=None):
+    """`function(task, work)` for each task, results in task order: in this process, or by the
+    workers `engine` (`executor`) gives, a few tasks per worker in flight."""
     with tqdm(total=total, desc="discover", unit="utt", mininterval=1.0) as bar:
-        if workers <= 1 or size < SERIAL_BELOW:
+        if engine is None and (workers <= 1 or size < SERIAL_BELOW):
             for task in tasks:
                 results, scanned = function(task, work)
                 bar.update(len(results))
                 yield results, scanned
             return
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
+        with executor(engine, workers) as (submit, n_workers):
             pending = deque()
             for task in tasks:
-                pending.append(pool.submit(function, task, work))
-                while len(pending) > workers * IN_FLIGHT:
+                pending.append(submit(function, task, work))
+                while len(pending) > n_workers * IN_FLIGHT:
                     results, scanned = pending.popleft().result()
                     bar.update(len(results))
                     yield results, scanned
@@ -299,6 +300,41 @@ def run_tasks(function, tasks, work: Work, workers: int, total: int | None, size
                 results, scanned = pending.popleft().result()
                 bar.update(len(results))
                 yield results, scanned
+
+
+@contextmanager
+def executor(engine: tuple[str, str | None] | None, workers: int):
+    """(submit, number of workers): a pool on this host whose workers a fork server starts (a forked
+    worker would share, then copy, the main process's heap; so a script calling discover with
+    workers needs `if __name__ == "__main__":`), or a Dask cluster's workers for ("dask", address),
+    a local cluster of `workers` processes where the address is None."""
+    if engine is None:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
+            yield pool.submit, workers
+        return
+    from dask.distributed import Client, LocalCluster
+
+    _, address = engine
+    with ExitStack() as stack:
+        if address is None:
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+            address = stack.enter_context(cluster)
+        client = stack.enter_context(Client(address))
+        n_workers = max(1, len(client.scheduler_info()["workers"]))
+        yield partial(client.submit, pure=False), n_workers
+
+
+def require_engine(config: Discover) -> tuple[str, str | None] | None:
+    """The engine discover.engine names, checked before any work: None for this host's pool."""
+    if config.engine == "local":
+        return None
+    try:
+        import dask.distributed  # noqa: F401
+    except ImportError:
+        raise DiscoverError(
+            "discover.engine dask needs Dask: pip install 'whisper-ko[cluster]' (or engine: local)"
+        ) from None
+    return config.engine, config.scheduler
 
 
 # ---------------------------------------------------------------- splits
@@ -416,6 +452,7 @@ def write_manifests(config: Discover, policy: Text, directory: str | Path, need_
     An AI Hub corpus is listed as units (a call's folder) that the workers walk, pair and probe;
     the other layouts are scanned here and probed by the workers. The main process keeps a few
     hundred bytes per kept utterance (`Kept`), the rows themselves wait on disk."""
+    engine = require_engine(config)
     loops: list[Path] = []
     try:
         root, layout = locate(config.root, config.layout)
@@ -439,7 +476,7 @@ def write_manifests(config: Discover, policy: Text, directory: str | Path, need_
     notes_seen = {}  # one tuple per distinct notes value: most utterances share a few
     workers = config.workers or os.cpu_count() or 1
     with Spool(directory) as spool:
-        for results, found in run_tasks(function, tasks, work, workers, total, size):
+        for results, found in run_tasks(function, tasks, work, workers, total, size, engine):
             session_files += found.sessions
             loops += found.loops
             elsewhere += found.elsewhere

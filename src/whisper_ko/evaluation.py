@@ -77,12 +77,12 @@ class Transcripts:
 
     hypotheses: list[str | None]  # None: the audio could not be read (see errors)
     errors: dict[int, str]  # manifest index → why its audio could not be read
-    counts: list[dict | None] = field(default_factory=list)  # the scorer's, where the workers scored
     timings: list[Timing] = field(default_factory=list)  # one per worker
     peak_rss_mb: float = 0.0  # largest worker's peak resident memory
     attention: str = ""  # attention implementation the workers ended up with
     dtype: str = ""  # the weights' and activations' dtype
     batch_size: int = 0
+    counts: list[dict | None] = field(default_factory=list)  # the scorer's, where the workers scored
 
 
 @dataclass(frozen=True)
@@ -501,7 +501,7 @@ class _Workers:
         context = mp.get_context("spawn")  # CUDA cannot be used in a forked child
         self.queue = context.Queue()
         counts = [None] * len(rows) if scorer else []
-        self.found = {alias: Transcripts([None] * len(rows), {}, list(counts)) for alias in sources}
+        self.found = {alias: Transcripts([None] * len(rows), {}, counts=list(counts)) for alias in sources}
         self.processes = []
         with _single_threaded_children():
             for rank, shard in enumerate(shards):
