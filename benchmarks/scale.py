@@ -30,6 +30,7 @@ from pathlib import Path
 import click
 import yaml
 
+from whisper_ko.layouts import files
 from whisper_ko_fixtures.telephone_tree import generate_tree
 
 REPO = Path(__file__).resolve().parents[1]
@@ -137,8 +138,16 @@ def dvc(*args: str) -> list[str]:
     return [sys.executable, "-m", "dvc", *args]
 
 
+def warm(tree: Path) -> None:
+    """Read every file once, so that both approaches start from a warm page cache."""
+    for entry in files(str(tree), []):
+        with open(entry.path, "rb") as f:
+            f.read()
+
+
 def run_size(n: int, tree: Path, work: Path, workers: int, reference: Path | None, preprocess_max: int) -> list[dict]:
     rows = []
+    warm(tree)
     approaches = [("whisper_ko", REPO)] + ([("reference", reference)] if reference else [])
     manifests = {}
     for name, source in approaches:

@@ -250,7 +250,7 @@ def _candidates_task(candidates: list[Candidate], work: Work) -> tuple[list[tupl
 TASK_SIZE = 512  # candidates (or files) per task: enough to amortise its pickling, few enough to stream
 FILES_PER_FOLDER = 16  # a guess for a unit's folder, to size tasks before walking them
 IN_FLIGHT = 4  # tasks queued per worker: keeps workers busy while bounding what waits in memory
-SERIAL_BELOW = 1000  # candidates (or guessed files): fewer are probed in this process, no pool to start
+SERIAL_BELOW = 4000  # files (guessed): fewer are probed in this process, quicker than starting a pool
 
 
 def _files(unit: Unit) -> int:
@@ -463,7 +463,7 @@ def write_manifests(config: Discover, policy: Text, directory: str | Path, need_
         else:
             scanned = scan(root, layout, re.compile(config.category_pattern) if config.category_pattern else None)
             total, session_files = len(scanned.candidates), scanned.session_files
-            size = total
+            size = 2 * total  # an audio file and a label each
             tasks, function = _candidate_tasks(scanned.candidates), _candidates_task
     except (OSError, ValueError) as err:
         raise DiscoverError(f"discover.root {config.root}: {err}") from err

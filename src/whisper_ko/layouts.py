@@ -129,19 +129,33 @@ def loop_candidates(loops: list[Path]) -> list[Candidate]:
     return [Candidate("train", f"symlink_loop/{path}", audio=str(path), problem="symlink_loop") for path in loops]
 
 
-def walk(directory: Path, loops: list[Path], _inside: frozenset = frozenset()):
-    """Files below `directory`, depth first, by name (os.scandir: no stat call per file). A
-    symlinked folder that leads back to one the walk is inside goes to `loops`, not entered."""
-    inside = _inside | {os.path.realpath(directory)}
-    with os.scandir(directory) as entries:
-        for entry in sorted(entries, key=lambda e: e.name):
-            if entry.is_dir():
-                if entry.is_symlink() and os.path.realpath(entry.path) in inside:
-                    loops.append(Path(entry.path))
-                    continue
-                yield from walk(Path(entry.path), loops, inside)
-            elif entry.is_file():
-                yield Path(entry.path)
+def walk(directory: Path, loops: list[Path], inside: frozenset = frozenset()):
+    """Files below `directory` as Paths, depth first, by name (`files`)."""
+    for entry in files(str(directory), loops, inside):
+        yield Path(entry.path)
+
+
+def files(directory: str, loops: list[Path], inside: frozenset = frozenset()):
+    """Files below `directory` as os.DirEntry, depth first, by name (os.scandir: no stat call per
+    file). A symlinked folder that leads back to one the walk is inside (`inside`: the identities
+    of the folders above `directory`) goes to `loops`, not entered."""
+    inside = inside | {identity(directory)}
+    with os.scandir(directory) as found:
+        entries = sorted(found, key=lambda e: e.name)
+    for entry in entries:
+        if entry.is_dir():
+            if entry.is_symlink() and identity(entry.path) in inside:
+                loops.append(Path(entry.path))
+                continue
+            yield from files(entry.path, loops, inside)
+        elif entry.is_file():
+            yield entry
+
+
+def identity(folder: str) -> tuple[int, int]:
+    """(device, inode) of a folder, links followed: one stat call, where its real path costs one per component."""
+    stat = os.stat(folder)
+    return stat.st_dev, stat.st_ino
 
 
 def category_of(parts, category_re: re.Pattern | None) -> str | None:
@@ -173,7 +187,7 @@ class Place:
     source: bool
     path: str
     folder: bool = False
-    inside: frozenset = frozenset()  # real paths of the folders above a folder: a link back up is a loop
+    inside: frozenset = frozenset()  # identities of the folders above a folder: a link back up is a loop
 
 
 @dataclass(slots=True)
@@ -214,12 +228,12 @@ def aihub_units(root: Path, loops: list[Path]) -> list[Unit]:
 
 
 def _list_units(folder: Path, tree: Path, source: bool, side: str, prefix: str, inside, units, loops) -> None:
-    inside = inside | {os.path.realpath(folder)}
+    inside = inside | {identity(str(folder))}
     depth = prefix.count("/")
     with os.scandir(folder) as entries:
         for entry in sorted(entries, key=lambda e: e.name):
             if entry.is_dir():
-                if entry.is_symlink() and os.path.realpath(entry.path) in inside:
+                if entry.is_symlink() and identity(entry.path) in inside:
                     loops.append(Path(entry.path))
                 elif folder == tree and AIHUB_ZIP_LEVEL.match(entry.name):  # TS_D01: not a key component
                     _list_units(Path(entry.path), tree, source, side, prefix, inside, units, loops)
