@@ -208,7 +208,9 @@ def extrapolate(rows: list[dict]) -> str:
             continue
         (n0, w0, p0), (n1, w1, p1) = points[-2:]
         scale = (FIVE_MILLION - n1) / (n1 - n0)
-        lines.append(f"| {step} | {w1 + (w1 - w0) * scale:.0f} | {(p1 + (p1 - p0) * scale) / 1e3:.1f} |")
+        # a cost that does not grow stays where it was measured
+        wall, pss = max(w1, w1 + (w1 - w0) * scale), max(p1, p1 + (p1 - p0) * scale)
+        lines.append(f"| {step} | {wall:.0f} | {pss / 1e3:.1f} |")
     return "\n".join(lines)
 
 
