@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import os
 import re
 
 import pytest
@@ -181,3 +182,18 @@ def test_a_dask_cluster_writes_what_one_process_writes(sample_corpus, monkeypatc
 def test_a_scheduler_without_the_dask_engine_is_a_params_error():
     with pytest.raises(ParamsError, match=r"discover\.scheduler is set but discover\.engine is local"):
         Discover(root="data/sample", scheduler="tcp://10.0.0.1:8786")
+
+
+def test_a_call_folder_no_one_may_list_stops_discover_in_one_line(tmp_path, monkeypatch):
+    aihub_utterance(tmp_path, "1.Training", "D01/J01/S000001/0001", "네")
+    locked = str(tmp_path / "1.Training/원천데이터/D01/J01/S000001")
+    scandir = os.scandir
+
+    def refuse(path):  # what listing a folder without read permission does (root reads any folder)
+        if str(path) == locked:
+            raise PermissionError(13, "Permission denied", locked)
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refuse)
+    with pytest.raises(discover_module.DiscoverError, match=r"Permission denied: .*S000001'; make it readable"):
+        discover(Discover(root=str(tmp_path), workers=1), need_val=False)

@@ -236,7 +236,10 @@ class Work:
 def _units_task(units: list[Unit], work: Work) -> tuple[list[tuple], UnitScan]:
     """Scan and probe some AI Hub units (in a worker): the probe results, and what the scan found."""
     category_re = re.compile(work.category_pattern) if work.category_pattern else None
-    scanned = scan_units(units, category_re)
+    try:
+        scanned = scan_units(units, category_re)
+    except OSError as err:  # a folder this process may not list: the whole corpus is what was asked for
+        raise DiscoverError(f"discover.root: {err}; make it readable, or move it out of the corpus") from None
     results = _probe_chunk(scanned.candidates, work.policy, work.max_duration, work.val_by)
     scanned.candidates = []  # probed: no need to send them back
     return results, scanned
