@@ -198,6 +198,17 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def ratios(rows: list[dict]) -> str:
+    """Reference over ours, per size and step that both ran."""
+    lines = ["| clips | step | wall, reference ÷ ours | peak PSS, reference ÷ ours |", "|---|---|---|---|"]
+    ours = {(r["clips"], r["step"]): r for r in rows if r["approach"] == "whisper_ko"}
+    for r in rows:
+        if r["approach"] == "reference" and (mine := ours.get((r["clips"], r["step"]))):
+            wall, pss = r["wall_s"] / mine["wall_s"], r["pss_mb"] / mine["pss_mb"]
+            lines.append(f"| {r['clips']:,} | {r['step']} | {wall:.1f}× | {pss:.1f}× |")
+    return "\n".join(lines)
+
+
 def extrapolate(rows: list[dict]) -> str:
     """Per step of ours: the slope between the two largest sizes, carried to 5M (an extrapolation)."""
     lines = ["| step (whisper_ko) | wall s at 5M (extrapolated) | peak PSS GB at 5M (extrapolated) |", "|---|---|---|"]
@@ -242,6 +253,7 @@ def main(sizes, trees, seconds, workers, reference, preprocess_max):
             click.echo(table(rows))
         click.echo(f"\n{os.cpu_count()} CPUs, {workers} workers, {seconds}-s clips, warm page cache after generation")
         click.echo(table(rows))
+        click.echo("\n" + ratios(rows))
         click.echo("\nLinear in the clips between the two largest sizes, carried to 5M clips (not measured):")
         click.echo(extrapolate(rows))
     finally:
