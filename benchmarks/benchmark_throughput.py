@@ -20,7 +20,7 @@ import click
 import torch
 from transformers import pipeline
 
-from whisper_ko import audio, evaluation, inference, manifest
+from whisper_ko import audio, dims, evaluation, inference, manifest
 
 
 def ours(model: str, rows: list[dict], options: evaluation.Options) -> tuple[float, float, float]:
@@ -37,7 +37,7 @@ def naive(model: str, rows: list[dict], decoding: inference.Decoding) -> tuple[f
     kwargs = {"language": decoding.language, "task": decoding.task, "max_new_tokens": decoding.max_new_tokens}
 
     def transcribe(row):
-        asr({"raw": audio.load(row["audio"]), "sampling_rate": audio.SAMPLE_RATE}, generate_kwargs=kwargs)
+        asr({"raw": audio.load(row["audio"]), "sampling_rate": dims.SAMPLE_RATE}, generate_kwargs=kwargs)
 
     transcribe(rows[0])  # warm-up, as the benchmark stage's workers have one
     loaded = time.perf_counter()

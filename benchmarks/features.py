@@ -16,7 +16,7 @@ import torch
 import zstandard
 from transformers import WhisperFeatureExtractor
 
-from whisper_ko import audio, features, shards
+from whisper_ko import audio, dims, features, shards
 
 
 def timed(fn, waves) -> tuple[float, list[np.ndarray]]:
@@ -39,14 +39,14 @@ def main(corpus, clips, n_mels):
             wave = audio.load(path)
         except audio.AudioError:
             continue
-        if 0 < len(wave) <= 30 * audio.SAMPLE_RATE:
+        if 0 < len(wave) <= 30 * dims.SAMPLE_RATE:
             waves.append(wave)
     waves = waves[:clips]
-    hours = sum(map(len, waves)) / audio.SAMPLE_RATE / 3600
+    hours = sum(map(len, waves)) / dims.SAMPLE_RATE / 3600
     extractor = WhisperFeatureExtractor(feature_size=n_mels)
 
     def reference(wave):
-        return extractor(wave, sampling_rate=audio.SAMPLE_RATE, return_tensors="np").input_features[0]
+        return extractor(wave, sampling_rate=dims.SAMPLE_RATE, return_tensors="np").input_features[0]
 
     ours_s, ours = timed(lambda w: features.log_mel(w, n_mels), waves)
     ref_s, refs = timed(reference, waves)

@@ -29,9 +29,10 @@ import numpy as np
 import torch
 from recipes import decode_test, prepare, slug, train
 
-from whisper_ko import config, evaluation, features, labels, packing, runtime, shapes, shards, timestamps
+from whisper_ko import config, evaluation, features, labels, packing, runtime, shards, timestamps
 from whisper_ko.discover import discover
 from whisper_ko.preprocess import preprocess_split
+from whisper_ko_fixtures import shapes
 
 # Every recipe: the whole model, seed 0, each epoch evaluated on all of val.
 COMMON = {"method": "full", "per_device_eval_batch_size": 12, "eval_max_samples": None, "eval_max_new_tokens": 48}

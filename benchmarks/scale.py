@@ -3,7 +3,7 @@ clips, beside the approach before (a forked pool with every row in memory; DVC h
 
 For each size, in one temporary git + DVC project per approach (the stages and params of this
 checkout, or of `--reference`, a git revision, checked out as a worktree):
-  - the discover stage alone (`python stages/discover.py`);
+  - the discover stage alone (`whisper-ko discover`);
   - `dvc repro discover` (ours: the `corpus` listing, then discover), and its overhead beyond the
     stage alone;
   - `dvc status` with a warm DVC state, and with a cold one (DVC_SITE_CACHE_DIR an empty folder, as
@@ -109,8 +109,9 @@ def project(root: Path, source: Path, tree: Path, workers: int, stages: tuple[st
     """A git + DVC project of `source`'s stages and library with `stages` of its dvc.yaml (the check
     stage left out: it wants the demo's models), reading `tree`."""
     root.mkdir(parents=True)
-    for name in ("stages", "src"):
-        shutil.copytree(source / name, root / name)
+    for name in ("stages", "src"):  # the reference's stage scripts were in stages/
+        if (source / name).is_dir():
+            shutil.copytree(source / name, root / name)
     pipeline = yaml.safe_load((source / "dvc.yaml").read_text())
     kept = {}
     for name in stages:
@@ -130,8 +131,14 @@ def project(root: Path, source: Path, tree: Path, workers: int, stages: tuple[st
     return root
 
 
-def stage(name: str) -> list[str]:
-    return [sys.executable, f"stages/{name}.py", "--params", "params.yaml"]
+def stage(name: str, source: Path) -> list[str]:
+    script = source / "stages" / f"{name}.py"  # the reference's layout; ours: the package's command
+    return [
+        sys.executable,
+        *([str(script)] if script.is_file() else ["-m", "whisper_ko.cli", name]),
+        "--params",
+        "params.yaml",
+    ]
 
 
 def dvc(*args: str) -> list[str]:
@@ -160,7 +167,7 @@ def run_size(n: int, tree: Path, work: Path, workers: int, reference: Path | Non
         def row(step, result, name=name):
             rows.append({"clips": n, "approach": name, "step": step, **result})
 
-        row("discover stage", measure(stage("discover"), root, env, outputs=outputs))
+        row("discover stage", measure(stage("discover", source), root, env, outputs=outputs))
         manifests[name] = {p.name: p.read_bytes() for p in (root / "data/manifests").glob("*.jsonl")}
         if name == "reference" and n > 100_000:
             continue  # its DVC steps hash the whole corpus (620 s at 1M): measured at 100k
@@ -172,7 +179,7 @@ def run_size(n: int, tree: Path, work: Path, workers: int, reference: Path | Non
             row("dvc status (cold state)", measure(dvc("status"), root, {**env, "DVC_SITE_CACHE_DIR": cold}))
         if name == "whisper_ko" and n <= preprocess_max:
             features = root / "data/features"
-            row("preprocess stage", measure(stage("preprocess"), root, env, outputs=(features,)))
+            row("preprocess stage", measure(stage("preprocess", source), root, env, outputs=(features,)))
         shutil.rmtree(root)
     if reference:
         same = manifests["whisper_ko"] == manifests["reference"]

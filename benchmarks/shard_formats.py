@@ -28,7 +28,7 @@ import click
 import numpy as np
 import zstandard
 
-from whisper_ko import audio, features, labels, shards
+from whisper_ko import audio, dims, features, labels, shards
 from whisper_ko.config import Discover
 
 AIHUB_HOURS = 6500  # AI Hub's telephone corpus
@@ -203,7 +203,7 @@ def load_records(corpus: Path, clips: int, n_mels: int, model: str) -> list[dict
             {
                 "feats": features.log_mel(wave, n_mels).astype(np.float16),
                 "labels": np.array(ids, dtype=np.int32),
-                "duration": len(wave) / audio.SAMPLE_RATE,
+                "duration": len(wave) / dims.SAMPLE_RATE,
                 "id": row["id"],
             }
         )

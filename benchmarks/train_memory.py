@@ -42,7 +42,7 @@ from torch.utils._pytree import tree_map_only
 from torch.utils.weak import WeakIdKeyDictionary
 from transformers import WhisperForConditionalGeneration
 
-from whisper_ko import shapes
+from whisper_ko_fixtures import shapes
 
 # PEFT still asks for the deprecated name in every forward; the warning would split the table.
 warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)

@@ -1,7 +1,7 @@
 #!/bin/sh
 # docker run IMAGE [COMMAND]: in the repository mounted at /workspace, run
 #   repro | exp … | metrics … | plots … | params … | status | dag | queue …   as `dvc COMMAND …`
-#   check | discover | preprocess | train | export | benchmark [OPTIONS]   one stage's script
+#   check | corpus | discover | preprocess | train | export | benchmark [OPTIONS]   one stage (whisper-ko STAGE)
 #   anything else                                                          as given
 # With no command: dvc repro.
 set -e
@@ -13,10 +13,10 @@ fi
 case "$1" in
     repro | exp | metrics | plots | params | status | dag | queue)
         exec dvc "$@" ;;
-    check | discover | preprocess | train | export | benchmark)
+    check | corpus | discover | preprocess | train | export | benchmark)
         stage=$1
         shift
-        exec python "stages/$stage.py" --params params.yaml "$@" ;;
+        exec whisper-ko "$stage" --params params.yaml "$@" ;;
     *)
         exec "$@" ;;
 esac

@@ -1,6 +1,6 @@
 """Shared fixtures: a small synthetic corpus and a tiny Whisper, built once per test session."""
 
-import importlib.util
+import importlib
 import os
 import shutil
 import subprocess
@@ -69,17 +69,17 @@ def training_paths(features: Path, root: Path):
 
 
 def stage(name: str):
-    """stages/<name>.py imported in-process, for click's CliRunner (and monkeypatch) in a test."""
-    spec = importlib.util.spec_from_file_location(f"{name}_stage", REPO / "stages" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The stage's module (whisper_ko.stages.<name>), for click's CliRunner (and monkeypatch) in a test."""
+    return importlib.import_module(f"whisper_ko.stages.{name}")
+
+
+WHISPER_KO = str(Path(sys.executable).parent / "whisper-ko")  # the installed command, as dvc.yaml runs it
 
 
 def run_stage(stage: str, workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    """Run `stages/<stage>.py` as DVC would, from `workdir`; fail with its output if it fails."""
+    """Run `whisper-ko <stage>` as DVC would, from `workdir`; fail with its output if it fails."""
     proc = subprocess.run(
-        [sys.executable, str(REPO / "stages" / f"{stage}.py"), *args],
+        [WHISPER_KO, stage, *args],
         cwd=workdir,
         capture_output=True,
         text=True,

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from transformers import WhisperForConditionalGeneration
 
 from conftest import QUICK_TRAIN, REPO, run_stage, training_paths
-from whisper_ko import audio, manifest, shards, training
+from whisper_ko import audio, dims, manifest, shards, training
 from whisper_ko.config import Discover, Model, ParamsError, Preprocess, SpecAugment, Train, parse
 from whisper_ko.discover import DiscoverError, discover
 from whisper_ko.preprocess import preprocess_split, training_copies
@@ -102,12 +102,12 @@ def test_spec_augment_trains_differently_and_every_saved_config_has_it_off(featu
 
 
 def test_change_speed_is_kaldi_style_resampling():
-    t = np.arange(16000) / audio.SAMPLE_RATE
+    t = np.arange(16000) / dims.SAMPLE_RATE
     tone = np.sin(2 * np.pi * 440 * t).astype(np.float32)
     for factor in (0.9, 1.1):
         faster = audio.change_speed(tone, factor)
         assert abs(len(faster) - 16000 / factor) <= 1
-        peak = np.argmax(np.abs(np.fft.rfft(faster))) * audio.SAMPLE_RATE / len(faster)
+        peak = np.argmax(np.abs(np.fft.rfft(faster))) * dims.SAMPLE_RATE / len(faster)
         assert abs(peak - 440 * factor) < 2  # the pitch moves with the speed, as sox's `speed`
 
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from conftest import REPO, run_stage, stage
+from conftest import REPO, WHISPER_KO, run_stage, stage
 from whisper_ko import config, deploy, evaluation, inference, long_form, manifest, report
 from whisper_ko.config import Paths
 
@@ -27,7 +27,7 @@ OPTIONS = evaluation.Options(
 
 @pytest.fixture(scope="module")
 def stage_module():
-    """stages/benchmark.py imported in-process (for CliRunner and its output writer)."""
+    """The benchmark stage imported in-process (for CliRunner and its output writer)."""
     return stage("benchmark")
 
 
@@ -410,7 +410,7 @@ def test_a_read_only_metrics_path_fails_in_seconds_before_any_decoding(test_rows
     root = project(tmp_path, test_rows, tiny_model)
     start = time.monotonic()
     proc = subprocess.run(
-        [*read_only_mount(root / "metrics"), sys.executable, str(REPO / "stages/benchmark.py")],
+        [*read_only_mount(root / "metrics"), WHISPER_KO, "benchmark"],
         cwd=root,
         capture_output=True,
         text=True,

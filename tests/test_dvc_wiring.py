@@ -10,12 +10,14 @@ import pytest
 import yaml
 
 from conftest import DVC, REPO, copy_project, dvc, dvc_env, git, stages_run
+from whisper_ko.cli import STAGES
 
 SRC = REPO / "src" / "whisper_ko"
 
 
 def imported_modules(path: Path) -> set[str]:
-    """whisper_ko modules `path` imports at run time (not those imported for annotations only)."""
+    """whisper_ko modules `path` imports at run time (not those imported for annotations only), as
+    paths under src/whisper_ko without `.py`: `config`, `stages/train`."""
     tree = ast.parse(path.read_text())
     skip = {
         id(n)
@@ -27,13 +29,14 @@ def imported_modules(path: Path) -> set[str]:
     for node in ast.walk(tree):
         if id(node) in skip:
             continue
-        if isinstance(node, ast.ImportFrom) and node.module == "whisper_ko":
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("whisper_ko."):
-            found.add(node.module.split(".")[1])
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "whisper_ko":
+            package = node.module.split(".")[1:]
+            for alias in node.names:  # `from whisper_ko.x import y`: y is a module of package x, or a name in x
+                candidate = "/".join([*package, alias.name])
+                found.add(candidate if (SRC / f"{candidate}.py").is_file() else "/".join(package))
         elif isinstance(node, ast.Import):
-            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("whisper_ko.")}
-    return found
+            found |= {"/".join(a.name.split(".")[1:]) for a in node.names if a.name.startswith("whisper_ko.")}
+    return found - {""}
 
 
 def closure(script: Path) -> set[str]:
@@ -46,20 +49,44 @@ def closure(script: Path) -> set[str]:
     return modules
 
 
-@pytest.mark.parametrize("stage", ["check", "corpus", "discover", "preprocess", "train", "export", "benchmark"])
-def test_each_stage_depends_on_exactly_the_modules_its_script_imports(stage):
+def stage_deps(stage: str) -> set[str]:
+    """The files a stage's command runs: the command, the stage's module and every module they import."""
+    return {f"src/whisper_ko/{m}.py" for m in closure(SRC / "cli.py") | closure(SRC / "stages" / f"{stage}.py")} | {
+        "src/whisper_ko/cli.py",
+        f"src/whisper_ko/stages/{stage}.py",
+    }
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_each_stage_depends_on_exactly_the_modules_its_command_imports(stage):
     spec = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage]
-    script = Path(spec["cmd"].split()[1])
-    deps = {d for d in spec["deps"] if isinstance(d, str)}
-    listed = {Path(d).stem for d in deps if d.startswith("src/whisper_ko/")}
-    assert str(script) in deps
-    needed = closure(REPO / script)
+    assert spec["cmd"].split()[:2] == ["whisper-ko", stage]
+    listed = {d for d in spec["deps"] if isinstance(d, str) and d.startswith("src/")}
+    needed = stage_deps(stage)
     assert not needed - listed, f"dvc.yaml's {stage} misses {sorted(needed - listed)}"
     assert not listed - needed, f"dvc.yaml's {stage} lists {sorted(listed - needed)}, which it does not import"
 
 
+def test_the_import_graph_has_no_cycles():
+    modules = {str(p.relative_to(SRC).with_suffix("")) for p in SRC.rglob("*.py") if p.name != "__init__.py"}
+    graph = {m: imported_modules(SRC / f"{m}.py") & modules for m in modules}
+    state = {}
+
+    def visit(module, path):
+        if state.get(module) == "done":
+            return
+        assert state.get(module) != "open", f"import cycle: {' → '.join([*path, module])}"
+        state[module] = "open"
+        for other in sorted(graph[module]):
+            visit(other, [*path, module])
+        state[module] = "done"
+
+    for module in sorted(modules):
+        visit(module, [])
+
+
 def test_training_follows_the_scoring_code_it_selects_checkpoints_with():
-    assert "text" in closure(REPO / "stages/train.py")  # no-space CER picks the best checkpoint
+    assert "text" in closure(SRC / "stages/train.py")  # no-space CER picks the best checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from test_benchmark import OPTIONS
 
-from whisper_ko import audio, config, deploy, evaluation, inference, long_form, metrics
+from whisper_ko import audio, config, deploy, dims, evaluation, inference, long_form, metrics
 from whisper_ko_fixtures import tiny_model as tiny
 
 
@@ -32,22 +32,22 @@ def test_calls_hold_each_session_in_order_with_seeded_gaps_and_the_joined_refere
         assert all(0.3 <= gap <= 1.0 for gap in gaps)
         waves = [audio.load(path) for path in paths]
         wave = long_form.read(call["audio"])
-        assert len(wave) == sum(len(w) for w in waves) + sum(round(gap * audio.SAMPLE_RATE) for gap in gaps)
+        assert len(wave) == sum(len(w) for w in waves) + sum(round(gap * dims.SAMPLE_RATE) for gap in gaps)
         # each utterance in turn with the silence before it, where its span (from the manifest's
         # durations) says to a millisecond
         at = 0
         for k, (w, (start, end)) in enumerate(zip(waves, call["spans"], strict=True)):
-            silence = round(gaps[k - 1] * audio.SAMPLE_RATE) if k else 0
+            silence = round(gaps[k - 1] * dims.SAMPLE_RATE) if k else 0
             assert not wave[at : at + silence].any()
             at += silence
             np.testing.assert_array_equal(wave[at : at + len(w)], w)
-            assert abs(start - at / audio.SAMPLE_RATE) < 1e-3 and abs(end - (at + len(w)) / audio.SAMPLE_RATE) < 1e-3
+            assert abs(start - at / dims.SAMPLE_RATE) < 1e-3 and abs(end - (at + len(w)) / dims.SAMPLE_RATE) < 1e-3
             at += len(w)
-        assert abs(call["duration"] - len(wave) / audio.SAMPLE_RATE) < 0.01
+        assert abs(call["duration"] - len(wave) / dims.SAMPLE_RATE) < 0.01
     # gaps are seeded per call: the same seed gives the same calls, another seed other gaps
     assert long_form.calls(test_rows, [0.3, 1.0], seed=0) == calls
     assert long_form.calls(test_rows, [0.3, 1.0], seed=1)[0]["audio"][1] != calls[0]["audio"][1]
-    assert any(call["duration"] > audio.CHUNK_LENGTH for call in calls)  # sequential decoding must move on
+    assert any(call["duration"] > dims.CHUNK_LENGTH for call in calls)  # sequential decoding must move on
 
 
 def test_timestamp_health_by_hand():

@@ -9,7 +9,7 @@ import pytest
 import torch
 from test_features import extractor_output
 
-from whisper_ko import audio, features, labels, packing, shards
+from whisper_ko import audio, dims, features, labels, packing, shards
 from whisper_ko.collate import IGNORE_INDEX, Collator
 from whisper_ko.config import Discover, Model, Pack, ParamsError, Preprocess, parse
 from whisper_ko.discover import discover
@@ -194,7 +194,7 @@ def test_packed_windows_hold_exact_features_of_the_concatenated_audio(rows, tiny
         wave, spans = packing.concatenate(waves, window.gaps)
         # the silence between utterances is there, as drawn
         start = len(waves[0])
-        gap = round(window.gaps[0] * audio.SAMPLE_RATE)
+        gap = round(window.gaps[0] * dims.SAMPLE_RATE)
         assert (
             not wave[start : start + gap].any()
             and wave[start + gap : start + gap + len(waves[1])].tolist() == waves[1].tolist()

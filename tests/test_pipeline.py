@@ -131,7 +131,7 @@ def test_changing_a_train_param_reruns_only_train_and_benchmark_and_torchrun_by_
     assert set(json.loads(status)) == {"check", "corpus", "train"}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "1"]
     subprocess.run(
-        [*torchrun, "stages/train.py", "--params", "params.yaml"],
+        [*torchrun, "-m", "whisper_ko.stages.train", "--params", "params.yaml"],
         cwd=project,
         env=dvc_env(),
         check=True,

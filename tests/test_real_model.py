@@ -104,7 +104,8 @@ def ct2_greedy(directory: Path, inputs: np.ndarray) -> list[list[int]]:
 def test_matches_openai_whisper_base(rebuilt):
     from transformers import GenerationConfig, WhisperConfig, WhisperFeatureExtractor, WhisperTokenizer
 
-    from whisper_ko import inference, shapes
+    from whisper_ko import inference
+    from whisper_ko_fixtures import shapes
 
     config = WhisperConfig.from_pretrained(rebuilt)
     shape = (config.d_model, config.encoder_layers, config.decoder_layers, config.encoder_attention_heads,
@@ -211,7 +212,7 @@ def test_ctranslate2_converter_gives_back_the_package(rebuilt, ct2_dir, tmp_path
 
 
 def test_fails_loudly_on_unexpected_ct2_content(ct2_dir, tmp_path):
-    from whisper_ko import shapes
+    from whisper_ko_fixtures import shapes
 
     ct2 = real_model.read_ct2(ct2_dir / "model.bin")
     shape = shapes.SHAPES["base"]
@@ -241,7 +242,7 @@ def test_fails_loudly_on_unexpected_ct2_content(ct2_dir, tmp_path):
 
 
 def test_parameter_counts_from_the_shapes_are_openais():
-    from whisper_ko import shapes
+    from whisper_ko_fixtures import shapes
 
     assert {name: real_model.parameter_count(shapes.SHAPES[name]) for name in real_model.PACKAGES} == (
         real_model.PUBLISHED_PARAMETERS
@@ -359,7 +360,7 @@ def test_a_hub_id_works_as_a_local_directory_does(rebuilt, tuned, tmp_path):
     import subprocess
     import sys
 
-    from conftest import REPO
+    from conftest import REPO, WHISPER_KO
     from whisper_ko import manifest
 
     repo = tmp_path / "hf" / "hub" / "models--openai--whisper-base"
@@ -378,7 +379,7 @@ def test_a_hub_id_works_as_a_local_directory_does(rebuilt, tuned, tmp_path):
     manifest.write(tmp_path / "data/manifests/test.jsonl", tuned[2])
     shutil.copy(REPO / "params.yaml", tmp_path)
     proc = subprocess.run(
-        [sys.executable, str(REPO / "stages/benchmark.py"), "--model", "openai/whisper-base", "--max-samples", "4"],
+        [WHISPER_KO, "benchmark", "--model", "openai/whisper-base", "--max-samples", "4"],
         cwd=tmp_path,
         env=env,
         capture_output=True,

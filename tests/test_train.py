@@ -190,7 +190,7 @@ def test_bad_input_fails_before_training(features, tiny_model, tmp_path):
 
 
 def stage_project(root, features, tiny_model, **train):
-    """A work directory for stages/train.py: params with quick settings, the features linked in."""
+    """A work directory for `whisper-ko train`: params with quick settings, the features linked in."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["model"]["base"] = str(tiny_model)
     params["train"].update(
@@ -207,7 +207,7 @@ def stage_project(root, features, tiny_model, **train):
 def train_stage(*launch, cwd, env=None):
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.Popen(
-        [sys.executable, *launch, str(REPO / "stages/train.py")],
+        [sys.executable, *launch, "-m", "whisper_ko.stages.train"],
         cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,

@@ -46,11 +46,11 @@ import yaml
 from safetensors.torch import load_file
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
-from whisper_ko import evaluation, inference, runtime, shapes
+from whisper_ko import evaluation, inference, runtime
 from whisper_ko.config import Benchmark, LongForm, Model, Paths, Preprocess, Train, parse
 from whisper_ko.preprocess import preprocess_split
 from whisper_ko.training import finetune
-from whisper_ko_fixtures import tiny_model
+from whisper_ko_fixtures import shapes, tiny_model
 from whisper_ko_fixtures.sample_corpus import training_texts
 
 REPO = Path(__file__).resolve().parents[1]
@@ -279,7 +279,7 @@ def ddp_stage(base: Path, features: Path, work: Path) -> dict:
     outputs = []
     for _ in range(2):
         proc = subprocess.run(
-            [sys.executable, str(REPO / "stages/train.py")], cwd=project, capture_output=True, text=True, timeout=600
+            [sys.executable, "-m", "whisper_ko.cli", "train"], cwd=project, capture_output=True, text=True, timeout=600
         )
         check(proc.returncode == 0, f"the stage failed under torchrun:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
         outputs.append(proc.stdout)

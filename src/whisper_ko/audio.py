@@ -1,5 +1,4 @@
-"""Audio loading: soundfile + soxr everywhere, so training and scoring see identical samples, and
-Whisper's audio hyperparameters, declared once here (as openai/whisper's audio.py has them).
+"""Audio loading: soundfile + soxr everywhere, so training and scoring see identical samples.
 
 One resampler for every stage matters: different resamplers move the mel bins above 4 kHz.
 """
@@ -10,16 +9,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-SAMPLE_RATE = 16000
-N_FFT = 400
-HOP_LENGTH = 160
-CHUNK_LENGTH = 30  # seconds: Whisper's window; every input is padded to it
-N_SAMPLES = CHUNK_LENGTH * SAMPLE_RATE
-N_FRAMES = N_SAMPLES // HOP_LENGTH  # 3000 mel frames: the encoder's fixed input length
-N_AUDIO_CTX = N_FRAMES // 2  # 1500 encoder positions: its second convolution has stride 2
-TIME_PRECISION = CHUNK_LENGTH / N_AUDIO_CTX  # 0.02 s per timestamp token
-# KsponSpeech ships headerless 16 kHz 16-bit little-endian mono PCM.
-PCM_SAMPLE_RATE = 16000
+from whisper_ko.dims import PCM_SAMPLE_RATE, SAMPLE_RATE
 
 
 class AudioError(RuntimeError):

@@ -4,7 +4,7 @@ import torch
 from torch.utils.data import get_worker_info
 
 from whisper_ko import features
-from whisper_ko.audio import N_FRAMES
+from whisper_ko.dims import N_FRAMES
 
 IGNORE_INDEX = -100  # positions the loss skips
 

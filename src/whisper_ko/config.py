@@ -17,9 +17,8 @@ from typing import Literal, Union, get_args, get_origin
 
 import yaml
 
-from whisper_ko.audio import CHUNK_LENGTH
+from whisper_ko.dims import CHUNK_LENGTH, MAX_TARGET_POSITIONS
 from whisper_ko.errors import UserError
-from whisper_ko.shapes import MAX_TARGET_POSITIONS
 
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
 Attention = Literal["sdpa", "auto", "flash_attention_2", "eager"]

@@ -29,8 +29,8 @@ from tqdm import tqdm
 
 from whisper_ko import manifest
 from whisper_ko import text as textnorm
-from whisper_ko.audio import PCM_SAMPLE_RATE
 from whisper_ko.config import Discover, Text
+from whisper_ko.dims import PCM_SAMPLE_RATE
 from whisper_ko.errors import UserError
 from whisper_ko.layouts import Candidate, Unit, UnitScan, aihub_units, locate, loop_candidates, scan, scan_units
 from whisper_ko.ledger import MAX_EXAMPLES, Ledger

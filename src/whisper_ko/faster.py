@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from whisper_ko import audio, long_form
+from whisper_ko import dims, long_form
 
 
 @dataclass
@@ -69,7 +69,7 @@ class FasterWhisper:
     def _batched(self, clips: list[np.ndarray], decoding) -> list[str]:
         """One pass of the batched pipeline over the clips laid end to end, each clip its own chunk
         (clip_timestamps): faster-whisper batches the chunks of one audio, not several files."""
-        ends = np.cumsum([len(clip) for clip in clips]) / audio.SAMPLE_RATE
+        ends = np.cumsum([len(clip) for clip in clips]) / dims.SAMPLE_RATE
         spans = [{"start": float(start), "end": float(end)} for start, end in zip([0.0, *ends[:-1]], ends, strict=True)]
         segments, _ = self.pipeline.transcribe(
             np.concatenate(clips),

@@ -13,7 +13,8 @@ import torch
 from transformers import WhisperFeatureExtractor
 from transformers.audio_utils import mel_filter_bank
 
-from whisper_ko.audio import HOP_LENGTH, N_FFT, N_FRAMES, SAMPLE_RATE, AudioError
+from whisper_ko.audio import AudioError
+from whisper_ko.dims import HOP_LENGTH, N_FFT, N_FRAMES, SAMPLE_RATE
 
 _HALF_WINDOW = N_FFT // 2
 

@@ -20,7 +20,7 @@ from transformers import (
     WhisperTokenizer,
 )
 
-from whisper_ko import audio, checks, config, deploy, faster, features, long_form, runtime
+from whisper_ko import audio, checks, config, deploy, dims, faster, features, long_form, runtime
 from whisper_ko.errors import UserError
 
 
@@ -210,10 +210,10 @@ def prepare_calls(sources: list, processor: WhisperProcessor, dtype: torch.dtype
     longest = max(len(wave) for wave in waves)
     out = processor.feature_extractor(
         waves,
-        sampling_rate=audio.SAMPLE_RATE,
+        sampling_rate=dims.SAMPLE_RATE,
         return_tensors="pt",
         truncation=False,
-        padding="longest" if longest > audio.N_SAMPLES else "max_length",
+        padding="longest" if longest > dims.N_SAMPLES else "max_length",
         return_attention_mask=True,
     )
     feats = out.input_features.to(dtype)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from transformers import WhisperTokenizer
 
-from whisper_ko.audio import TIME_PRECISION
+from whisper_ko.dims import TIME_PRECISION
 
 PREFIX_TOKENS = 4  # <|startoftranscript|><|ko|><|transcribe|><|notimestamps|>
 

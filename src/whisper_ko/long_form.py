@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from whisper_ko import audio, metrics, packing
-from whisper_ko.audio import TIME_PRECISION
+from whisper_ko.dims import TIME_PRECISION
 
 # Segments in order: the next may start one timestamp step before the last ended, no more.
 _STEP = TIME_PRECISION

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from whisper_ko.audio import CHUNK_LENGTH, N_SAMPLES, SAMPLE_RATE
 from whisper_ko.config import Pack
+from whisper_ko.dims import CHUNK_LENGTH, N_SAMPLES, SAMPLE_RATE
 
 WINDOW_MARK = "+"  # a packed window's id: `<first utterance id>+<number of utterances>`
 

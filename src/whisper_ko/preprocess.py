@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from whisper_ko import audio, checks, features, labels, manifest, packing, shards
+from whisper_ko import audio, checks, dims, features, labels, manifest, packing, shards
 from whisper_ko.checks import SHARD_FILE
 from whisper_ko.config import Model, Preprocess
 from whisper_ko.errors import UserError
@@ -215,8 +215,8 @@ def _write_window(writer: shards.ShardWriter, window: packing.Window, piece: lis
     texts = [text for _, _, text, _ in piece]
     ids = labels.window_ids(tokenizer, texts, spans if window.timestamps else None)
     record = packing.Window(tuple(parts), packed=window.packed)
-    seconds = sum(len(w) for _, w, _, _ in piece) / audio.SAMPLE_RATE
-    writer.add(record.id, feats, ids, len(wave) / audio.SAMPLE_RATE, parts[0].get("category"), len(parts))
+    seconds = sum(len(w) for _, w, _, _ in piece) / dims.SAMPLE_RATE
+    writer.add(record.id, feats, ids, len(wave) / dims.SAMPLE_RATE, parts[0].get("category"), len(parts))
     stats.kept += len(parts)
     stats.seconds += seconds
     if window.packed:
@@ -224,7 +224,7 @@ def _write_window(writer: shards.ShardWriter, window: packing.Window, piece: lis
             count=1,
             utterances=len(parts),
             speech_s=seconds,
-            window_s=len(wave) / audio.SAMPLE_RATE,
+            window_s=len(wave) / dims.SAMPLE_RATE,
             tokens=len(ids),
             timestamped=int(window.timestamps),
         )
@@ -254,7 +254,7 @@ def _load(row: dict) -> np.ndarray:
 def _skip_reason(row: dict, config: Preprocess) -> str | None:
     if row["duration"] < config.min_duration:
         return "audio_too_short"
-    if row["duration"] > audio.CHUNK_LENGTH:
+    if row["duration"] > dims.CHUNK_LENGTH:
         return "audio_too_long"
     return None
 
@@ -346,7 +346,7 @@ def require_space(manifests: dict[str, list[dict]], out_dir: str | Path, model: 
     """The disk holding `out_dir` fits an estimate of the shards (less what is there already)."""
     records = [*plan(manifests["train"], config, augment=True).values(), plan(manifests["val"], config)[ORIGINALS]]
     seconds = sum(window.duration for group in records for window in group)
-    frames = seconds * audio.SAMPLE_RATE / audio.HOP_LENGTH
+    frames = seconds * dims.SAMPLE_RATE / dims.HOP_LENGTH
     needed = frames * features.n_mels(model.base) * np.dtype(shards.DTYPES[config.dtype]).itemsize * COMPRESSED_SHARE
     checks.require_space(out_dir, needed - checks.directory_size(out_dir), "paths.features", "the feature shards")
 

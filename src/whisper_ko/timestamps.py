@@ -5,7 +5,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from whisper_ko.audio import TIME_PRECISION
+from whisper_ko.dims import TIME_PRECISION
 
 
 def segments(ids: Sequence[int], timestamp_begin: int, eot: int) -> list[tuple[float, float]]:

@@ -7,13 +7,15 @@ from pathlib import Path
 
 import click
 
-from whisper_ko import checks, config, preprocess
+from whisper_ko import checks, config
 from whisper_ko.errors import UserError
 
 
 @click.command()
 @click.option("--params", "params_file", default="params.yaml", show_default=True)
 def main(params_file):
+    from whisper_ko import preprocess  # torch and transformers: only once a run starts
+
     try:
         settings, model, paths = config.load(params_file, "preprocess", "model", "paths")
         checks.require_outputs(checks.stage_outputs("preprocess", paths))

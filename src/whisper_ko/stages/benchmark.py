@@ -4,7 +4,7 @@ quality metrics (paths.metrics), report, figure, predictions and plot (paths.rep
 (paths.speed), since it varies from run to run.
 
 Quick look at one model, printing only, no tracked output touched:
-    python stages/benchmark.py --model models/finetuned --max-samples 50
+    whisper-ko benchmark --model models/finetuned --max-samples 50
 """
 
 import dataclasses
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from whisper_ko import checks, config, evaluation, figures, manifest, report
+from whisper_ko import checks, config, manifest
 from whisper_ko.errors import UserError
 
 
@@ -32,6 +32,8 @@ from whisper_ko.errors import UserError
     help="Seeded subset size (overrides benchmark.max_samples).",
 )
 def main(params_file, single_model, max_samples):
+    from whisper_ko import evaluation, report  # torch and transformers: only once a run starts
+
     try:
         settings, model, paths = config.load(params_file, "benchmark", "model", "paths")
         if not single_model:  # a quick look prints only
@@ -61,7 +63,10 @@ def main(params_file, single_model, max_samples):
     click.echo(report.verdict(found.comparisons))
 
 
-def write_outputs(found: evaluation.Run, paths: config.Paths, settings: config.Benchmark) -> None:
+def write_outputs(found, paths: config.Paths, settings: config.Benchmark) -> None:
+    """`found`: the evaluation.Run of the benchmark."""
+    from whisper_ko import figures, report
+
     quality = {alias: r.metrics for alias, r in found.results.items()}
     for c in found.comparisons:  # vs_base: the fine-tune against zero-shot; vs_source: an export against its source
         quality[c.candidate] = {**quality[c.candidate], f"vs_{c.kind}": c.metrics()}

@@ -12,7 +12,6 @@ import click
 
 from whisper_ko import config
 from whisper_ko.errors import UserError
-from whisper_ko.training import finetune
 
 
 @click.command()
@@ -29,7 +28,9 @@ def main(params_file):
                 "--standalone",
                 f"--nproc_per_node={train.nproc_per_node}",
             ]
-            sys.exit(subprocess.call([*launch, __file__, "--params", params_file]))
+            sys.exit(subprocess.call([*launch, "-m", __name__, "--params", params_file]))
+        from whisper_ko.training import finetune  # torch and transformers: only once a run starts
+
         summary = finetune(model, train, paths, log=click.echo)
     except UserError as err:
         raise click.ClickException(str(err)) from err

@@ -1,0 +1,1 @@
+"""The pipeline's stages, one thin click command each over the library (`whisper-ko STAGE`)."""
