@@ -1,6 +1,6 @@
 """Our benchmark stage vs the naive loop, on the same clips and model, in one run; then memory.
 
-1. ours: `whisper_ko.benchmark.transcribe`, as `stages/benchmark.py` runs it: `--workers`
+1. ours: `whisper_ko.evaluation.transcribe`, as `whisper-ko benchmark` runs it: `--workers`
    single-threaded processes, batches sorted by duration, audio read per batch.
 2. naive: `pipeline("automatic-speech-recognition")` called once per utterance, as people write
    it (audio read with our loader, since the pipeline's own file reading needs ffmpeg).

@@ -160,9 +160,10 @@ def packed_val(rows, model, settings: config.Preprocess, out: Path) -> list[dict
 def timestamp_scores(path: str, windows: list[dict], model: config.Model) -> dict:
     """Median boundary error (s) of `generate(return_timestamps=True)` on the windows, and the share
     of windows given any timestamp."""
-    net = runtime.load_whisper(
+    net, _ = runtime.load_whisper(
         path, weights=torch.float32, compute_dtype=torch.float32, attention=model.attention, cuda=False, log=click.echo
-    ).eval()
+    )
+    net.eval()
     tokenizer = labels.load_tokenizer(path if Path(path, "tokenizer_config.json").is_file() else model.base)
     first = labels.timestamp_id(tokenizer, 0.0)
     batch = torch.from_numpy(np.stack([features.pad(w["features"].astype(np.float32)) for w in windows]))

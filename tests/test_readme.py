@@ -1,6 +1,8 @@
 """A fresh checkout of this tree, the tiny model standing in for whisper-base: a rerun of the
-pipeline on the same inputs leaves `git status` clean, and every command block of the README runs
-as written (those that need a GPU host, Docker or a real corpus say so and why, and are skipped)."""
+pipeline on the same inputs leaves `git status` clean, and every command block of the README and of
+docs/*.md runs as written (those that need a GPU host, Docker or a real corpus say so and why, and
+are skipped). Without the pipeline: the README stays a ten-minute read, and every relative link of
+the README and docs/ leads to a file that exists."""
 
 import os
 import re
@@ -14,16 +16,23 @@ import yaml
 
 from conftest import REPO, dvc, git
 
-pytestmark = pytest.mark.slow
-
-# The line before a README block that the tests do not run, and why (GPU host, Docker, a corpus).
+# The line before a block that the tests do not run, and why (GPU host, Docker, a corpus).
 NOT_RUN = re.compile(r"<!-- not run by the tests: (.+) -->")
 BLOCK = re.compile(r"^(?P<indent> *)```bash\n(?P<body>.*?)^(?P=indent)```$", re.M | re.S)
+FENCE = re.compile(r"^ *```.*?^ *```$", re.M | re.S)
+# [text](target) and ![alt](target); the target ends at whitespace or the closing parenthesis.
+LINK = re.compile(r"!?\[[^\]]*\]\((?P<target>[^)\s]+)(?:\s+\"[^\"]*\")?\)")
+README_WORDS = 1500  # a newcomer's ten minutes; the depth goes to docs/
 
 
-def readme_blocks() -> list[tuple[str, str | None]]:
-    """(commands, why they are not run or None) for each ```bash block of the README, in order."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
+def pages() -> list[Path]:
+    """The README, then every page of docs/, in name order."""
+    return [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+
+
+def page_blocks(page: Path) -> list[tuple[str, str | None]]:
+    """(commands, why they are not run or None) for each ```bash block of `page`, in order."""
+    text = page.read_text(encoding="utf-8")
     blocks = []
     for match in BLOCK.finditer(text):
         before = text[: match.start()].rstrip().rsplit("\n", 1)[-1]
@@ -31,6 +40,48 @@ def readme_blocks() -> list[tuple[str, str | None]]:
         body = "\n".join(line.removeprefix(match["indent"]) for line in match["body"].splitlines())
         blocks.append((body, skip[1] if skip else None))
     return blocks
+
+
+def command_blocks() -> list[tuple[str, int]]:
+    """(page relative to the repository, index on the page) of every ```bash block of the README and
+    then of docs/*.md: the README's first, since the review block needs the experiment it runs."""
+    return [(page.relative_to(REPO).as_posix(), index) for page in pages() for index in range(len(page_blocks(page)))]
+
+
+def anchors(page: Path) -> set[str]:
+    """The anchors GitHub gives the headings of `page`: lower case, punctuation dropped, spaces as
+    hyphens, a repeated heading numbered."""
+    text = FENCE.sub("", page.read_text(encoding="utf-8"))
+    seen: dict[str, int] = {}
+    found = set()
+    for heading in re.findall(r"^#{1,6} +(.+?) *#*$", text, re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        found.add(f"{slug}-{seen[slug]}" if slug in seen else slug)
+        seen[slug] = seen.get(slug, 0) + 1
+    return found
+
+
+def test_the_readme_is_a_ten_minute_read():
+    words = len((REPO / "README.md").read_text(encoding="utf-8").split())
+    assert words <= README_WORDS, f"README.md has {words} words, over {README_WORDS}: move depth to docs/"
+
+
+def test_every_relative_link_of_the_readme_and_docs_leads_to_a_file_that_exists():
+    broken = []
+    for page in pages():
+        text = FENCE.sub("", page.read_text(encoding="utf-8"))  # a link in a code block is not one
+        for match in LINK.finditer(text):
+            target = match["target"]
+            if re.match(r"[a-z][a-z0-9+.-]*:", target, re.I):  # https:, mailto:: not a file of the tree
+                continue
+            path, _, anchor = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            name = page.relative_to(REPO).as_posix()
+            if not linked.exists():
+                broken.append(f"{name}: {target} (no such file)")
+            elif anchor and linked.suffix == ".md" and anchor not in anchors(linked):
+                broken.append(f"{name}: {target} (no such heading in {linked.name})")
+    assert not broken, "\n".join(broken)
 
 
 def shell_env() -> dict:
@@ -83,6 +134,7 @@ def status(root: Path) -> str:
     return subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True).stdout
 
 
+@pytest.mark.slow
 def test_a_rerun_on_the_same_inputs_leaves_the_tree_clean(reproduced):
     """Every stage forced to run again: the same manifests, shards, model, curves, metrics, report
     and figures, byte for byte (dvc.lock unchanged); the timings, which differ, are not in git."""
@@ -96,9 +148,11 @@ def test_a_rerun_on_the_same_inputs_leaves_the_tree_clean(reproduced):
     assert not [name for name in tracked if name.startswith("metrics/speed")]
 
 
-@pytest.mark.parametrize("index", range(len(readme_blocks())))
-def test_each_readme_command_block_runs_as_written(reproduced, index):
-    commands, not_run = readme_blocks()[index]
+@pytest.mark.slow
+@pytest.mark.parametrize(("page", "index"), command_blocks())
+def test_each_readme_command_block_runs_as_written(reproduced, page, index):
+    """Each ```bash block of the README and of docs/*.md, in that order, in the pipeline's checkout."""
+    commands, not_run = page_blocks(REPO / page)[index]
     if not_run:
         pytest.skip(f"not run by the tests: {not_run}")
     proc = subprocess.run(

@@ -85,7 +85,7 @@ def test_a_flash_attn_wheel_built_for_another_torch_falls_back_to_sdpa(fake_flas
 def test_a_flash_attn_that_imports_but_transformers_rejects_loads_sdpa(fake_flash_attn, tiny_model):
     fake_flash_attn("__version__ = '2.8.3'\n")  # importable, but no installed distribution: transformers refuses it
     messages = []
-    model = runtime.load_whisper(
+    model, attention = runtime.load_whisper(
         str(tiny_model),
         weights=torch.float32,
         compute_dtype=torch.bfloat16,
@@ -93,7 +93,7 @@ def test_a_flash_attn_that_imports_but_transformers_rejects_loads_sdpa(fake_flas
         cuda=True,
         log=messages.append,
     )
-    assert model.config._attn_implementation == "sdpa"
+    assert attention == "sdpa" and model.config._attn_implementation == "sdpa"  # what we report is what loaded
     assert any(m.startswith("attention flash_attention_2 did not load") for m in messages)
 
 
@@ -103,7 +103,7 @@ def test_weights_load_in_the_requested_dtype_whatever_the_config_declares(tiny_m
     half = tmp_path / "half"
     WhisperForConditionalGeneration.from_pretrained(tiny_model).half().save_pretrained(half)
     assert WhisperForConditionalGeneration.from_pretrained(half).dtype == torch.float16  # transformers 5's default
-    model = runtime.load_whisper(
+    model, _ = runtime.load_whisper(
         str(half), weights=torch.float32, compute_dtype=torch.bfloat16, attention="sdpa", cuda=False
     )
     assert {p.dtype for p in model.parameters()} == {torch.float32}
@@ -128,7 +128,7 @@ def test_whispers_own_generate_call_warns_no_one_but_other_misuse_still_does(tin
     code = f"""
 import torch
 from whisper_ko import inference
-model, processor = inference.load({str(tiny_model)!r})
+model, processor, _ = inference.load({str(tiny_model)!r})
 features = torch.zeros(1, 80, 3000)
 inference.generate(model, processor, features, inference.Decoding(max_new_tokens=2))
 # a caller's own misuse: a generation_config and a generation argument together

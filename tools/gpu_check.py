@@ -220,7 +220,7 @@ def train_run(name: str, fields: dict, base: Path, features: Path, work: Path, c
     saved = load_file(str(out / "model" / "model.safetensors"))
     check({t.dtype for t in saved.values()} == {torch.float32}, "saved weights are not all fp32 master weights")
     check(_best_reloaded(summary, out, saved, base), f"the saved model is not checkpoint-{summary['best_step']}")
-    model, processor = inference.load(str(out / "model"), "cuda" if cuda else "cpu", "auto")
+    model, processor, _ = inference.load(str(out / "model"), "cuda" if cuda else "cpu", "auto")
     batch = inference.prepare([row["audio"] for row in _val_rows(features)][:2], model.config.num_mel_bins, model.dtype)
     check(
         all(

@@ -107,13 +107,15 @@ def load(
     processor: str | None = None,
     attention: str = "sdpa",
     log=print,
-) -> tuple[WhisperForConditionalGeneration, WhisperProcessor]:
+) -> tuple[WhisperForConditionalGeneration, WhisperProcessor, str]:
     """The model on `device` in eval mode, its weights in the dtype `runtime.precision` gives for
-    `dtype` (fp32 on CPU, bf16 or fp16 on GPU for auto), attention by the training's policy, and
-    its processor (from `processor` where given, see `check`)."""
+    `dtype` (fp32 on CPU, bf16 or fp16 on GPU for auto), its processor (from `processor` where
+    given, see `check`), and its attention implementation, chosen by the training's policy."""
     cuda = device.startswith("cuda")
     compute = runtime.DTYPES[runtime.precision(dtype, cuda, "benchmark.dtype")]
-    net = runtime.load_whisper(model, weights=compute, compute_dtype=compute, attention=attention, cuda=cuda, log=log)
+    net, attention = runtime.load_whisper(
+        model, weights=compute, compute_dtype=compute, attention=attention, cuda=cuda, log=log
+    )
     bad = runtime.nonfinite_parameter(net)
     if bad:
         raise ModelError(f"{model!r} has non-finite weights ({bad}): it comes from a diverged training run; retrain it")
@@ -121,17 +123,16 @@ def load(
     # Generation is bounded by max_new_tokens; a max_length left in the checkpoint's generation
     # config makes every generate() call warn that both are set.
     net.generation_config.max_length = None
-    return net, WhisperProcessor.from_pretrained(processor or model)
+    return net, WhisperProcessor.from_pretrained(processor or model), attention
 
 
 class Transformers:
     """A transformers Whisper behind the interface the benchmark's workers use (see `open_model`)."""
 
     def __init__(self, path: str, device: str, dtype: str, processor: str | None, attention: str):
-        self.model, self.processor = load(path, device, dtype, processor, attention)
+        self.model, self.processor, self.attention = load(path, device, dtype, processor, attention)
         self.cuda = device.startswith("cuda")
         self.dtype = str(self.model.dtype).removeprefix("torch.")
-        self.attention = self.model.config._attn_implementation
 
     def prepare(self, sources: list, decoding: Decoding) -> "Batch":
         if decoding.method == "sequential":

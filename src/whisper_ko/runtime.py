@@ -116,9 +116,10 @@ _GENERATION_LOGGER = logging.getLogger("transformers.generation.utils")
 
 def load_whisper(
     path: str, *, weights: torch.dtype, compute_dtype: torch.dtype, attention: str, cuda: bool, log=print
-) -> WhisperForConditionalGeneration:
+) -> tuple[WhisperForConditionalGeneration, str]:
     """The model with weights in `weights` whatever dtype its config declares (transformers 5 would
-    otherwise load large-v3 and turbo in float16), attention chosen by `attention_candidates`."""
+    otherwise load large-v3 and turbo in float16), and the attention implementation it loaded with,
+    the first of `attention_candidates` that loads."""
     if not any(isinstance(f, _WhisperOwnGenerateCall) for f in _GENERATION_LOGGER.filters):
         _GENERATION_LOGGER.addFilter(_WhisperOwnGenerateCall())
     candidates, note = attention_candidates(attention, compute_dtype, cuda)
@@ -126,7 +127,7 @@ def load_whisper(
         log(note)
     for i, name in enumerate(candidates):
         try:
-            return WhisperForConditionalGeneration.from_pretrained(path, dtype=weights, attn_implementation=name)
+            return WhisperForConditionalGeneration.from_pretrained(path, dtype=weights, attn_implementation=name), name
         except (ImportError, ValueError) as err:  # the implementation is not installed or not supported here
             if i + 1 == len(candidates):
                 raise

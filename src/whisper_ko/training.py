@@ -5,10 +5,11 @@ generation on (a capped part of) val, scored with the benchmark's own metrics; t
 by no-space CER is kept, early stopping on it; curves through DVCLive; resumable.
 """
 
+import ast
 import hashlib
 import json
+import logging
 import math
-import os
 import shutil
 import time
 from contextlib import contextmanager
@@ -17,7 +18,6 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-import safetensors.torch
 import torch
 from accelerate import PartialState
 from transformers import (
@@ -29,19 +29,30 @@ from transformers import (
     WhisperForConditionalGeneration,
     WhisperProcessor,
 )
-from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_callback import ExportableState, ProgressCallback
-from transformers.trainer_pt_utils import LengthGroupedSampler
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer_pt_utils import get_length_grouped_indices
 
-from whisper_ko import checks, figures, metrics, runtime, shards
-from whisper_ko.checks import RUN_MARKER, SUMMARY
+from whisper_ko import checks, metrics, runtime, shards
+from whisper_ko.checkpoints import (
+    AVERAGED,
+    FINAL,
+    best_steps,
+    checkpoint_scores,
+    completed_run,
+    load_weights,
+    mark_completed,
+    prepare_checkpoints,
+    read_marker,
+    resume_point,
+    saved_checkpoints,
+    tied_keys,
+    write_average,
+)
+from whisper_ko.checks import SUMMARY
 from whisper_ko.collate import IGNORE_INDEX, Collator
-from whisper_ko.config import CURVES_FIGURE, Model, ParamsError, Paths, SpecAugment, Train
+from whisper_ko.config import Model, ParamsError, Paths, SpecAugment, Train
 from whisper_ko.errors import UserError
 
-AVERAGED = "averaged"  # under paths.checkpoints: the averaged checkpoint while it is scored
-FINAL = "final"  # under paths.checkpoints: the completed run's result, published to paths.model
 # Under fp16 the loss scaler meets an overflow now and then: it skips that step and lowers its scale.
 FP16_OVERFLOW_STEPS = 8  # consecutive non-finite fp16 losses tolerated while it backs off
 
@@ -75,7 +86,8 @@ def trainer_kwargs(config: Train, checkpoints: str, precision: str, cuda: bool) 
         greater_is_better=False,
         predict_with_generate=True,
         warmup_steps=config.warmup_ratio,  # transformers 5: a float below 1 is a ratio of all steps
-        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
+        # LengthGrouped orders the examples itself (`train_dataset`): the sampler then keeps its order
+        train_sampling_strategy="sequential" if config.group_by_length else "random",
         activation_checkpointing=config.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False},
         # Every method trains all of its trainable parameters in every step: DDP need not search
@@ -345,19 +357,10 @@ class ShardTrainer(Seq2SeqTrainer):
             )
         return loss
 
-    def _issue_warnings_after_load(self, load_result):
-        # Whisper's output projection is tied to the decoder's embeddings and never written to a
-        # checkpoint: "missing keys ['proj_out.weight']" on resume or at the best model's reload
-        # is expected, not a lost weight. Any other missing key is still reported.
-        tied = set(getattr(self.model, "_tied_weights_keys", None) or ())
-        if load_result.missing_keys and set(load_result.missing_keys) <= tied:
-            self.model.tie_weights()
-            load_result = load_result._replace(missing_keys=[])
-        super()._issue_warnings_after_load(load_result)
-
-    def _save(self, output_dir=None, state_dict=None):
+    def save_model(self, output_dir=None, *args, **kwargs):
+        # The Trainer saves every checkpoint through here too.
         with spec_augment_off(self.model):  # a checkpoint deploys, and resumes, without it
-            super()._save(output_dir, state_dict)  # saves the processor too
+            super().save_model(output_dir, *args, **kwargs)  # saves the processor too
         if self.args.should_save:  # every checkpoint deploys as it is
             save_preprocessor_config(self.processing_class, output_dir or self.args.output_dir)
 
@@ -387,50 +390,56 @@ class ShardTrainer(Seq2SeqTrainer):
             logs["eval_peak_memory_gib"] = round(runtime.peak_memory_gib(self.args.device.type == "cuda"), 3)
         super().log(logs, *args, **kwargs)
 
-    def _get_train_sampler(self, train_dataset=None):
-        dataset = train_dataset if train_dataset is not None else self.train_dataset
-        if self.args.train_sampling_strategy != "group_by_length":
-            return super()._get_train_sampler(train_dataset)
-        return LengthGroupedSampler(
-            self.args.train_batch_size * self.args.gradient_accumulation_steps,
-            lengths=dataset.label_lengths().tolist(),
+
+class TiedKeysNotMissing(logging.Filter):
+    """Drops the Trainer's warning of missing keys on resume or at the best checkpoint's reload when
+    the keys are only tied ones (Whisper's output projection is its decoder's embeddings, never
+    written to a checkpoint): not a lost weight. Any other missing key is still reported."""
+
+    PREFIX = "There were missing keys in the checkpoint model loaded: "
+
+    def __init__(self, model):
+        super().__init__()
+        self.tied = tied_keys(model)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.startswith(self.PREFIX):
+            return True
+        try:
+            keys = set(ast.literal_eval(message.removeprefix(self.PREFIX).rstrip(".")))
+        except (ValueError, SyntaxError):
+            return True
+        return not keys <= self.tied
+
+
+class LengthGrouped(torch.utils.data.Dataset):
+    """The training records in batches of similar label length (transformers' megabatch grouping,
+    drawn again from the seed each epoch), the lengths read from the shard index instead of from
+    every record. The Trainer samples it in order (`train_sampling_strategy="sequential"`), and
+    accelerate calls `set_epoch` at each epoch; the order is a shared-memory tensor, so dataloader
+    workers, persistent ones too, see each epoch's."""
+
+    def __init__(self, data: shards.ShardSet, batch_size: int, seed: int):
+        self.data, self.batch_size, self.seed = data, batch_size, seed
+        self.lengths = data.label_lengths().tolist()
+        self.order = torch.zeros(len(data), dtype=torch.long).share_memory_()
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        generator = torch.Generator().manual_seed(self.seed + epoch)
+        self.order.copy_(
+            torch.as_tensor(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
         )
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.data[int(self.order[i])]
 
 
 # ---------------------------------------------------------------- checkpoint averaging
-
-
-def checkpoint_scores(state, metric: str) -> dict[int, float]:
-    """Val score per evaluated step."""
-    key = f"eval_{metric}"
-    return {entry["step"]: entry[key] for entry in state.log_history if key in entry}
-
-
-def saved_checkpoints(directory: Path) -> dict[int, Path]:
-    """Complete checkpoints by step: each holds what resuming from it restores (see `missing`)."""
-    found = directory.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
-    return {int(p.name.rsplit("-", 1)[1]): p for p in found if p.is_dir() and not missing(p)}
-
-
-# What a checkpoint must hold to be resumed from: the Trainer's state (written last, so a kill while
-# saving leaves it out), the weights (LoRA: the adapter's), and the optimizer's and scheduler's state
-# (without them the Trainer resumes silently with a fresh AdamW and a restarted schedule).
-CHECKPOINT_FILES = (
-    (TRAINER_STATE_NAME,),
-    ("model.safetensors", "adapter_model.safetensors"),
-    ("optimizer.pt",),
-    ("scheduler.pt",),
-)
-
-
-def missing(checkpoint: Path) -> list[str]:
-    """The files of CHECKPOINT_FILES that `checkpoint` lacks (one name of each alternative)."""
-    return [names[0] for names in CHECKPOINT_FILES if not any((checkpoint / name).is_file() for name in names)]
-
-
-def best_steps(scores: dict[int, float], n: int) -> list[int]:
-    """The n best steps by score (lower is better; the earlier step first in a tie)."""
-    return sorted(scores, key=lambda step: (scores[step], step))[:n]
 
 
 class KeepBest(TrainerCallback):
@@ -443,33 +452,10 @@ class KeepBest(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
             return
-        keep = set(best_steps(checkpoint_scores(state, self.metric), self.n)) | {state.global_step}
+        keep = set(best_steps(checkpoint_scores(state.log_history, self.metric), self.n)) | {state.global_step}
         for step, path in saved_checkpoints(Path(args.output_dir)).items():
             if step not in keep:
                 shutil.rmtree(path, ignore_errors=True)
-
-
-def write_average(checkpoints: list[Path], out: Path) -> None:
-    """A checkpoint directory `out` whose weights are the parameter mean of `checkpoints`' (each
-    safetensors file averaged, summed in float32), beside the first one's JSON files."""
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
-    for path in checkpoints[0].glob("*.json"):
-        shutil.copy2(path, out / path.name)
-    for name in sorted(p.name for p in checkpoints[0].glob("*.safetensors")):
-        total: dict[str, torch.Tensor] = {}
-        dtypes: dict[str, torch.dtype] = {}
-        for checkpoint in checkpoints:
-            for key, tensor in safetensors.torch.load_file(checkpoint / name).items():
-                if key not in total:
-                    total[key], dtypes[key] = (tensor.float() if tensor.is_floating_point() else tensor), tensor.dtype
-                elif tensor.is_floating_point():
-                    total[key] += tensor
-        mean = {
-            key: (value / len(checkpoints)).to(dtypes[key]) if value.is_floating_point() else value
-            for key, value in total.items()
-        }
-        safetensors.torch.save_file(mean, out / name, metadata={"format": "pt"})
 
 
 def average_checkpoints(trainer: ShardTrainer, n: int, metric: str, log=print) -> dict:
@@ -477,7 +463,7 @@ def average_checkpoints(trainer: ShardTrainer, n: int, metric: str, log=print) -
     val than the best checkpoint (loaded at the end of training), else keep the best; say which.
     Every rank takes part (the evaluation is distributed); the main process writes the average."""
     state, directory = trainer.state, Path(trainer.args.output_dir)
-    scores, saved = checkpoint_scores(state, metric), saved_checkpoints(directory)
+    scores, saved = checkpoint_scores(state.log_history, metric), saved_checkpoints(directory)
     chosen = best_steps({step: score for step, score in scores.items() if step in saved}, n)
     record = {"asked": n, "steps": sorted(chosen), f"best_val_{metric}": state.best_metric}
     if len(chosen) < 2:
@@ -487,13 +473,13 @@ def average_checkpoints(trainer: ShardTrainer, n: int, metric: str, log=print) -
     if trainer.is_world_process_zero():
         write_average([saved[step] for step in chosen], averaged)
     trainer.accelerator.wait_for_everyone()
-    trainer._load_from_checkpoint(str(averaged))
+    load_weights(trainer.model, averaged)
     # Scored on the same val clips as every checkpoint; not early stopping's business any more.
     trainer.remove_callback(EarlyStoppingCallback)
     score = trainer.evaluate(metric_key_prefix="average")[f"average_{metric}"]
     accepted = score <= state.best_metric
     if not accepted:
-        trainer._load_from_checkpoint(state.best_model_checkpoint)
+        load_weights(trainer.model, Path(state.best_model_checkpoint))
     trainer.accelerator.wait_for_everyone()
     if trainer.is_world_process_zero():
         shutil.rmtree(averaged)
@@ -518,63 +504,6 @@ def run_fingerprint(model: Model, config: Train, train_set, val_set) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def read_marker(directory: Path) -> dict:
-    marker = directory / RUN_MARKER
-    return json.loads(marker.read_text()) if marker.is_file() else {}
-
-
-def completed_run(directory: Path, fingerprint: str) -> dict | None:
-    """The completion record of a finished run with this fingerprint, whose result is on disk."""
-    previous = read_marker(directory)
-    done = previous.get("completed")
-    if previous.get("fingerprint") != fingerprint or not done or not (directory / FINAL / SUMMARY).is_file():
-        return None
-    return done
-
-
-def resume_point(directory: Path, fingerprint: str, log=None) -> str | None:
-    """The last complete checkpoint of an interrupted run with this fingerprint, or None. `log`:
-    say which later checkpoints are passed over, and remove them (they are this run's own)."""
-    previous = read_marker(directory)
-    if previous.get("fingerprint") != fingerprint or previous.get("completed"):
-        return None
-    done = saved_checkpoints(directory)
-    last = max(done, default=None)
-    for path in sorted(directory.glob(f"{PREFIX_CHECKPOINT_DIR}-*")):
-        step = int(path.name.rsplit("-", 1)[1])
-        if log and step not in done and (last is None or step > last):
-            log(
-                f"{path} lacks {', '.join(missing(path))}: passed over, "
-                + ("resuming from an earlier one" if last else "starting over")
-            )
-            shutil.rmtree(path)
-    return str(done[last]) if last is not None else None
-
-
-def prepare_checkpoints(directory: Path, fingerprint: str, log=print) -> None:
-    """Keep the directory for `resume_point`, or clear it of another run, and mark it as this
-    run's. Only a directory this stage marked (RUN_MARKER) is cleared, and only of what a run writes
-    there; the output checks refused any other before the work began."""
-    last = resume_point(directory, fingerprint, log)
-    if last:
-        log(f"resuming from {last}")
-        return
-    if directory.exists():
-        previous = read_marker(directory)
-        if previous and previous.get("fingerprint") != fingerprint:
-            why = "parameters or data changed"
-        elif previous.get("completed"):
-            why = "the completed run's result is incomplete"
-        else:
-            why = "no complete checkpoint"
-        log(f"starting fresh ({why}): clearing {directory}")
-        for path in directory.iterdir():
-            if path.name in (RUN_MARKER, FINAL, AVERAGED) or path.name.startswith(f"{PREFIX_CHECKPOINT_DIR}-"):
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / RUN_MARKER).write_text(json.dumps({"fingerprint": fingerprint}) + "\n")
-
-
 def claim_checkpoints(directory: Path, fingerprint: str, log=print) -> str | None:
     """`prepare_checkpoints` by the main process alone, then every process's checkpoint to resume
     from. Under torchrun the ranks would otherwise delete and recreate the directory at once."""
@@ -583,15 +512,6 @@ def claim_checkpoints(directory: Path, fingerprint: str, log=print) -> str | Non
         prepare_checkpoints(directory, fingerprint, log)
     state.wait_for_everyone()
     return resume_point(directory, fingerprint)
-
-
-def mark_completed(directory: Path, speed: dict, log_history: list[dict]) -> None:
-    """The run's result (FINAL) is complete: a rerun with the same fingerprint publishes it again
-    instead of training (`completed_run`). Written after FINAL, before the stage's outputs."""
-    record = {**read_marker(directory), "completed": {"speed": speed, "log_history": log_history}}
-    partial = directory / f"{RUN_MARKER}.partial"
-    partial.write_text(json.dumps(record, indent=1) + "\n")
-    os.replace(partial, directory / RUN_MARKER)
 
 
 # ---------------------------------------------------------------- the whole stage
@@ -647,7 +567,7 @@ def finetune(model: Model, config: Train, paths: Paths, log=print) -> dict:
         runtime.set_matmul_precision()
     args = Seq2SeqTrainingArguments(**trainer_kwargs(config, paths.checkpoints, precision, cuda))
     # fp32 master weights whatever the checkpoint declares: bf16/fp16 only through autocast.
-    net = runtime.load_whisper(
+    net, attention = runtime.load_whisper(
         model.base,
         weights=torch.float32,
         compute_dtype=runtime.DTYPES[precision],
@@ -655,10 +575,7 @@ def finetune(model: Model, config: Train, paths: Paths, log=print) -> dict:
         cuda=cuda,
         log=log,
     )
-    log(
-        f"training in {precision} with {net.config._attn_implementation} attention on {args.device} "
-        f"(world size {args.world_size})"
-    )
+    log(f"training in {precision} with {attention} attention on {args.device} (world size {args.world_size})")
     processor = WhisperProcessor.from_pretrained(model.base)
     prepare_model(net, model, config, train_set, val_set, processor)
     resume_from = claim_checkpoints(directory, fingerprint, log)
@@ -685,7 +602,7 @@ def finetune(model: Model, config: Train, paths: Paths, log=print) -> dict:
         **run_summary(trainer, result, train_set, config.metric_for_best_model),
         **({"checkpoint_averaging": averaging} if averaging else {}),
         "precision": precision,
-        "attention": trainer.model.config._attn_implementation,
+        "attention": attention,
         "world_size": args.world_size,
         "params": asdict(config),
     }
@@ -711,8 +628,8 @@ def finetune(model: Model, config: Train, paths: Paths, log=print) -> dict:
 
 
 def publish(directory: Path, paths: Paths, done: dict, replay_curves: bool) -> dict:
-    """The stage's outputs from a completed run: its result (FINAL) copied to paths.model, the
-    speed record, the curves (redrawn from the log history where DVC removed them) and their figure.
+    """A completed run's result (FINAL) copied to paths.model and its curves (redrawn from the log
+    history where DVC removed them); returns its summary with the run's speed record under `speed`.
     The same for a run that just finished and for one completed before."""
     out = Path(paths.model)
     partial = out.with_name(out.name + ".partial")
@@ -721,16 +638,10 @@ def publish(directory: Path, paths: Paths, done: dict, replay_curves: bool) -> d
     if out.exists():  # the pipeline's own (preflight): an earlier fine-tune
         shutil.rmtree(out)
     partial.rename(out)
-    speed = Path(paths.speed)
-    speed.mkdir(parents=True, exist_ok=True)
-    (speed / "train.json").write_text(json.dumps(done["speed"], indent=2) + "\n")
     if replay_curves:
         logger = DVCLiveLogger(paths.curves)
         logger.start(done["log_history"])
         logger.live.end()
-    curves = Path(paths.reports) / CURVES_FIGURE
-    if not figures.training_curves(Path(paths.curves), curves):
-        curves.unlink(missing_ok=True)
     summary = json.loads((out / SUMMARY).read_text())
     return {**summary, "speed": done["speed"]}
 
@@ -754,6 +665,10 @@ def prepare_model(
 def build_trainer(
     net, config: Train, paths: Paths, args, train_set, val_set, processor, precision: str
 ) -> ShardTrainer:
+    trainer_logger = logging.getLogger("transformers.trainer")
+    for old in [f for f in trainer_logger.filters if isinstance(f, TiedKeysNotMissing)]:
+        trainer_logger.removeFilter(old)  # an earlier run's in this process
+    trainer_logger.addFilter(TiedKeysNotMissing(net))
     callbacks = [DVCLiveLogger(paths.curves), RunLoss(), StepClock()]
     if config.average_checkpoints:
         callbacks.append(KeepBest(config.average_checkpoints, config.metric_for_best_model))
@@ -762,7 +677,9 @@ def build_trainer(
     trainer = ShardTrainer(
         model=net,
         args=args,
-        train_dataset=train_set,
+        train_dataset=LengthGrouped(train_set, args.train_batch_size * args.gradient_accumulation_steps, args.seed)
+        if config.group_by_length
+        else train_set,
         eval_dataset=eval_subset(val_set, config.eval_max_samples, args.seed),
         data_collator=Collator(net.config.decoder_start_token_id, runtime.DTYPES[precision]),
         processing_class=processor,
