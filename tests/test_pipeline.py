@@ -121,7 +121,7 @@ def _set(project: Path, section: str, **values) -> None:
 
 
 def test_changing_a_train_param_reruns_only_train_and_benchmark_and_torchrun_by_hand_first_trains_once(project):
-    """The README's multi-node route, the train stage under torchrun by hand and then `dvc repro`,
+    """The multi-node route of docs/training.md, the train stage under torchrun by hand and then `dvc repro`,
     trained twice: DVC reran the stage and it cleared the completed run's checkpoints."""
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["train"]["learning_rate"] = 0.0005

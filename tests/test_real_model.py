@@ -398,7 +398,7 @@ def test_a_hub_id_works_as_a_local_directory_does(rebuilt, tuned, tmp_path):
 # clips: -10.99 and -13.74). Not the conversion (the float32 export gives the same tokens from the
 # same features, above): the features. faster-whisper's batched pipeline pads a clip's log-mel with
 # zeros to 30 s, Whisper pads the audio with silence (log-mel about -0.8 here), and a model this
-# unsure follows either into a different hallucination. The demo's fine-tune: README, "Export".
+# unsure follows either into a different hallucination. The demo's fine-tune: docs/export.md.
 EXPORT_TOLERANCE = {"float32": 0.15, "int8": 0.20}
 
 

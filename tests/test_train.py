@@ -234,14 +234,14 @@ def test_two_process_ddp_on_cpu(features, tiny_model, tmp_path):
     assert summary["global_steps"] == 4 and summary["samples_seen"] == 32 and summary["world_size"] == 2
 
 
-def test_the_readme_multi_node_command_trains_like_one_process_with_the_same_global_batch(
+def test_the_documented_multi_node_command_trains_like_one_process_with_the_same_global_batch(
     features, tiny_model, tmp_path
 ):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     nodes = stage_project(tmp_path / "nodes", features, tiny_model)  # nproc_per_node: 1, per device 4
-    # As the README writes it, with two nodes on the loopback address and one process each.
+    # As docs/training.md writes it, with two nodes on the loopback address and one process each.
     launches = [
         train_stage(
             "-m",

@@ -17,7 +17,7 @@ Checks:
 4. the multi-process benchmark over two models.
 5. each preset (presets/*.yaml): training steps of a random model of its shape at its per-GPU
    batch and activation checkpointing, as the trainer takes them (fp32 master weights, bf16
-   autocast, fused AdamW): the measured peak memory and samples/s beside the README's estimates.
+   autocast, fused AdamW): the measured peak memory and samples/s beside the estimates of docs/presets.md.
 6. generate() on a random large-v3-shaped model (d_model 1280, 32+32 layers, 128 mels, bf16) at
    batch 16/64/128 after warm-up: encoder ms, ms per decoding step, utterances/s and the implied
    RTFx for 4 s and 10 s clips.

@@ -3,7 +3,7 @@ can be written and fit on the disk, and a model directory holds what loading it 
 
 Every stage runs its checks before it reads any audio, loads any model, or writes or deletes
 anything, so a mistake costs seconds, not a run or a user's folder. DVC removes a stage's outputs
-before it reruns the stage, so the pipeline's first stage (`stages/check.py`) runs the same checks
+before it reruns the stage, so the pipeline's first stage (`whisper-ko check`) runs the same checks
 over every output before DVC can remove any.
 """
 

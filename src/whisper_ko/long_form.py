@@ -21,7 +21,7 @@ from whisper_ko.dims import TIME_PRECISION
 # Segments in order: the next may start one timestamp step before the last ended, no more.
 _STEP = TIME_PRECISION
 # Inside the call: Whisper puts a boundary within a few tenths of a second of the truth (median
-# 0.06-0.25 s on packed windows, README "Packed windows"); a segment ending later than this past the
+# 0.06-0.25 s on packed windows, docs/packing.md); a segment ending later than this past the
 # audio has a timestamp the audio never had.
 _SLACK_S = 0.5
 

@@ -172,7 +172,7 @@ def aggregate(scored: list[dict], *, resamples: int = 0, seed: int = 0) -> dict:
         "share_loops": _rate(sum(s["loop"] for s in valid), len(valid)),
         "share_empty_output": _rate(sum(s["empty_output"] for s in valid), len(valid)),
     }
-    # Two other conventions, for comparison with published numbers only (README, "Korean scoring
+    # Two other conventions, for comparison with published numbers only (docs/benchmark.md, "Korean scoring
     # conventions"): OpenKoASR's mean of per-utterance CER without its outliers, and sWER.
     kept = [s["char_edits"] / s["chars"] for s in valid if s["char_edits"] <= OPENKOASR_OUTLIER * s["chars"]]
     out |= {

@@ -305,7 +305,7 @@ def training_copies(rows: list[dict], config: Preprocess) -> dict[str, list[dict
 
 SPLITS = ("train", "val")  # what training reads; the test split is scored from audio
 ROW_FIELDS = ("id", "audio", "duration", "text", "category", "session")  # all that preprocessing reads of a row
-# zstd keeps about 63% of fp16 log-mel bytes (README, "Feature storage": 36.3 against 57.9 MB per
+# zstd keeps about 63% of fp16 log-mel bytes (docs/features.md: 36.3 against 57.9 MB per
 # audio-hour); the disk check assumes a little more.
 COMPRESSED_SHARE = 0.7
 
