@@ -119,7 +119,7 @@ def git(project: Path, *args: str) -> None:
 def pipeline_project(root: Path, corpus: Path, model: Path, **sections) -> Path:
     """A git + DVC checkout of the pipeline files in `root` with quick params for the tiny model
     (`sections` update them), committed, not yet run."""
-    for name in ("dvc.yaml", ".dvcignore", "stages", "src"):
+    for name in ("dvc.yaml", ".dvcignore", "src"):
         src = REPO / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)
     (root / ".dvc").mkdir()

@@ -9,8 +9,8 @@ from test_bad_input import aihub_utterance
 from whisper_ko import discover as discover_module
 from whisper_ko.config import Discover, ParamsError
 from whisper_ko.discover import discover
+from whisper_ko.discover_report import SKIP_REASONS, discover_markdown
 from whisper_ko.layouts import UnitScan
-from whisper_ko.report import SKIP_REASONS, discover_markdown
 from whisper_ko_fixtures.sample_corpus.corpus import expected_discover
 
 # sample_info.json kind → the reason discover must give

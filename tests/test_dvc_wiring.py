@@ -110,6 +110,23 @@ def test_touching_the_text_normaliser_reruns_train(ran):
         text.write_text(original)
 
 
+@pytest.mark.parametrize(
+    ("module", "stages"),
+    [("report.py", {"benchmark"}), ("discover_report.py", {"discover"}), ("checkpoints.py", {"train"})],
+)
+@pytest.mark.slow
+def test_editing_one_stages_code_leaves_the_others_up_to_date(ran, module, stages):
+    """Module lines are DVC's cache lines: the benchmark's table layout never rescans the corpus."""
+    path = ran / "src/whisper_ko" / module
+    original = path.read_text()
+    path.write_text(original + "\n# touched\n")
+    try:
+        changed = set(json.loads(dvc(ran, "status", "--json"))) - {"corpus"}  # corpus: always changed
+        assert changed == stages
+    finally:
+        path.write_text(original)
+
+
 @pytest.mark.slow
 def test_a_path_changed_in_params_moves_for_dvc_and_the_stages(ran):
     params = yaml.safe_load((ran / "params.yaml").read_text())

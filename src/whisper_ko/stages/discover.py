@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from whisper_ko import checks, config, report
+from whisper_ko import checks, config, discover_report
 from whisper_ko.discover import write_manifests
 from whisper_ko.errors import UserError
 
@@ -22,7 +22,7 @@ def main(params_file):
     out = Path(paths.reports) / "discover.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(found, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    markdown = report.discover_markdown(found)
+    markdown = discover_report.discover_markdown(found)
     out.with_suffix(".md").write_text(markdown, encoding="utf-8")
     click.echo(markdown)
 
