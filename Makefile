@@ -23,7 +23,7 @@ REAL_MODEL := models/whisper-base
 SEED ?= 0
 comma := ,
 
-.PHONY: setup lock lint espeak sample-data tiny-model real-model demo test repro clean gpu-check preset docker-build docker-repro test-docker
+.PHONY: setup lock lint espeak sample-data tiny-model real-model demo test test-fast repro clean gpu-check preset docker-build docker-repro test-docker
 
 PLOTS_TEMPLATE := .dvc/plots_template.html
 # Where the demo's report is: params.yaml's paths section.
@@ -76,14 +76,20 @@ real-model: setup
 repro: setup
 	dvc repro
 
-# Ends on the answer: the report's first section, up to its figures.
+# Ends on the answer, the report's first section up to its figures, and on whether it agrees with the
+# committed baseline within its 95% bootstrap interval (tools/baseline.py).
 demo: sample-data real-model
 	dvc repro
 	@echo; awk '/^## /{n++} /^!\[/{exit} n==1' $(REPORTS)/benchmark.md
 	@echo "Full report: $(REPORTS)/benchmark.md (figures in $(REPORTS)/figures/); speed: $(SPEED)/benchmark.md"
+	@echo; python tools/baseline.py
 
 test: setup espeak
 	python -m pytest -q
+
+# The inner loop, about two minutes: no stage, pipeline or model run (markers: pyproject.toml).
+test-fast: setup espeak
+	python -m pytest -q -m "not slow and not models"
 
 # The lint CI runs before the tests (configuration: pyproject.toml's [tool.ruff]).
 lint: setup

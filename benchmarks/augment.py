@@ -25,7 +25,6 @@ again: a killed grid resumes where it stopped, and --only reruns the decoding of
 """
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -77,7 +76,7 @@ def main(params_file, work, only, max_steps):
     found, policy, model, benchmark = config.load(params_file, "discover", "text", "model", "benchmark")
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
-    splits, _ = discover(replace(found, val_by="template"), policy)
+    splits, _ = discover(found.model_copy(update={"val_by": "template"}), policy)
     click.echo(", ".join(f"{name} {len(rows)}" for name, rows in splits.items()) + " utterances (val by template)")
 
     runs, models, prepared = {}, {}, {}  # runs and models by row
@@ -85,7 +84,7 @@ def main(params_file, work, only, max_steps):
         prep_changes, train_changes, against = VARIANTS[name]
         features = work / "features" / ("speed" if prep_changes else "plain")
         if features not in prepared:
-            settings = config.parse(config.Preprocess, {**SINGLE_CLIPS, **prep_changes}, "preprocess")
+            settings = config.Preprocess(**{**SINGLE_CLIPS, **prep_changes})
             prepared[features] = prepare(splits, model, settings, features)
         values = {**TRAIN, **train_changes, **({"max_steps": max_steps} if max_steps else {})}
         done, paths = train(name, values, values, work, features, model)

@@ -20,7 +20,7 @@ import click
 import torch
 from transformers import pipeline
 
-from whisper_ko import audio, dims, evaluation, inference, manifest
+from whisper_ko import audio, config, dims, evaluation, inference, manifest
 
 
 def ours(model: str, rows: list[dict], options: evaluation.Options) -> tuple[float, float, float]:
@@ -70,8 +70,11 @@ def main(manifest_path, model, clips, max_new_tokens, workers, batch_size, naive
     if naive_threads:
         torch.set_num_threads(naive_threads)
     rows = manifest.read(manifest_path)[:clips]
-    decoding = inference.Decoding(max_new_tokens=max_new_tokens)
-    options = evaluation.Options(decoding=decoding, batch_size=batch_size, cpu_workers=workers)
+    settings = config.Benchmark(
+        max_new_tokens=max_new_tokens, batch_size=batch_size, cpu_workers=workers, fallback=config.Fallback(apply=False)
+    )
+    options = evaluation.Options.of(settings, config.Model(base=model))
+    decoding = options.decoding
     audio_s = sum(r["duration"] for r in rows)
     click.echo(
         f"{len(rows)} clips, {audio_s / len(rows):.2f} s mean, {model}, max_new_tokens {max_new_tokens}, "

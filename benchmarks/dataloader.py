@@ -57,7 +57,7 @@ def prepare(work: Path, corpus: Path, n_mels: int) -> tuple[Path, Path, Path]:
     ours, reference = work / f"shards-{n_mels}", work / f"arrow-{n_mels}"
     if not reference.exists():
         rows = discover(Discover(root=str(corpus), val_fraction=0, workers=2))[0]["train"]
-        preprocess_split(rows, ours, Model(str(model)), Preprocess(shard_size=500, workers=2))
+        preprocess_split(rows, ours, Model(base=str(model)), Preprocess(shard_size=500, workers=2))
         data = shards.open(ours)
         records = [data[i] for i in range(len(data))]
         Dataset.from_dict(

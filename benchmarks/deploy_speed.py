@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from whisper_ko import deploy, evaluation, inference, manifest
+from whisper_ko import config, deploy, evaluation, manifest
 
 
 @click.command()
@@ -26,13 +26,16 @@ from whisper_ko import deploy, evaluation, inference, manifest
 @click.option("--max-new-tokens", default=48, show_default=True)
 def main(model, manifest_path, quantizations, workers, batch_size, max_new_tokens):
     rows = manifest.read(manifest_path)
-    options = evaluation.Options(
-        decoding=inference.Decoding(max_new_tokens=max_new_tokens),
+    settings = config.Benchmark(
+        max_new_tokens=max_new_tokens,
         batch_size=batch_size,
         warmup_batches=1,
         cpu_workers=workers,
+        bootstrap_resamples=1000,
+        fallback=config.Fallback(apply=False),
     )
-    scoring = evaluation.Scoring(resamples=1000)
+    options = evaluation.Options.of(settings, config.Model(base=model))
+    scoring = evaluation.Scoring.of(settings, rows)
     with tempfile.TemporaryDirectory() as tmp:
         models = {"transformers fp32": model}
         for quantization in quantizations:

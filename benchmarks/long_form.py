@@ -13,7 +13,6 @@ Params (decoding, `benchmark.fallback`, `benchmark.long_form`, the test manifest
 --params. Prints Markdown; --out also writes it.
 """
 
-import dataclasses
 from pathlib import Path
 
 import click
@@ -37,7 +36,7 @@ def guard_costs(found: evaluation.Run) -> str:
 def main(params_file, models, out):
     settings, model, paths = config.load(params_file, "benchmark", "model", "paths")
     pairs = dict(m.split("=", 1) for m in models)
-    settings = dataclasses.replace(settings, fallback=dataclasses.replace(settings.fallback, compare=True))
+    settings = settings.model_copy(update={"fallback": settings.fallback.model_copy(update={"compare": True})})
     rows = manifest.read_split(paths.manifests, "test")
     found = evaluation.benchmark(settings, model, rows, pairs)
     text = "\n".join(

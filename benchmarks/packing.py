@@ -21,7 +21,6 @@ the demo's former recipe. A recipe whose run finished (its `run.json` in --work,
 
 import json
 import statistics
-from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -72,12 +71,12 @@ def main(params_file, work, only, max_steps, tables_only):
     work.mkdir(parents=True, exist_ok=True)
     splits, _ = discover(found, policy)
     click.echo(", ".join(f"{name} {len(rows)}" for name, rows in splits.items()) + " utterances")
-    base_prep = replace(prep, speed_perturb=[], noise=config.Noise())
+    base_prep = prep.model_copy(update={"speed_perturb": [], "noise": config.Noise()})
 
     runs, models = {}, {}
     for name in only or RECIPES:
         pack, changes = RECIPES[name]
-        settings = replace(base_prep, pack=config.parse(config.Pack, pack, "preprocess.pack"))
+        settings = base_prep.model_copy(update={"pack": config.Pack(**pack)})
         features_dir = work / "features" / slug(json.dumps(pack, sort_keys=True))
         prep_s = prepare(splits, model, settings, features_dir)
         values = {**COMMON, **changes, **({"max_steps": max_steps} if max_steps else {})}
@@ -143,7 +142,7 @@ def gain_table() -> str:
 def packed_val(rows, model, settings: config.Preprocess, out: Path) -> list[dict]:
     """Val utterances packed by category, every window timestamped: its features and true segments."""
     pack = config.Pack(by="category", timestamps=1.0)
-    preprocess_split(rows, out, model, replace(settings, pack=pack), augment=True)
+    preprocess_split(rows, out, model, settings.model_copy(update={"pack": pack}), augment=True)
     data = shards.open(out)
     tokenizer = labels.load_tokenizer(model.base, model.language, model.task)
     first = labels.timestamp_id(tokenizer, 0.0)

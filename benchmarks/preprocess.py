@@ -122,7 +122,9 @@ def run_ours(rows: list[dict], out: Path, model: str, workers: int, shard_size: 
     from whisper_ko.config import Model, Preprocess
     from whisper_ko.preprocess import preprocess_split
 
-    return preprocess_split(rows, out, Model(model), Preprocess(dtype=dtype, shard_size=shard_size, workers=workers))
+    return preprocess_split(
+        rows, out, Model(base=model), Preprocess(dtype=dtype, shard_size=shard_size, workers=workers)
+    )
 
 
 # ---------------------------------------------------------------- clips, timing, checks

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from whisper_ko import config, evaluation, inference, training
+from whisper_ko import config, evaluation, training
 from whisper_ko.preprocess import preprocess_split
 
 RUN_DIRS = ("model", "checkpoints", "curves", "reports", "speed")  # each recipe's own, under --work
@@ -39,7 +39,7 @@ def train(name: str, values: dict, key, work: Path, features: Path, model: confi
     if done.get("settings") != key or not Path(paths.model).is_dir():
         click.echo(f"\n== {name}: training")
         start = time.perf_counter()
-        summary = training.finetune(model, config.parse(config.Train, values, "train"), paths, log=click.echo)
+        summary = training.finetune(model, config.Train(**values), paths, log=click.echo)
         done = {"settings": key, "summary": summary, "train_s": time.perf_counter() - start}
         record.write_text(json.dumps(done, indent=2, ensure_ascii=False) + "\n")
     return done, paths
@@ -49,11 +49,10 @@ def decode_test(models: dict[str, str], rows: list[dict], model: config.Model, b
     """Every model's results on the test rows, scored by category and sentence (seen or unseen)
     with 1000 bootstrap resamples; and that scoring, for paired comparisons."""
     click.echo("\n== decoding the test split")
-    options = evaluation.Options(
-        decoding=inference.Decoding(model.language, model.task, benchmark.num_beams, benchmark.max_new_tokens),
-        warmup_batches=0,
-        cpu_workers=benchmark.cpu_workers,
-        processor_fallback=model.base,
+    # no warm-up and no loop guards: the recipes' decoding, whatever the params say
+    settings = benchmark.model_copy(
+        update={"warmup_batches": 0, "fallback": benchmark.fallback.model_copy(update={"apply": False})}
     )
-    scoring = evaluation.Scoring(("category", "sentence"), resamples=1000, seed=0)
+    options = evaluation.Options.of(settings, model)
+    scoring = evaluation.Scoring(("category", "sentence"), kocer=False, resamples=1000, seed=0)
     return evaluation.run(models, rows, options, scoring), scoring

@@ -116,40 +116,56 @@ def git(project: Path, *args: str) -> None:
     )
 
 
+def make_project(root: Path, files=(), params: dict | None = None, commit: str | None = None) -> Path:
+    """The one way tests build a work directory: `files` of this repository copied into `root`
+    (folders whole), params.yaml from the repository's with each section of `params` updated, and,
+    with `commit`, a git repository with everything committed under that message (branch main)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name in files:
+        source, dest = REPO / name, root / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if source.is_dir() else shutil.copy2)(source, dest)
+    values = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section, updates in (params or {}).items():
+        values[section].update(updates)
+    (root / "params.yaml").write_text(yaml.safe_dump(values, allow_unicode=True, sort_keys=False))
+    if commit:
+        git(root, "init", "-q", "-b", "main")
+        git(root, "add", "-A")
+        git(root, "commit", "-qm", commit)
+    return root
+
+
+# What DVC needs of this repository to run the pipeline in a project.
+PIPELINE_FILES = ("dvc.yaml", ".dvcignore", ".dvc/config", "src")
+
+
 def pipeline_project(root: Path, corpus: Path, model: Path, **sections) -> Path:
     """A git + DVC checkout of the pipeline files in `root` with quick params for the tiny model
     (`sections` update them), committed, not yet run."""
-    for name in ("dvc.yaml", ".dvcignore", "src"):
-        src = REPO / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)
-    (root / ".dvc").mkdir()
-    shutil.copy(REPO / ".dvc" / "config", root / ".dvc" / "config")
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["discover"].update(root=str(corpus), val_fraction=0.2, workers=2)
-    params["model"]["base"] = str(model)
-    # one worker and small shards: a row of completions a kill can fall between (test_resume)
-    params["preprocess"].update(workers=1, shard_size=4)
-    # bf16 on CPU: the stage trains and evaluates through the same autocast path as on a GPU
-    params["train"].update(
-        method="full",
-        learning_rate=0.002,  # the tiny model's settings, not the real demo's
-        precision="bf16",
-        max_steps=4,
-        per_device_train_batch_size=8,
-        per_device_eval_batch_size=8,
-        eval_steps=2,
-        eval_max_samples=4,
-        eval_max_new_tokens=12,
-    )
-    # 12 of the 24 test utterances (all four categories): the benchmark's cost is its workers' start-up
-    params["benchmark"].update(models={"base": str(model)}, max_new_tokens=16, max_samples=12)
+    params = {
+        "discover": {"root": str(corpus), "val_fraction": 0.2, "workers": 2},
+        "model": {"base": str(model)},
+        # one worker and small shards: a row of completions a kill can fall between (test_resume)
+        "preprocess": {"workers": 1, "shard_size": 4},
+        # bf16 on CPU: the stage trains and evaluates through the same autocast path as on a GPU
+        "train": {
+            "method": "full",
+            "learning_rate": 0.002,  # the tiny model's settings, not the real demo's
+            "precision": "bf16",
+            "max_steps": 4,
+            "per_device_train_batch_size": 8,
+            "per_device_eval_batch_size": 8,
+            "eval_steps": 2,
+            "eval_max_samples": 4,
+            "eval_max_new_tokens": 12,
+        },
+        # 12 of the 24 test utterances (all four categories): the benchmark's cost is its workers' start-up
+        "benchmark": {"models": {"base": str(model)}, "max_new_tokens": 16, "max_samples": 12},
+    }
     for section, values in sections.items():
-        params[section].update(values)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
-    git(root, "init", "-q")
-    git(root, "add", "-A")
-    git(root, "commit", "-qm", "pipeline")
-    return root
+        params[section] = {**params.get(section, {}), **values}
+    return make_project(root, PIPELINE_FILES, params, commit="pipeline")
 
 
 @pytest.fixture(scope="session")

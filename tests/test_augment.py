@@ -4,7 +4,6 @@ speed perturbation and noise (training copies only, content-addressed), checkpoi
 
 import json
 import subprocess
-import sys
 from collections import Counter
 
 import numpy as np
@@ -15,9 +14,9 @@ import yaml
 from safetensors.torch import load_file
 from transformers import WhisperForConditionalGeneration
 
-from conftest import QUICK_TRAIN, REPO, run_stage, training_paths
+from conftest import QUICK_TRAIN, WHISPER_KO, run_stage, training_paths
 from whisper_ko import audio, dims, manifest, shards, training
-from whisper_ko.config import Discover, Model, ParamsError, Preprocess, SpecAugment, Train, parse
+from whisper_ko.config import Discover, Model, ParamsError, Preprocess, SpecAugment, Train
 from whisper_ko.discover import DiscoverError, discover
 from whisper_ko.preprocess import preprocess_split, training_copies
 
@@ -40,13 +39,15 @@ def splits(sample_corpus):
 def features(splits, tiny_model, tmp_path_factory):
     root = tmp_path_factory.mktemp("features")
     for split, rows in (("train", splits["train"][:12]), ("val", splits["val"][:4])):
-        preprocess_split(rows, root / split, Model(str(tiny_model)), Preprocess(shard_size=8, workers=1))
+        preprocess_split(rows, root / split, Model(base=str(tiny_model)), Preprocess(shard_size=8, workers=1))
     return root
 
 
 def finetune(features, tiny_model, tmp_path, **overrides) -> dict:
-    config = parse(Train, {**QUICK, **overrides}, "train")
-    return training.finetune(Model(str(tiny_model)), config, training_paths(features, tmp_path), log=lambda _: None)
+    config = Train(**{**QUICK, **overrides})
+    return training.finetune(
+        Model(base=str(tiny_model)), config, training_paths(features, tmp_path), log=lambda _: None
+    )
 
 
 # ---------------------------------------------------------------- SpecAugment
@@ -136,7 +137,7 @@ def noise_dir(tmp_path):
 
 def test_noisy_copies_are_seeded_per_utterance(splits, noise_dir):
     rows = splits["train"][:20]
-    config = parse(Preprocess, {"noise": {"root": str(noise_dir), "snr_db": [5, 15], "share": 0.5}}, "preprocess")
+    config = Preprocess(**{"noise": {"root": str(noise_dir), "snr_db": [5, 15], "share": 0.5}})
     copies = {row["id"]: row for row in training_copies(rows, config)["noise"]}
     assert 0 < len(copies) < len(rows)
     assert all(
@@ -153,10 +154,10 @@ def read_split(directory) -> dict[str, dict]:
 
 
 def test_speed_copies_have_the_expected_durations_and_only_changed_shards_are_rewritten(splits, tiny_model, tmp_path):
-    rows, model = splits["train"][:6], Model(str(tiny_model))
+    rows, model = splits["train"][:6], Model(base=str(tiny_model))
     out = tmp_path / "train"
     single = {"by": None}  # one utterance per window: copies and originals side by side (packed: test_packing)
-    config = parse(Preprocess, {"speed_perturb": [0.9, 1.1], "shard_size": 4, "workers": 1, "pack": single}, "p")
+    config = Preprocess(**{"speed_perturb": [0.9, 1.1], "shard_size": 4, "workers": 1, "pack": single})
     report = preprocess_split(rows, out, model, config, augment=True)
     items = read_split(out)
     assert report["copies"] == {"speed090": {"planned": 6, "kept": 6}, "speed110": {"planned": 6, "kept": 6}}
@@ -174,7 +175,7 @@ def test_speed_copies_have_the_expected_durations_and_only_changed_shards_are_re
         rows,
         out,
         model,
-        parse(Preprocess, {"speed_perturb": [0.9], "shard_size": 4, "pack": single}, "p"),
+        Preprocess(**{"speed_perturb": [0.9], "shard_size": 4, "pack": single}),
         augment=True,
     )
     assert report["speed"]["processed_now"] == 0 and report["kept"] == 12
@@ -210,14 +211,12 @@ def test_the_stage_augments_train_only_and_counts_the_copies(splits, tiny_model,
 def test_bad_augmentation_params_fail_before_any_work(tiny_model, tmp_path):
     for speeds in ([1.0], [0.9, 0.9], [3.0]):
         with pytest.raises(ParamsError, match=r"preprocess\.speed_perturb"):
-            parse(Preprocess, {"speed_perturb": speeds}, "preprocess")
+            Preprocess(**{"speed_perturb": speeds})
     with pytest.raises(ParamsError, match=r"preprocess\.noise\.snr_db"):
-        parse(Preprocess, {"noise": {"snr_db": [20, 10]}}, "preprocess")
+        Preprocess(**{"noise": {"snr_db": [20, 10]}})
     params = {"model": {"base": str(tiny_model)}, "preprocess": {"noise": {"root": str(tmp_path / "nowhere")}}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "stages" / "preprocess.py")], cwd=tmp_path, capture_output=True, text=True
-    )
+    proc = subprocess.run([WHISPER_KO, "preprocess"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 1 and "preprocess.noise.root" in proc.stderr and "not a directory" in proc.stderr
     assert not (tmp_path / "data").exists() and not (tmp_path / "reports").exists()
 
@@ -292,8 +291,8 @@ def test_lora_averages_the_adapters_then_merges_them(features, tiny_model, tmp_p
 
 
 def test_average_checkpoints_must_be_two_or_more():
-    with pytest.raises(ParamsError, match=r"train\.average_checkpoints must be 2 or more"):
-        parse(Train, {"average_checkpoints": 1}, "train")
+    with pytest.raises(ParamsError, match=r"train\.average_checkpoints must be at least 2, got 1"):
+        Train(**{"average_checkpoints": 1})
 
 
 # ---------------------------------------------------------------- val from unseen sentences

@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from conftest import REPO, stage, training_paths
 from whisper_ko import evaluation, inference, shards
-from whisper_ko.config import Discover, Model, ParamsError, Preprocess, Train, load, parse
+from whisper_ko.config import Benchmark, Discover, Fallback, Model, ParamsError, Preprocess, Train, load, validate
 from whisper_ko.discover import DiscoverError, discover
 from whisper_ko.preprocess import preprocess_split
 from whisper_ko.training import TrainingError, finetune
@@ -62,7 +62,7 @@ def test_non_finite_audio_is_a_recorded_skip_in_discover_and_preprocess(tmp_path
     assert report["skipped"]["audio_not_finite"]["count"] == 1 and len(splits["train"]) == 1
     # a manifest made elsewhere still cannot bring it in
     rows = [{**splits["train"][0], "id": "nan", "audio": str(next(tmp_path.rglob("0001.wav")))}, splits["train"][0]]
-    out = preprocess_split(rows, tmp_path / "features", Model(str(tiny_model)), Preprocess(workers=1))
+    out = preprocess_split(rows, tmp_path / "features", Model(base=str(tiny_model)), Preprocess(workers=1))
     assert out["kept"] == 1 and out["skipped"]["audio_not_finite"] == {"count": 1, "examples": ["nan"]}
 
 
@@ -85,7 +85,7 @@ def test_a_non_finite_loss_stops_training_naming_the_step_and_saves_nothing(nan_
     config = Train(max_steps=4, per_device_train_batch_size=1, eval_steps=2, eval_max_new_tokens=4, learning_rate=1e-3)
     paths = training_paths(nan_features, tmp_path)
     with pytest.raises(TrainingError, match=r"the training loss became nan at step \d: non-finite features"):
-        finetune(Model(str(tiny_model)), config, paths, log=lambda _: None)
+        finetune(Model(base=str(tiny_model)), config, paths, log=lambda _: None)
     assert not (tmp_path / "out").exists()
 
 
@@ -96,9 +96,10 @@ def test_a_model_with_non_finite_weights_is_refused_by_the_benchmark(tiny_model,
     weights["model.decoder.layers.0.fc1.weight"][0, 0] = float("nan")
     save_file(weights, str(broken / "model.safetensors"), metadata={"format": "pt"})
     rows = discover(Discover(root=str(sample_corpus), workers=1))[0]["test"][:2]
-    options = evaluation.Options(
-        decoding=inference.Decoding(max_new_tokens=4), batch_size=2, cpu_workers=1, warmup_batches=0
+    settings = Benchmark(
+        max_new_tokens=4, batch_size=2, cpu_workers=1, warmup_batches=0, fallback=Fallback(apply=False)
     )
+    options = evaluation.Options.of(settings, Model(base=str(tiny_model)))
     with pytest.raises(evaluation.BenchmarkError) as failure:
         evaluation.transcribe({"diverged": str(broken)}, rows, options)
     message = str(failure.value)
@@ -160,10 +161,10 @@ def test_every_parameter_is_checked_with_a_message_naming_it(tmp_path, section, 
 
 def test_defaults_live_in_the_config_and_params_yaml_sets_every_one(tmp_path):
     document = yaml.safe_load((REPO / "params.yaml").read_text())
-    assert parse(Train, {}, "train") == Train()  # every train setting has its default in one place
+    assert validate(Train, {}) == Train()  # every train setting has its default in one place
     for section, values in document.items():
         loaded = load(REPO / "params.yaml", section)[0]
-        assert set(values) == set(type(loaded).__dataclass_fields__) - {"save_total_limit"}, section
+        assert set(values) == set(type(loaded).model_fields) - {"save_total_limit"}, section
 
 
 def test_a_typo_in_train_params_leaves_the_checkpoints_of_a_long_run_alone(tmp_path, monkeypatch):
@@ -320,7 +321,10 @@ def test_utf16_labels_silent_audio_and_labels_without_hangul_are_counted(tmp_pat
     assert report["kept_input"]["no_hangul"] == {"False": 2, "True": 1}
     for setting, kept in (("keep", 3), ("skip", 2)):
         out = preprocess_split(
-            splits["train"], tmp_path / setting, Model(str(tiny_model)), Preprocess(workers=1, silent_audio=setting)
+            splits["train"],
+            tmp_path / setting,
+            Model(base=str(tiny_model)),
+            Preprocess(workers=1, silent_audio=setting),
         )
         assert out["kept"] == kept
         flagged = out["kept_but_flagged"] if setting == "keep" else out["skipped"]

@@ -13,16 +13,23 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 from click.testing import CliRunner
 
-from conftest import REPO, WHISPER_KO, run_stage, stage
+from conftest import WHISPER_KO, make_project, run_stage, stage
 from whisper_ko import config, deploy, evaluation, inference, long_form, manifest, report
 from whisper_ko.config import Paths
 
-OPTIONS = evaluation.Options(
-    decoding=inference.Decoding(max_new_tokens=8), batch_size=4, cpu_workers=2, batch_timeout_s=120
+# The tests' quick decoding: 8 tokens, no loop guards, batches of 4 over two CPU workers, and no
+# processor fallback unless a test gives one.
+SETTINGS = config.Benchmark(
+    max_new_tokens=8, batch_size=4, cpu_workers=2, batch_timeout_s=120, fallback=config.Fallback(apply=False)
 )
+OPTIONS = dataclasses.replace(evaluation.Options.of(SETTINGS, config.Model(base="none")), processor_fallback=None)
+
+
+def scoring(resamples: int, seed: int = 0) -> evaluation.Scoring:
+    """By category (benchmark.group_by empty), no reading-equivalence CER."""
+    return evaluation.Scoring(("category",), kocer=False, resamples=resamples, seed=seed)
 
 
 @pytest.fixture(scope="module")
@@ -34,18 +41,15 @@ def stage_module():
 def project(root: Path, rows: list[dict], tiny_model: Path, **overrides) -> Path:
     """A work directory with the test manifest and quick params, as DVC would run the stage in."""
     manifest.write(root / "data/manifests/test.jsonl", rows)
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["paths"]["model"] = str(tiny_model)  # the fine-tune the stage always scores, here the tiny model
     base = root / "models" / "base"  # the same model as the base, scored as `base`: the fine-tune is compared with it
     if not base.is_dir():
         shutil.copytree(tiny_model, base)
-    params["model"]["base"] = str(base)
-    params["paths"]["export"] = str(export(tiny_model, root))
-    params["benchmark"].update(
-        models={"base": str(base)}, max_new_tokens=8, batch_size=4, bootstrap_resamples=50, **overrides
+    # the fine-tune the stage always scores, here the tiny model
+    paths = {"model": str(tiny_model), "export": str(export(tiny_model, root))}
+    benchmark = {"models": {"base": str(base)}, "max_new_tokens": 8, "batch_size": 4, "bootstrap_resamples": 50}
+    return make_project(
+        root, params={"paths": paths, "model": {"base": str(base)}, "benchmark": {**benchmark, **overrides}}
     )
-    (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
-    return root
 
 
 def export(model: Path, root: Path) -> Path:
@@ -84,9 +88,7 @@ def test_results_come_back_in_manifest_order_from_several_workers(test_rows, tin
 
     checkpoint = weights_only(tiny_model, tmp_path / "checkpoint-4")
     options = dataclasses.replace(OPTIONS, processor_fallback=str(tiny_model))
-    results = evaluation.run(
-        {"a": str(tiny_model), "b": str(checkpoint)}, rows, options, evaluation.Scoring(resamples=20)
-    )
+    results = evaluation.run({"a": str(tiny_model), "b": str(checkpoint)}, rows, options, scoring(20))
     alone = evaluation.transcribe({"a": str(tiny_model)}, rows, dataclasses.replace(OPTIONS, cpu_workers=1))
 
     for result in results.values():
@@ -95,7 +97,7 @@ def test_results_come_back_in_manifest_order_from_several_workers(test_rows, tin
         # each worker scored its own utterances; scored again here, they give the same figures
         assert [c is None for c in result.transcripts.counts] == [i == 3 for i in range(len(rows))]
         unscored = dataclasses.replace(result.transcripts, counts=[])
-        assert evaluation.score(rows, unscored, evaluation.Scoring(resamples=20))[0] == result.metrics
+        assert evaluation.score(rows, unscored, scoring(20))[0] == result.metrics
         assert "gone.wav" in result.predictions[3]["error"]
         overall = result.metrics["overall"]
         assert (overall["n"], overall["failed"], overall["empty_references"]) == (10, 1, 1)
@@ -266,24 +268,21 @@ def test_stage_errors_are_clear(test_rows, tiny_model, tmp_path, stage_module, m
 def test_dvc_metrics_diff_shows_the_change_per_category(test_rows, tmp_path, stage_module, monkeypatch):
     """Two commits of outputs written by the stage's own writer, from fake hypotheses."""
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    shutil.copy(REPO / "dvc.yaml", tmp_path)
-    shutil.copy(REPO / "params.yaml", tmp_path)
-    monkeypatch.chdir(tmp_path)
-    subprocess.run([*git, "init", "-q"], check=True)
+    monkeypatch.chdir(make_project(tmp_path, ["dvc.yaml"], commit="pipeline"))
     _dvc("init", "-q")
     calls = long_form.calls(test_rows, [0.3, 1.0], seed=0)
     settings = config.Benchmark()
     for drop in (0, 2):  # the second commit loses two characters of every D02 hypothesis, utterance and call
         hypotheses = [row["text"][drop:] if row["category"] == "D02" else row["text"] for row in test_rows]
         found = evaluation.Transcripts(hypotheses, {}, [evaluation.Timing("cpu", 10.0, 1.0, 1.0)])
-        table, predictions, scored = evaluation.score(test_rows, found, evaluation.Scoring(resamples=0))
+        table, predictions, scored = evaluation.score(test_rows, found, scoring(0))
         result = evaluation.Result(table, predictions, found, evaluation.speed(test_rows, found), scored)
         outputs = [
             long_form.output([(*call["spans"][0], call["text"][drop if call["category"] == "D02" else 0 :])], 0, None)
             for call in calls
         ]
         said = evaluation.Transcripts(outputs, {}, [evaluation.Timing("cpu", 10.0, 1.0, 1.0)])
-        table, predictions, scored = evaluation.score_calls(calls, said, evaluation.Scoring(resamples=0))
+        table, predictions, scored = evaluation.score_calls(calls, said, scoring(0))
         sequential = evaluation.Result(table, predictions, said, evaluation.speed(calls, said), scored)
         run = evaluation.Run({"finetuned": result}, [], calls={"finetuned": {"sequential": sequential}})
         stage_module.write_outputs(run, Paths(), settings)
@@ -379,7 +378,7 @@ def test_the_fine_tune_is_compared_with_its_base_on_the_same_utterances():
         "zero-shot": result([4, 0, 2, 2, 3, 1, 4, 2], list("abcdefgh")),
         "finetuned": result([3, 0, 1, 1, 2, 0, 3, 1], list("xbxxxxxx")),
     }
-    c = evaluation.compare(results, "zero-shot", "finetuned", evaluation.Scoring(resamples=500, seed=1))
+    c = evaluation.compare(results, "zero-shot", "finetuned", scoring(500, seed=1))
     ns = c.cer_nospace
     assert (c.n, ns.before, ns.after, ns.change, c.changed) == (8, 18 / 32, 11 / 32, round(-7 / 32, 6), 7 / 8)
     assert -7 / 32 - 0.2 < ns.ci_low <= ns.change <= ns.ci_high < 0

@@ -15,7 +15,7 @@ from transformers import WhisperForConditionalGeneration
 
 from conftest import training_paths
 from whisper_ko import checks, deploy
-from whisper_ko.config import Discover, Model, Preprocess, Train, parse
+from whisper_ko.config import Discover, Model, Preprocess, Train
 from whisper_ko.discover import discover
 from whisper_ko.preprocess import preprocess_split
 from whisper_ko.training import finetune
@@ -29,10 +29,10 @@ def train(sample_corpus, model: Path, tmp_path: Path, **overrides) -> Path:
     features = tmp_path / "features"
     n_mels = WhisperForConditionalGeneration.from_pretrained(model).config.num_mel_bins
     for split, rows in (("train", splits["train"][:8]), ("val", splits["val"][:2])):
-        preprocess_split(rows, features / split, Model(str(model)), Preprocess(shard_size=8, workers=1))
+        preprocess_split(rows, features / split, Model(base=str(model)), Preprocess(shard_size=8, workers=1))
     paths = training_paths(features, tmp_path)
-    config = parse(Train, {"learning_rate": 1e-2, "per_device_train_batch_size": 4, **QUICK, **overrides}, "train")
-    finetune(Model(str(model)), config, paths, log=lambda _: None)
+    config = Train(**{"learning_rate": 1e-2, "per_device_train_batch_size": 4, **QUICK, **overrides})
+    finetune(Model(base=str(model)), config, paths, log=lambda _: None)
     assert n_mels == json.loads((tmp_path / "out" / "preprocessor_config.json").read_text())["feature_size"]
     return tmp_path / "out"
 

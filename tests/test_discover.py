@@ -1,4 +1,3 @@
-import dataclasses
 import json
 import os
 import re
@@ -133,10 +132,10 @@ def test_stage_rewrites_byte_identical_manifests(sample_corpus, tmp_path):
 def test_the_workers_write_what_one_process_writes(sample_corpus, monkeypatch):
     """Units scanned and probed by a pool, merged in order, give the serial run's manifests and report."""
     config = Discover(root=str(sample_corpus), val_fraction=0.2, seed=0)
-    serial = discover(dataclasses.replace(config, workers=1))
+    serial = discover(config.model_copy(update={"workers": 1}))
     monkeypatch.setattr(discover_module, "SERIAL_BELOW", 0)  # the sample corpus would stay in-process
     monkeypatch.setattr(discover_module, "TASK_SIZE", 40)  # several tasks per worker, merged in order
-    assert discover(dataclasses.replace(config, workers=2)) == serial
+    assert discover(config.model_copy(update={"workers": 2})) == serial
 
 
 def _heap_mark(task, work):
@@ -176,7 +175,7 @@ def test_a_dask_cluster_writes_what_one_process_writes(sample_corpus, monkeypatc
     config = Discover(root=str(sample_corpus), val_fraction=0.2, seed=0, workers=1)
     serial = discover(config)
     monkeypatch.setattr(discover_module, "TASK_SIZE", 40)
-    assert discover(dataclasses.replace(config, engine="dask", workers=2)) == serial
+    assert discover(config.model_copy(update={"engine": "dask", "workers": 2})) == serial
 
 
 def test_a_scheduler_without_the_dask_engine_is_a_params_error():

@@ -1,18 +1,16 @@
 """A stage writes only where it may: a folder a `paths.*` entry names survives every stage unless
 the pipeline made it, and a stage refuses in one line before any audio is read or model loaded."""
 
-import dataclasses
 import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 from click.testing import CliRunner
 
-from conftest import REPO, stage
+from conftest import make_project, stage
 from whisper_ko.config import Paths
 
-FIELDS = [f.name for f in dataclasses.fields(Paths)]
+FIELDS = list(Paths.model_fields)
 # What each stage writes, by paths entry; the stages named first make what the later ones read.
 WRITERS = {
     "listing": ["corpus"],
@@ -31,13 +29,15 @@ REFUSED = {"listing", "manifests", "features", "model", "checkpoints", "curves",
 
 def project(tmp_path, sample_corpus, tiny_model, **paths) -> Path:
     """A work directory with params for the sample corpus and the tiny model, `paths` changed."""
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["paths"].update(paths)
-    params["discover"].update(root=str(sample_corpus), workers=1, val_fraction=0.2)
-    params["model"]["base"] = str(tiny_model)
-    params["preprocess"]["workers"] = 1
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
-    return tmp_path
+    return make_project(
+        tmp_path,
+        params={
+            "paths": paths,
+            "discover": {"root": str(sample_corpus), "workers": 1, "val_fraction": 0.2},
+            "model": {"base": str(tiny_model)},
+            "preprocess": {"workers": 1},
+        },
+    )
 
 
 def test_every_paths_entry_is_covered():

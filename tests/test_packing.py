@@ -11,7 +11,7 @@ from test_features import extractor_output
 
 from whisper_ko import audio, dims, features, labels, packing, shards
 from whisper_ko.collate import IGNORE_INDEX, Collator
-from whisper_ko.config import Discover, Model, Pack, ParamsError, Preprocess, parse
+from whisper_ko.config import Discover, Model, Pack, ParamsError, Preprocess
 from whisper_ko.discover import discover
 from whisper_ko.preprocess import plan, preprocess_split
 
@@ -141,7 +141,7 @@ def test_plan_packs_training_copies_and_keeps_val_single(rows):
 )
 def test_bad_pack_settings_are_one_line_errors(pack, message):
     with pytest.raises(ParamsError, match=message.replace(".", r"\.")):
-        parse(Preprocess, {"pack": pack}, "preprocess")
+        Preprocess(**{"pack": pack})
 
 
 # ---------------------------------------------------------------- labels
@@ -182,7 +182,7 @@ def test_window_labels_token_by_token(tok, tiny_model):
 
 
 def test_packed_windows_hold_exact_features_of_the_concatenated_audio(rows, tiny_model, tmp_path):
-    report = preprocess_split(rows[:14], tmp_path, Model(str(tiny_model)), packed(timestamps=1.0), augment=True)
+    report = preprocess_split(rows[:14], tmp_path, Model(base=str(tiny_model)), packed(timestamps=1.0), augment=True)
     assert report["kept"] == 14 and report["windows"]["utterances"] == 14
     windows = {w.id: w for w in packing.windows(rows[:14], Pack(by="session", timestamps=1.0), seed=0)}
     written = records(tmp_path)
@@ -216,7 +216,7 @@ def test_packed_windows_hold_exact_features_of_the_concatenated_audio(rows, tiny
 def test_a_window_over_the_label_limit_is_split_never_truncated(rows, tiny_model, tok, tmp_path):
     window_rows = rows[:14]
     report = preprocess_split(
-        window_rows, tmp_path, Model(str(tiny_model)), packed(timestamps=0.0, max_s=30.0), augment=True
+        window_rows, tmp_path, Model(base=str(tiny_model)), packed(timestamps=0.0, max_s=30.0), augment=True
     )
     longest = report["windows"]["tokens_max"]
     limit = longest - 10  # the longest window no longer fits
@@ -224,7 +224,7 @@ def test_a_window_over_the_label_limit_is_split_never_truncated(rows, tiny_model
     report = preprocess_split(
         window_rows,
         tight,
-        Model(str(tiny_model)),
+        Model(base=str(tiny_model)),
         Preprocess(**{**packed(timestamps=0.0).__dict__, "max_label_tokens": limit}),
         augment=True,
     )
@@ -240,7 +240,7 @@ def test_a_window_over_the_label_limit_is_split_never_truncated(rows, tiny_model
 
 
 def test_a_changed_pack_setting_rewrites_only_what_it_changes(rows, tiny_model, tmp_path):
-    model = Model(str(tiny_model))
+    model = Model(base=str(tiny_model))
     settings = Preprocess(workers=1, shard_size=3, pack=Pack(by="session", timestamps=0.5, single=0.3))
     first = preprocess_split(rows[:24], tmp_path, model, settings, augment=True)
     assert first["speed"]["processed_now"] == first["kept"] + sum(v["count"] for v in first["skipped"].values())
@@ -256,7 +256,7 @@ def test_a_changed_pack_setting_rewrites_only_what_it_changes(rows, tiny_model, 
 def test_report_counts_utterances_windows_fill_and_tokens(rows, tiny_model, tmp_path):
     broken = dict(rows[1], audio=str(tmp_path / "gone.wav"))
     batch = [rows[0], broken, *rows[2:20]]
-    report = preprocess_split(batch, tmp_path, Model(str(tiny_model)), packed(single=0.5), augment=True)
+    report = preprocess_split(batch, tmp_path, Model(base=str(tiny_model)), packed(single=0.5), augment=True)
     windows = report["windows"]
     single = windows["single_planned"]
     assert report["skipped"]["audio_unreadable"]["count"] == 1 + (
@@ -299,7 +299,7 @@ def test_a_part_whose_features_are_not_finite_is_skipped_and_its_window_written_
     sf.write(loud, np.full(16000, 1e30, dtype=np.float32), 16000, subtype="FLOAT")
     session = [r for r in rows if r["session"] == rows[0]["session"]][:3]
     batch = [session[0], dict(session[1], audio=str(loud), duration=1.0), session[2]]
-    report = preprocess_split(batch, tmp_path / "f", Model(str(tiny_model)), packed(), augment=True)
+    report = preprocess_split(batch, tmp_path / "f", Model(base=str(tiny_model)), packed(), augment=True)
     assert report["skipped"] == {"features_not_finite": {"count": 1, "examples": [session[1]["id"]]}}
     (record,) = records(tmp_path / "f").values()
     assert record["utterances"] == 2 and np.isfinite(record["input_features"]).all()

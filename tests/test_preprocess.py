@@ -30,7 +30,7 @@ def test_features_are_exact_whatever_the_input_rate(sample_corpus, tmp_path, rat
 
 def test_shards_hold_exact_features_and_prefixed_labels(rows, tiny_model, tmp_path):
     report = preprocess_split(
-        rows, tmp_path, Model(str(tiny_model)), Preprocess(dtype="float32", shard_size=5, workers=2)
+        rows, tmp_path, Model(base=str(tiny_model)), Preprocess(dtype="float32", shard_size=5, workers=2)
     )
     assert report["kept"] == len(rows) and report["skipped"] == {}
     tok = labels.load_tokenizer(str(tiny_model))
@@ -54,7 +54,7 @@ def test_skips_are_counted_with_reasons(rows, tiny_model, tmp_path):
     report = preprocess_split(
         [*rows[3:6], *broken, long_text],
         tmp_path,
-        Model(str(tiny_model)),
+        Model(base=str(tiny_model)),
         Preprocess(max_label_tokens=40, workers=1),
     )
     assert report["kept"] == 3 and report["manifest"] == 6
@@ -66,7 +66,7 @@ def test_skips_are_counted_with_reasons(rows, tiny_model, tmp_path):
 
 
 def test_rerun_after_a_kill_resumes_and_a_changed_param_rebuilds(rows, tiny_model, tmp_path):
-    model, settings = Model(str(tiny_model)), Preprocess(shard_size=4, workers=2)
+    model, settings = Model(base=str(tiny_model)), Preprocess(shard_size=4, workers=2)
     first = preprocess_split(rows, tmp_path, model, settings)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     assert first["speed"]["processed_now"] == 12 and len(shards.shard_paths(tmp_path)) == 3
@@ -88,7 +88,7 @@ def test_rerun_after_a_kill_resumes_and_a_changed_param_rebuilds(rows, tiny_mode
 def test_a_failed_rewrite_never_leaves_a_shard_that_is_trusted_but_corrupt(rows, tiny_model, tmp_path):
     """A run with other params killed mid-shard, then a run with the first params: the complete
     shard is still whole and trusted; a data file shorter than its index says is rewritten."""
-    model, settings = Model(str(tiny_model)), Preprocess(shard_size=4, workers=1)
+    model, settings = Model(base=str(tiny_model)), Preprocess(shard_size=4, workers=1)
     preprocess_split(rows, tmp_path / "a", model, settings)
     preprocess_split(rows, tmp_path / "b", model, settings)
     clean = {p.name: p.read_bytes() for p in (tmp_path / "a").iterdir()}
@@ -96,7 +96,7 @@ def test_a_failed_rewrite_never_leaves_a_shard_that_is_trusted_but_corrupt(rows,
 
     killed = shards.ShardWriter(tmp_path / "a" / "shard-00001", 80, "float32", meta={"fingerprint": "other"})
     killed.add("x", np.zeros((80, 5), np.float32), [1, 2], 0.1, None)  # …and the process dies: no close()
-    killed._data.flush()
+    killed.file.flush()
     assert (tmp_path / "a" / "shard-00001.bin").read_bytes() == clean["shard-00001.bin"]  # untouched
     resumed = preprocess_split(rows, tmp_path / "a", model, settings)
     assert (
@@ -113,7 +113,7 @@ def test_a_failed_rewrite_never_leaves_a_shard_that_is_trusted_but_corrupt(rows,
 
 def test_a_rerun_verifies_every_shard_and_rewrites_a_corrupt_one(rows, tiny_model, tmp_path):
     """Shards were trusted on their size alone: a rerun kept a corrupt shard."""
-    model, settings = Model(str(tiny_model)), Preprocess(shard_size=4, workers=1)
+    model, settings = Model(base=str(tiny_model)), Preprocess(shard_size=4, workers=1)
     preprocess_split(rows, tmp_path, model, settings)
     clean = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     damaged = bytearray(clean["shard-00001.bin"])
@@ -133,7 +133,7 @@ def test_audio_whose_features_are_not_finite_is_a_recorded_skip(rows, tiny_model
     report = preprocess_split(
         [*rows[:2], dict(rows[2], id="loud", audio=str(loud), duration=1.0)],
         tmp_path / "features",
-        Model(str(tiny_model)),
+        Model(base=str(tiny_model)),
         Preprocess(workers=1),
     )
     assert report["kept"] == 2 and report["skipped"] == {"features_not_finite": {"count": 1, "examples": ["loud"]}}

@@ -4,6 +4,7 @@ docs/*.md runs as written (those that need a GPU host, Docker or a real corpus s
 are skipped). Without the pipeline: the README stays a ten-minute read, and every relative link of
 the README and docs/ leads to a file that exists."""
 
+import json
 import os
 import re
 import shutil
@@ -12,9 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import REPO, dvc, git
+from conftest import REPO, dvc, git, make_project
 
 # The line before a block that the tests do not run, and why (GPU host, Docker, a corpus).
 NOT_RUN = re.compile(r"<!-- not run by the tests: (.+) -->")
@@ -66,6 +66,22 @@ def test_the_readme_is_a_ten_minute_read():
     assert words <= README_WORDS, f"README.md has {words} words, over {README_WORDS}: move depth to docs/"
 
 
+def test_the_readmes_answer_is_the_committed_reports():
+    """The demo's answer quoted in the README is what `make demo` prints from reports/benchmark.md
+    (its first section up to the figures), and the interval the prose quotes is the metrics'."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    report = (REPO / "reports/benchmark.md").read_text(encoding="utf-8")
+    section = report.split("\n## ", 2)[1].split("\n![", 1)[0]  # as the Makefile's awk cuts it
+    answer = section.split("\n", 1)[1].strip()  # without its heading
+    quoted = readme.split("## The demo's answer", 1)[1].split("```\n", 2)[1].split("\n\nFull report:", 1)[0]
+    assert quoted.strip() == answer
+    overall = json.loads((REPO / "metrics/benchmark.json").read_text())["finetuned"]["overall"]
+    low, cer, high = (
+        f"{100 * overall[key]:.2f}" for key in ("cer_nospace_ci_low", "cer_nospace", "cer_nospace_ci_high")
+    )
+    assert f"no-space CER: {cer}%, 95% interval {low}–{high}" in readme
+
+
 def test_every_relative_link_of_the_readme_and_docs_leads_to_a_file_that_exists():
     broken = []
     for page in pages():
@@ -100,26 +116,17 @@ def checkout(tmp_path_factory, sample_corpus, tiny_model) -> Path:
         capture_output=True,
         check=True,
     ).stdout.decode()
-    for name in filter(None, listed.split("\0")):
-        if (REPO / name).is_file():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, root / name)
     template = REPO / ".dvc" / "plots_template.html"  # made by `make setup`
     if not template.is_file():
         subprocess.run([sys.executable, str(REPO / "tools/plots_template.py"), "--out", str(template)], check=True)
+    (root / ".dvc").mkdir(parents=True)
     shutil.copy(template, root / ".dvc" / template.name)
     shutil.copytree(sample_corpus, root / "data/sample")
     shutil.copytree(tiny_model, root / "models/whisper-base")
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["train"].update(
-        method="full", learning_rate=0.002, max_steps=4, eval_steps=2, eval_max_samples=4, eval_max_new_tokens=12
-    )
-    params["benchmark"].update(max_new_tokens=16, max_samples=12)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False))
-    git(root, "init", "-q", "-b", "main")  # the README's review commands name the branch main
-    git(root, "add", "-A")
-    git(root, "commit", "-qm", "checkout")
-    return root
+    quick = {"method": "full", "learning_rate": 0.002, "max_steps": 4, "eval_steps": 2, "eval_max_samples": 4}
+    params = {"train": {**quick, "eval_max_new_tokens": 12}, "benchmark": {"max_new_tokens": 16, "max_samples": 12}}
+    files = [name for name in filter(None, listed.split("\0")) if (REPO / name).is_file()]
+    return make_project(root, files, params, commit="checkout")  # branch main: the review commands name it
 
 
 @pytest.fixture(scope="module")

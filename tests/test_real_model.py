@@ -266,7 +266,7 @@ def tuned(rebuilt, sample_corpus, tmp_path_factory):
     splits, _ = discover(Discover(root=str(sample_corpus), val_fraction=0.2, seed=0, workers=1))
     val_rows = splits["val"][:4]
     for split, rows in (("train", splits["train"][:8]), ("val", val_rows)):
-        preprocess_split(rows, root / "features" / split, Model(str(rebuilt)), Preprocess(workers=1))
+        preprocess_split(rows, root / "features" / split, Model(base=str(rebuilt)), Preprocess(workers=1))
     config = Train(
         method="freeze_encoder",
         eval_steps=2,
@@ -280,7 +280,7 @@ def tuned(rebuilt, sample_corpus, tmp_path_factory):
         logging_steps=1,
     )
     paths = training_paths(root / "features", root)
-    summary = finetune(Model(str(rebuilt)), config, paths, log=lambda _: None)
+    summary = finetune(Model(base=str(rebuilt)), config, paths, log=lambda _: None)
     return root / "out", summary, val_rows
 
 
@@ -340,15 +340,20 @@ def test_two_training_steps_save_a_model_that_keeps_openais_generation_config(re
 def test_the_trainers_validation_cer_is_the_benchmarks_cer(tuned):
     """Users of other tools report the trainer's eval WER and the pipeline's disagreeing: here the
     same features, decoding bound, normaliser and corpus-level scoring give the same number."""
-    from whisper_ko import evaluation, inference
+    from whisper_ko import config, evaluation
 
     out, summary, val_rows = tuned
-    options = evaluation.Options(
-        decoding=inference.Decoding(max_new_tokens=32), batch_size=4, cpu_workers=1, warmup_batches=0
+    settings = config.Benchmark(
+        max_new_tokens=32,
+        batch_size=4,
+        cpu_workers=1,
+        warmup_batches=0,
+        bootstrap_resamples=0,
+        fallback=config.Fallback(apply=False),
     )
-    scored = evaluation.run({"tuned": str(out)}, val_rows, options, evaluation.Scoring(resamples=0))["tuned"].metrics[
-        "overall"
-    ]
+    options = evaluation.Options.of(settings, config.Model(base=str(out)))
+    scoring = evaluation.Scoring.of(settings, val_rows)
+    scored = evaluation.run({"tuned": str(out)}, val_rows, options, scoring)["tuned"].metrics["overall"]
     assert scored["n"] == 4 and scored["cer_nospace"] == pytest.approx(summary["best_val_cer_nospace"], abs=1e-6)
 
 
@@ -439,15 +444,21 @@ def test_the_export_keeps_what_a_deployment_needs(tuned, exports):
 def test_faster_whisper_scores_the_export_within_tolerance(tuned, exports, sample_corpus):
     """The benchmark's own run: faster-whisper's pipeline (its feature extractor, batched, greedy, no
     VAD or timestamps) on the export, beside transformers on the source, paired per utterance."""
-    from whisper_ko import discover, evaluation, inference
+    from whisper_ko import config, discover, evaluation
 
     out, _, _ = tuned
     rows = discover.discover(Discover(root=str(sample_corpus), workers=2))[0]["test"][:8]
     models = {"transformers": str(out), **{q: str(path) for q, path in exports.items()}}
-    options = evaluation.Options(
-        decoding=inference.Decoding(max_new_tokens=MAX_NEW_TOKENS), batch_size=8, cpu_workers=2, warmup_batches=0
+    settings = config.Benchmark(
+        max_new_tokens=MAX_NEW_TOKENS,
+        batch_size=8,
+        cpu_workers=2,
+        warmup_batches=0,
+        bootstrap_resamples=200,
+        fallback=config.Fallback(apply=False),
     )
-    scoring = evaluation.Scoring(resamples=200)
+    options = evaluation.Options.of(settings, config.Model(base=str(out)))
+    scoring = evaluation.Scoring.of(settings, rows)
     results = evaluation.run(models, rows, options, scoring)
     parity = {c.candidate: c for c in evaluation.comparisons(results, models, str(out), scoring)}
     assert set(parity) == set(EXPORT_TOLERANCE) and all(c.baseline == "transformers" for c in parity.values())

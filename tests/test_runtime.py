@@ -127,10 +127,11 @@ def test_whispers_own_generate_call_warns_no_one_but_other_misuse_still_does(tin
     its parent and warns the caller about it on every call; a fresh process, since it warns once."""
     code = f"""
 import torch
-from whisper_ko import inference
+from whisper_ko import config, inference
 model, processor, _ = inference.load({str(tiny_model)!r})
 features = torch.zeros(1, 80, 3000)
-inference.generate(model, processor, features, inference.Decoding(max_new_tokens=2))
+settings = config.Benchmark(max_new_tokens=2, fallback=config.Fallback(apply=False))
+inference.generate(model, processor, features, inference.Decoding.of(settings, config.Model(base={str(tiny_model)!r})))
 # a caller's own misuse: a generation_config and a generation argument together
 model.generate(features, generation_config=model.generation_config, max_new_tokens=2, top_k=3)
 """

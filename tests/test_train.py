@@ -11,14 +11,13 @@ import textwrap
 
 import pytest
 import torch
-import yaml
 from safetensors.torch import load_file
 from transformers import WhisperForConditionalGeneration, WhisperProcessor, pipeline
 
-from conftest import QUICK_TRAIN, REPO, training_paths
+from conftest import QUICK_TRAIN, make_project, training_paths
 from whisper_ko import shards
 from whisper_ko.collate import Collator
-from whisper_ko.config import Discover, Model, Preprocess, Train, parse
+from whisper_ko.config import Discover, Model, Preprocess, Train
 from whisper_ko.discover import discover
 from whisper_ko.preprocess import preprocess_split
 from whisper_ko.training import TrainingError, apply_method, finetune, log_line, trainer_kwargs
@@ -31,7 +30,7 @@ def features(sample_corpus, tiny_model, tmp_path_factory):
     root = tmp_path_factory.mktemp("features")
     splits, _ = discover(Discover(root=str(sample_corpus), val_fraction=0.2, seed=0, workers=1))
     for split, rows in (("train", splits["train"][:16]), ("val", splits["val"][:6])):
-        preprocess_split(rows, root / split, Model(str(tiny_model)), Preprocess(shard_size=8, workers=1))
+        preprocess_split(rows, root / split, Model(base=str(tiny_model)), Preprocess(shard_size=8, workers=1))
     return root
 
 
@@ -45,7 +44,7 @@ def train_config(tmp_path, **overrides) -> Train:
         **QUICK_TRAIN,
         **overrides,
     }
-    return parse(Train, values, "train")
+    return Train(**values)
 
 
 def saved_summary(tmp_path) -> dict:
@@ -54,7 +53,7 @@ def saved_summary(tmp_path) -> dict:
 
 def run(features, tiny_model, tmp_path, log=None, **overrides):
     return finetune(
-        Model(str(tiny_model)),
+        Model(base=str(tiny_model)),
         train_config(tmp_path, **overrides),
         training_paths(features, tmp_path),
         log=log or (lambda _: None),
@@ -182,22 +181,21 @@ def test_a_completed_run_is_published_again_never_retrained(features, tiny_model
 
 def test_bad_input_fails_before_training(features, tiny_model, tmp_path):
     with pytest.raises(FileNotFoundError, match="preprocess"):
-        finetune(Model(str(tiny_model)), train_config(tmp_path), training_paths(tmp_path / "none", tmp_path))
+        finetune(Model(base=str(tiny_model)), train_config(tmp_path), training_paths(tmp_path / "none", tmp_path))
     with pytest.raises(TrainingError, match=r"<|xx|>"):
-        finetune(Model(str(tiny_model), language="xx"), train_config(tmp_path), training_paths(features, tmp_path))
+        finetune(Model(base=str(tiny_model), language="xx"), train_config(tmp_path), training_paths(features, tmp_path))
     assert not (tmp_path / "ckpt").exists()
 
 
 def stage_project(root, features, tiny_model, **train):
     """A work directory for `whisper-ko train`: params with quick settings, the features linked in."""
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["model"]["base"] = str(tiny_model)
-    params["train"].update(
-        QUICK_TRAIN, method="full", eval_steps=2, eval_max_samples=4, eval_max_new_tokens=12, **train
-    )
-    params["paths"].update(checkpoints=str(root / "ckpt"), model=str(root / "out"))
-    root.mkdir(exist_ok=True)
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    quick = {**QUICK_TRAIN, "method": "full", "eval_steps": 2, "eval_max_samples": 4, "eval_max_new_tokens": 12}
+    params = {
+        "model": {"base": str(tiny_model)},
+        "train": {**quick, **train},
+        "paths": {"checkpoints": str(root / "ckpt"), "model": str(root / "out")},
+    }
+    make_project(root, params=params)
     (root / "data").mkdir()
     (root / "data" / "features").symlink_to(features)
     return root
@@ -369,7 +367,7 @@ def test_a_float16_checkpoint_trains_fp32_master_weights(features, tiny_model, t
 def test_every_trainable_parameter_gets_a_gradient(features, tiny_model, method):
     """DDP runs with find_unused_parameters=False: a trainable parameter left without a gradient
     would stall the next step's reduction."""
-    config = parse(Train, {"method": method, "lora": {"r": 4, "alpha": 8, "dropout": 0.0}}, "train")
+    config = Train(**{"method": method, "lora": {"r": 4, "alpha": 8, "dropout": 0.0}})
     model = apply_method(WhisperForConditionalGeneration.from_pretrained(tiny_model), config)
     data = shards.open(features / "train")
     batch = Collator(model.config.decoder_start_token_id)([data[i] for i in range(4)])
@@ -424,7 +422,7 @@ def test_a_corrupt_record_stops_training_in_one_line_naming_shard_and_utterance(
     data.write_bytes(damaged)
     with pytest.raises(shards.CorruptShard) as failure:
         finetune(
-            Model(str(tiny_model)),
+            Model(base=str(tiny_model)),
             train_config(tmp_path, dataloader_num_workers=workers),
             training_paths(copy, tmp_path / "run"),
             log=lambda _: None,
@@ -441,8 +439,8 @@ def test_packed_windows_train_and_speed_is_reported_in_utterances(sample_corpus,
 
     splits, _ = discover(Discover(root=str(sample_corpus), val_fraction=0.2, seed=0, workers=1))
     packed = Preprocess(workers=1, pack=Pack(by="session", timestamps=0.5, single=0.25))
-    preprocess_split(splits["train"][:24], tmp_path / "f" / "train", Model(str(tiny_model)), packed, augment=True)
-    preprocess_split(splits["val"][:6], tmp_path / "f" / "val", Model(str(tiny_model)), packed)
+    preprocess_split(splits["train"][:24], tmp_path / "f" / "train", Model(base=str(tiny_model)), packed, augment=True)
+    preprocess_split(splits["val"][:6], tmp_path / "f" / "val", Model(base=str(tiny_model)), packed)
     summary = run(tmp_path / "f", tiny_model, tmp_path, max_steps=-1, num_train_epochs=2, eval_steps=None)
     data = shards.open(tmp_path / "f" / "train")
     assert summary["train_records"] == len(data) < summary["train_utterances"] == data.utterances()

@@ -47,7 +47,7 @@ from safetensors.torch import load_file
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
 from whisper_ko import evaluation, inference, runtime
-from whisper_ko.config import Benchmark, LongForm, Model, Paths, Preprocess, Train, parse
+from whisper_ko.config import Benchmark, Fallback, LongForm, Model, Paths, Preprocess, Train
 from whisper_ko.preprocess import preprocess_split
 from whisper_ko.training import finetune
 from whisper_ko_fixtures import shapes, tiny_model
@@ -192,9 +192,8 @@ def train_run(name: str, fields: dict, base: Path, features: Path, work: Path, c
         reports=str(out / "reports"),
         speed=str(out / "speed"),
     )
-    config = parse(
-        Train,
-        {
+    config = Train(
+        **{
             "eval_steps": steps // 2,
             "eval_max_samples": 8,
             "eval_max_new_tokens": 16,
@@ -207,11 +206,11 @@ def train_run(name: str, fields: dict, base: Path, features: Path, work: Path, c
             "logging_steps": 1,
             "save_total_limit": None,
             **fields,
-        },
-        "train",
+        }
     )
+    model = Model(base=str(base), attention="auto")
     start = time.perf_counter()
-    summary = finetune(Model(str(base), attention="auto"), config, paths, log=lambda message: None)
+    summary = finetune(model, config, paths, log=lambda message: None)
     wall = time.perf_counter() - start
     check(summary["global_steps"] == steps, f"{summary['global_steps']} steps, not {steps}")
     check(math.isfinite(summary["train_loss"]), f"train loss {summary['train_loss']}")
@@ -220,12 +219,11 @@ def train_run(name: str, fields: dict, base: Path, features: Path, work: Path, c
     saved = load_file(str(out / "model" / "model.safetensors"))
     check({t.dtype for t in saved.values()} == {torch.float32}, "saved weights are not all fp32 master weights")
     check(_best_reloaded(summary, out, saved, base), f"the saved model is not checkpoint-{summary['best_step']}")
-    model, processor, _ = inference.load(str(out / "model"), "cuda" if cuda else "cpu", "auto")
-    batch = inference.prepare([row["audio"] for row in _val_rows(features)][:2], model.config.num_mel_bins, model.dtype)
+    decoding = inference.Decoding.of(Benchmark(max_new_tokens=8, fallback=Fallback(apply=False)), model)
+    net, processor, _ = inference.load(str(out / "model"), "cuda" if cuda else "cpu", "auto")
+    batch = inference.prepare([row["audio"] for row in _val_rows(features)][:2], net.config.num_mel_bins, net.dtype)
     check(
-        all(
-            isinstance(h, str) for h in inference.decode(model, processor, batch, inference.Decoding(max_new_tokens=8))
-        ),
+        all(isinstance(h, str) for h in inference.decode(net, processor, batch, decoding)),
         "the saved model does not generate",
     )
     return {
@@ -296,13 +294,20 @@ def ddp_stage(base: Path, features: Path, work: Path) -> dict:
 
 
 def benchmark_two_models(models: dict[str, str], rows: list[dict], cuda: bool) -> dict:
-    options = evaluation.Options(
-        decoding=inference.Decoding(max_new_tokens=16),
+    # Whole calls too, on the device with the loop guards (long_form_run applies them): features, masks
+    # and sampling where a dtype or device mismatch would only show on a GPU.
+    settings = Benchmark(
+        max_new_tokens=16,
         batch_size=None if cuda else 4,
         cpu_workers=2,
         batch_timeout_s=300,
+        bootstrap_resamples=0,
+        fallback=Fallback(apply=False),
+        long_form=LongForm(max_new_tokens=32),
     )
-    results = evaluation.run(models, rows, options, evaluation.Scoring(resamples=0))
+    options = evaluation.Options.of(settings, Model(base=models["base"]))
+    scoring = evaluation.Scoring.of(settings, rows)
+    results = evaluation.run(models, rows, options, scoring)
     out = {}
     for alias, result in results.items():
         check(all(h is not None for h in result.transcripts.hypotheses), f"{alias}: utterances without a hypothesis")
@@ -316,10 +321,7 @@ def benchmark_two_models(models: dict[str, str], rows: list[dict], cuda: bool) -
             "dtype": result.transcripts.dtype,
             "attention": result.transcripts.attention,
         }
-    # Whole calls on the device, loop guards on: features, masks and sampling where a dtype or
-    # device mismatch would only show on a GPU.
-    settings = Benchmark(long_form=LongForm(max_new_tokens=32))
-    calls = evaluation.long_form_run(settings, options.decoding, rows, models, options, evaluation.Scoring(resamples=0))
+    calls = evaluation.long_form_run(settings, options.decoding, rows, models, options, scoring)
     for alias, methods in calls.items():
         for method, result in methods.items():
             check(result.metrics["overall"]["failed"] == 0, f"{alias} · {method}: a call failed")
@@ -462,7 +464,7 @@ def run_checks(work: Path, cuda: bool) -> dict:
     features = work / "features"
     for split, n, seed in (("train", 64, 0), ("val", 16, 1)):
         rows = synthetic_split(work / "audio" / split, n, seed)
-        preprocess_split(rows, features / split, Model(str(base)), Preprocess(shard_size=32, workers=1))
+        preprocess_split(rows, features / split, Model(base=str(base)), Preprocess(shard_size=32, workers=1))
         (features / f"{split}_rows.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     half = float16_copy(base, work / "base-float16")
     steps = 8 if cuda else 4

@@ -1,21 +1,21 @@
-"""params.yaml as typed, validated configuration: one frozen dataclass per section.
+"""params.yaml as typed, validated configuration: one frozen pydantic model per section.
 
-Every setting is declared once, here, with its default; the stages parse their sections with
-`load` before anything is read, written or deleted, so a typo or a wrong type ends the run with
+Every setting is declared once, here: its type, default, range and meaning (docs/params.md is
+generated from these declarations: `python tools/params_doc.py`). The stages read their sections
+with `load` before anything is read, written or deleted, so a typo or a wrong type ends the run with
 one line naming the parameter, never after hours of work or with a checkpoint directory cleared.
-Library functions take these objects.
+Library functions take these objects; building one in Python checks it the same way.
 """
 
-import math
 import os
 import re
-import types
-import typing
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Literal, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, Self, get_args, get_origin
 
+import annotated_types
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from whisper_ko.dims import CHUNK_LENGTH, MAX_TARGET_POSITIONS
 from whisper_ko.errors import UserError
@@ -41,67 +41,218 @@ _Loader.add_implicit_resolver(
 
 
 def _check_duplicates(node: yaml.Node, where: str = "") -> None:
-    """A key set twice in one mapping is an error: YAML loaders silently keep the last value."""
+    """A key set twice in one mapping is an error: YAML loaders silently keep the last value. So is a
+    key that YAML reads as something other than text (`1:`, `true:`, `null:`): no name is one."""
     if not isinstance(node, yaml.MappingNode):
         return
     seen = {}
     for key, value in node.value:
         name = f"{where}.{key.value}" if where else str(key.value)
-        require(
-            key.value not in seen,
-            f"{name} is set twice (lines {seen.get(key.value, 0) + 1} and {key.start_mark.line + 1}): keep one",
-        )
+        if key.tag != "tag:yaml.org,2002:str":
+            kind = key.tag.rsplit(":", 1)[-1]
+            raise ParamsError(f"{name}: YAML reads the key {key.value} as {kind}, not text: quote it")
+        if key.value in seen:
+            raise ParamsError(
+                f"{name} is set twice (lines {seen[key.value] + 1} and {key.start_mark.line + 1}): keep one"
+            )
         seen[key.value] = key.start_mark.line
         _check_duplicates(value, name)
 
 
-def require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ParamsError(message)
+def _invalid(message: str) -> PydanticCustomError:
+    """A validator's error: `message` names the parameter and the fix, and is shown as it is."""
+    return PydanticCustomError("params", "{message}", {"message": message})
 
 
-@dataclass(frozen=True)
-class Paths:
+class Settings(BaseModel):
+    """A section of params.yaml, or a group of settings within one: frozen, no unknown key, no value
+    converted from another type (a whole number is taken where a number is expected, nothing else),
+    no infinity or NaN. Invalid values raise ParamsError, one line naming each parameter in full."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
+    where: ClassVar[str]  # the dotted name in params.yaml: `train`, `train.lora`
+
+    def __init__(self, /, **values: Any) -> None:
+        # Also runs for a group validated inside its section, so a nested error raises from here
+        # with its own dotted name.
+        try:
+            super().__init__(**values)
+        except ValidationError as err:
+            raise ParamsError(_message(type(self), err)) from None
+
+
+# ---------------------------------------------------------------- error messages
+
+
+def _message(cls: type[Settings], err: ValidationError) -> str:
+    """pydantic's errors about `cls` as one line: each names its parameter and what to set."""
+    found, unknown, missing = [], [], []
+    for error in err.errors(include_url=False):
+        loc = error["loc"]
+        if error["type"] == "extra_forbidden" and len(loc) == 1:
+            unknown.append(f"{cls.where}.{loc[0]}")
+        elif error["type"] == "missing" and len(loc) == 1:
+            missing.append(f"{cls.where}.{loc[0]}")
+        else:
+            found.append(_describe(cls, error))
+    if unknown:
+        found.insert(0, f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(cls.model_fields))}")
+    if missing:
+        found.append(f"{', '.join(missing)} must be set")
+    return "; ".join(dict.fromkeys(found))
+
+
+_EXPECTED = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "string": "a string",
+    "list": "a list",
+    "dict": "a mapping",
+    "model": "a group of settings",
+}
+
+
+def _describe(cls: type[Settings], error: dict) -> str:
+    kind, loc, value = error["type"], error["loc"], error.get("input")
+    if kind == "params":
+        return error["ctx"]["message"]
+    name = cls.where + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
+    info = cls.model_fields.get(loc[0]) if len(loc) == 1 else None
+    nullable = info is not None and type(None) in get_args(info.annotation)
+    if kind == "finite_number":
+        return f"{name}: expected a finite number, got {value!r}"
+    if kind == "literal_error":
+        choices = _choices(info.annotation) if info else re.findall(r"'([^']*)'", error["ctx"]["expected"])
+        return f"{name} {value!r}: choose one of {', '.join(choices)}{', or null' if nullable else ''}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        return f"{name} must be {_bounds(info, error['ctx'])}, got {value!r}"
+    if kind in ("string_too_short", "too_short", "too_long"):
+        return f"{name} must {_length(info, error['ctx'])}, got {value!r}"
+    what = kind.split("_")[0]
+    if what in _EXPECTED and kind.endswith(("_type", "_parsing")):
+        return f"{name}: expected {_EXPECTED[what]}{' or null' if nullable else ''}, got {value!r}"
+    return f"{name}: {error['msg']}, got {value!r}"
+
+
+def _choices(annotation) -> list[str]:
+    if get_origin(annotation) is Literal:
+        return [str(choice) for choice in get_args(annotation)]
+    return [choice for arg in get_args(annotation) for choice in _choices(arg)]
+
+
+def _number(value) -> str:
+    return format(value, "g") if isinstance(value, float) else str(value)
+
+
+_LIMITS = {
+    annotated_types.Ge: "ge",
+    annotated_types.Gt: "gt",
+    annotated_types.Le: "le",
+    annotated_types.Lt: "lt",
+    annotated_types.MinLen: "min_length",
+    annotated_types.MaxLen: "max_length",
+}
+
+
+def _limits(info) -> dict:
+    """A parameter's constraints by their Field names (ge, gt, le, lt, min_length, max_length)."""
+    return {
+        _LIMITS[type(m)]: getattr(m, _LIMITS[type(m)]) for m in (info.metadata if info else ()) if type(m) in _LIMITS
+    }
+
+
+def _bounds(info, ctx: dict) -> str:
+    """`in [0, 1)`, or the one bound broken where the parameter has one (or is a list's item)."""
+    limits = _limits(info)
+    low = next(((k, limits[k]) for k in ("ge", "gt") if k in limits), None)
+    high = next(((k, limits[k]) for k in ("le", "lt") if k in limits), None)
+    if low and high:
+        return (
+            f"in {'[' if low[0] == 'ge' else '('}{_number(low[1])}, {_number(high[1])}{']' if high[0] == 'le' else ')'}"
+        )
+    key, limit = next(iter(ctx.items()))
+    words = {"ge": "at least", "gt": "greater than", "le": "at most", "lt": "less than"}
+    return f"{words[key]} {_number(limit)}"
+
+
+def _length(info, ctx: dict) -> str:
+    limits = {**ctx, **_limits(info)}
+    low, high = limits.get("min_length"), limits.get("max_length")
+    if low == 1 and high is None:
+        return "not be empty"
+    if low is not None and low == high:
+        return f"hold exactly {low} items"
+    return f"hold at least {low} items" if low is not None else f"hold at most {high} items"
+
+
+# ---------------------------------------------------------------- sections
+
+
+class Paths(Settings):
     """Where the stages read and write, relative to the repository. dvc.yaml interpolates these
     same values (`${paths.features}`), so a path changed here moves for DVC and the stages at once."""
 
-    listing: str = "data/corpus.tsv"  # discover.root's files with sizes and times: discover's DVC dependency
-    manifests: str = "data/manifests"
-    features: str = "data/features"
-    model: str = "models/finetuned"  # the fine-tune; the benchmark scores it as `finetuned`
-    checkpoints: str = "checkpoints/train"  # kept between runs: a rerun with the same params resumes
-    curves: str = "dvclive"  # training curves and their last values
-    metrics: str = "metrics/benchmark.json"  # quality, in git: `dvc metrics diff` between commits
-    reports: str = "reports"
-    # Timings of train and benchmark (<stage>.json, <stage>.md): they vary from run to run, so they are
-    # neither in git nor DVC outputs, and a rerun on the same inputs leaves the tree clean.
-    speed: str = "metrics/speed"
-    export: str = "models/finetuned-ct2"  # the fine-tune for faster-whisper; benchmarked as `finetuned-ct2`
+    where = "paths"
+    listing: str = Field(
+        "data/corpus.tsv",
+        min_length=1,
+        description="discover.root's files with sizes and times: what DVC checks (discover's dependency) instead of "
+        "hashing the corpus.",
+    )
+    manifests: str = Field("data/manifests", min_length=1, description="The splits' manifests (JSONL), discover's.")
+    features: str = Field("data/features", min_length=1, description="The feature shards, preprocess's.")
+    model: str = Field(
+        "models/finetuned", min_length=1, description="The fine-tune; the benchmark scores it as `finetuned`."
+    )
+    checkpoints: str = Field(
+        "checkpoints/train",
+        min_length=1,
+        description="Training checkpoints, kept between runs: a rerun with the same params resumes.",
+    )
+    curves: str = Field("dvclive", min_length=1, description="Training curves and their last values.")
+    metrics: str = Field(
+        "metrics/benchmark.json",
+        min_length=1,
+        description="Benchmark quality, in git: `dvc metrics diff` between commits.",
+    )
+    reports: str = Field("reports", min_length=1, description="Reports, figures and predictions of the stages.")
+    speed: str = Field(
+        "metrics/speed",
+        min_length=1,
+        description="Timings of train and benchmark (<stage>.json, <stage>.md): they vary from run to run, so "
+        "they are neither in git nor DVC outputs, and a rerun on the same inputs leaves the tree clean.",
+    )
+    export: str = Field(
+        "models/finetuned-ct2",
+        min_length=1,
+        description="The fine-tune for faster-whisper; the benchmark scores it as `finetuned-ct2`.",
+    )
 
-    def __post_init__(self):
-        where = {f.name: os.path.abspath(getattr(self, f.name)) for f in fields(self)}
+    @model_validator(mode="after")
+    def _apart(self) -> Self:
+        where = {name: os.path.abspath(value) for name, value in self}
         for name, path in where.items():
-            require(bool(getattr(self, name)), f"paths.{name} is empty: name a location")
             for other, inner in where.items():
                 if other == name:
                     continue
-                require(
-                    path != inner, f"paths.{name} and paths.{other} are both {getattr(self, name)}: give each its own"
-                )
-                require(
-                    name not in REPLACED or not _inside(inner, path),
-                    f"paths.{other} {getattr(self, other)} is inside paths.{name} {getattr(self, name)}, which a stage "
-                    f"replaces or clears: move one of them out of the other",
-                )
+                if path == inner:
+                    raise _invalid(f"paths.{name} and paths.{other} are both {getattr(self, name)}: give each its own")
+                if name in REPLACED and _inside(inner, path):
+                    raise _invalid(
+                        f"paths.{other} {getattr(self, other)} is inside paths.{name} {getattr(self, name)}, which a "
+                        "stage replaces or clears: move one of them out of the other"
+                    )
+        return self
 
     def check_apart_from(self, base: str) -> None:
         """paths.model must not be, hold or lie inside the base model's directory: saving would replace it."""
         model, base_dir = os.path.realpath(self.model), os.path.realpath(base)
-        require(
-            not (model == base_dir or _inside(model, base_dir) or _inside(base_dir, model)),
-            f"paths.model {self.model} and model.base {base} overlap: saving the fine-tune would overwrite the base; "
-            "give paths.model a location of its own",
-        )
+        if model == base_dir or _inside(model, base_dir) or _inside(base_dir, model):
+            raise ParamsError(
+                f"paths.model {self.model} and model.base {base} overlap: saving the fine-tune would overwrite the "
+                "base; give paths.model a location of its own"
+            )
 
 
 # Directories a stage replaces or clears as a whole (DVC removes its outputs before rerunning a stage too):
@@ -121,392 +272,491 @@ LONG_FORM_FIGURE = "figures/long_form_cer.png"  # the benchmark's whole calls
 CURVES_FIGURE = "figures/training_curves.png"  # drawn by train
 
 
-@dataclass(frozen=True)
-class Discover:
-    root: str  # the corpus root (or a JSONL manifest)
-    layout: Literal["auto", "aihub", "kspon", "plain", "jsonl"] = "auto"
-    category_pattern: str | None = r"D\d\d"  # path component that names the category (None: none)
-    max_duration: float = float(CHUNK_LENGTH)  # seconds; longer clips do not fit Whisper's window
-    val_fraction: float = 0.1  # share of training sessions held out for early stopping
-    val_max: int | None = 2000  # cap on val utterances
-    # What val holds out whole, so that no val group is also trained on: `session` (speakers and
-    # calls), or any manifest field, e.g. `template` in the sample corpus (sentences whose frame
-    # training never hears: early stopping and checkpoint choice then reward listening).
-    val_by: str = "session"
-    test_fraction: float = 0.0  # held-out sessions as test, only for corpora without an evaluation side
-    max_per_category: int | None = None  # per split, for quick subsets
-    seed: int = 0
-    workers: int | None = None  # None: CPU count
-    # Where the workers run: `local`, processes on this host; `dask`, a Dask cluster's workers
-    # (`scheduler` its address, e.g. tcp://10.0.0.1:8786; null: a local cluster of `workers`
-    # processes). Each worker reads the corpus at discover.root's path and needs whisper-ko installed.
-    engine: Literal["local", "dask"] = "local"
-    scheduler: str | None = None
+class Discover(Settings):
+    """The corpus, and how discover splits it into train, val and test manifests."""
 
-    def __post_init__(self):
-        require(bool(self.root), "discover.root is empty: set it to the corpus root")
-        require(
-            self.scheduler is None or self.engine == "dask",
-            "discover.scheduler is set but discover.engine is local: set engine: dask, or scheduler: null",
-        )
+    where = "discover"
+    root: str = Field(min_length=1, description="The corpus root (or a JSONL manifest).")
+    layout: Literal["auto", "aihub", "kspon", "plain", "jsonl"] = Field(
+        "auto", description="How the corpus is laid out; auto: recognised from its files."
+    )
+    category_pattern: str | None = Field(
+        r"D\d\d", description="Regular expression of the path component that names the category (null: none)."
+    )
+    max_duration: float = Field(
+        float(CHUNK_LENGTH), gt=0, le=CHUNK_LENGTH, description="Seconds; longer clips do not fit Whisper's window."
+    )
+    val_fraction: float = Field(0.1, ge=0, lt=1, description="Share of training sessions held out for early stopping.")
+    val_max: int | None = Field(2000, ge=1, description="Cap on val utterances (null: none).")
+    val_by: str = Field(
+        "session",
+        min_length=1,
+        description="What val holds out whole, so that no val group is also trained on: `session` (speakers and "
+        "calls), or any manifest field, e.g. `template` in the sample corpus (sentences whose frame training "
+        "never hears: early stopping and checkpoint choice then reward listening).",
+    )
+    test_fraction: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Share of sessions held out as test, only for corpora without an evaluation side.",
+    )
+    max_per_category: int | None = Field(
+        None, ge=1, description="Utterances per category and split, for quick subsets."
+    )
+    seed: int = Field(0, description="The splits' and subsets' random choices.")
+    workers: int | None = Field(None, ge=1, description="Worker processes (null: the CPU count).")
+    engine: Literal["local", "dask"] = Field(
+        "local",
+        description="Where the workers run: `local`, processes on this host; `dask`, a Dask cluster's workers "
+        "(pip install 'whisper-ko[cluster]'). Each worker reads the corpus at discover.root's path and needs "
+        "whisper-ko installed.",
+    )
+    scheduler: str | None = Field(
+        None,
+        description="The Dask scheduler's address, e.g. tcp://10.0.0.1:8786 (null: a local cluster of `workers` "
+        "processes); engine dask only.",
+    )
+
+    @field_validator("category_pattern")
+    @classmethod
+    def _regular_expression(cls, pattern: str | None) -> str | None:
         try:
-            re.compile(self.category_pattern or "")
+            re.compile(pattern or "")
         except re.error as err:
-            raise ParamsError(
-                f"discover.category_pattern {self.category_pattern!r} is not a regular expression ({err}); "
+            raise _invalid(
+                f"discover.category_pattern {pattern!r} is not a regular expression ({err}); "
                 r"e.g. 'D\d\d', or null for no categories"
             ) from None
-        require(
-            0 < self.max_duration <= CHUNK_LENGTH,
-            f"discover.max_duration must be in (0, {CHUNK_LENGTH}] seconds (Whisper's window)",
-        )
-        for name in ("val_fraction", "test_fraction"):
-            require(0 <= getattr(self, name) < 1, f"discover.{name} must be in [0, 1)")
-        _positive(self, "discover", "val_max", "max_per_category", "workers")
-        require(bool(self.val_by), "discover.val_by is empty: name a manifest field such as session")
+        return pattern
+
+    @model_validator(mode="after")
+    def _engine(self) -> Self:
+        if self.scheduler is not None and self.engine != "dask":
+            raise _invalid(
+                "discover.scheduler is set but discover.engine is local: set engine: dask, or scheduler: null"
+            )
+        return self
 
 
-@dataclass(frozen=True)
-class Text:
-    side: Literal["spelling", "pronunciation"] = "spelling"  # which side of (A)/(B) dual transcriptions
-    fillers: Literal["keep", "drop"] = "keep"  # 어/ → 어, or removed
-    masked: Literal["drop", "remove"] = "drop"  # utterances with ((…)) spans skipped, or the span removed
+class Text(Settings):
+    """How transcripts become training and reference text."""
+
+    where = "text"
+    side: Literal["spelling", "pronunciation"] = Field(
+        "spelling", description="Which side of (A)/(B) dual transcriptions."
+    )
+    fillers: Literal["keep", "drop"] = Field("keep", description="Filler marks: 어/ → 어 (keep), or removed (drop).")
+    masked: Literal["drop", "remove"] = Field(
+        "drop", description="Utterances with ((…)) spans: skipped (drop), or the span removed (remove)."
+    )
 
 
-@dataclass(frozen=True)
-class Model:
-    base: str  # hub id (openai/whisper-large-v3-turbo) or a local directory
-    language: str = "ko"
-    task: Literal["transcribe", "translate"] = "transcribe"
-    attention: Attention = "sdpa"  # see runtime.attention_candidates
+class Model(Settings):
+    """The Whisper to fine-tune, and what it is asked to do."""
 
-    def __post_init__(self):
-        require(bool(self.base), "model.base is empty: set a hub id or a local Whisper directory")
+    where = "model"
+    base: str = Field(min_length=1, description="Hub id (openai/whisper-large-v3-turbo) or a local Whisper directory.")
+    language: str = Field("ko", description="Whisper's language code for training and decoding.")
+    task: Literal["transcribe", "translate"] = Field("transcribe", description="Whisper's task token.")
+    attention: Attention = Field(
+        "sdpa",
+        description="Attention implementation (runtime.attention_candidates); auto: flash-attention-2 where it "
+        "loads (bf16/fp16 on CUDA), else sdpa.",
+    )
 
 
-@dataclass(frozen=True)
-class Noise:
+class Noise(Settings):
     """Noisy extra copies of training utterances (MUSAN-style): a seeded recording from `root`,
     mixed in at a seeded signal-to-noise ratio."""
 
-    root: str | None = None  # folder of noise recordings (wav, flac, ogg, mp3; searched recursively); None: off
-    snr_db: list[float] = field(default_factory=lambda: [10.0, 20.0])  # [low, high]: uniform in between
-    share: float = 1.0  # of training utterances given a noisy copy
+    where = "preprocess.noise"
+    root: str | None = Field(
+        None,
+        description="Folder of noise recordings (wav, flac, ogg, mp3; searched recursively); null: no noisy copies.",
+    )
+    snr_db: list[float] = Field(
+        [10.0, 20.0],
+        min_length=2,
+        max_length=2,
+        description="[low, high] signal-to-noise ratio in dB: uniform in between.",
+    )
+    share: float = Field(1.0, gt=0, le=1, description="Share of training utterances given a noisy copy.")
 
-    def __post_init__(self):
-        require(
-            len(self.snr_db) == 2 and self.snr_db[0] <= self.snr_db[1],
-            f"preprocess.noise.snr_db must be [low, high] in dB, got {self.snr_db}",
-        )
-        require(0 < self.share <= 1, "preprocess.noise.share must be in (0, 1]")
+    @model_validator(mode="after")
+    def _rising(self) -> Self:
+        if self.snr_db[0] > self.snr_db[1]:
+            raise _invalid(f"preprocess.noise.snr_db must be [low, high] in dB, got {self.snr_db}")
+        return self
 
 
 SPEED_RANGE = (0.5, 2.0)  # beyond, a copy no longer sounds like speech at another pace
 
 
-@dataclass(frozen=True)
-class Pack:
+class Pack(Settings):
     """Training windows that hold several consecutive utterances, as Whisper was pre-trained: the
-    encoder's 30 s then carry speech instead of padding (README, "Packed windows")."""
+    encoder's 30 s then carry speech instead of padding (docs/packing.md)."""
 
-    # seeded groups within a category (measured: README, "Packed windows"), or a session's utterances
-    # in their order; None: one utterance per window
-    by: Literal["session", "category"] | None = "category"
-    max_s: float = float(CHUNK_LENGTH)  # seconds of audio per window, gaps included
-    # silence between utterances, seconds: uniform in [low, high], seeded per window
-    gap_s: list[float] = field(default_factory=lambda: [0.1, 0.6])
-    timestamps: float = 0.5  # share of windows labelled with segment timestamps (the others: <|notimestamps|>)
-    single: float = 0.0  # share of utterances also kept as a window of their own (short-form training)
+    where = "preprocess.pack"
+    by: Literal["session", "category"] | None = Field(
+        "category",
+        description="category: seeded groups within a category; session: a call's utterances in their order; "
+        "null: one utterance per window.",
+    )
+    max_s: float = Field(
+        float(CHUNK_LENGTH), ge=1, le=CHUNK_LENGTH, description="Seconds of audio per window, gaps included."
+    )
+    gap_s: list[Annotated[float, Field(ge=0)]] = Field(
+        [0.1, 0.6],
+        min_length=2,
+        max_length=2,
+        description="Silence between utterances, seconds: uniform in [low, high] (high at most max_s / 2), seeded "
+        "per window.",
+    )
+    timestamps: float = Field(
+        0.5, ge=0, le=1, description="Share of windows labelled with segment timestamps (the others: <|notimestamps|>)."
+    )
+    single: float = Field(
+        0.0, ge=0, le=1, description="Share of utterances also kept as a window of their own (short-form training)."
+    )
 
-    def __post_init__(self):
-        require(
-            1 <= self.max_s <= CHUNK_LENGTH,
-            f"preprocess.pack.max_s must be in [1, {CHUNK_LENGTH}] seconds (Whisper's window)",
-        )
-        require(
-            len(self.gap_s) == 2 and 0 <= self.gap_s[0] <= self.gap_s[1] <= self.max_s / 2,
-            f"preprocess.pack.gap_s must be [low, high] seconds with 0 <= low <= high <= max_s / 2, got {self.gap_s}",
-        )
-        for name in ("timestamps", "single"):
-            require(0 <= getattr(self, name) <= 1, f"preprocess.pack.{name} must be in [0, 1] (a share)")
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    dtype: Literal["float16", "float32"] = "float16"  # stored feature precision
-    max_label_tokens: int = MAX_TARGET_POSITIONS  # including the 4-token prefix; longer labels are skipped
-    min_duration: float = 0.1  # seconds
-    shard_size: int = 1000  # records per shard (an utterance, or a packed window)
-    workers: int | None = None  # None: CPU count
-    silent_audio: Literal["keep", "skip"] = "keep"  # clips of digital silence whose label has text
-    # Kaldi-style speed perturbation: per factor, an extra copy of every training utterance resampled
-    # to that speed (pitch moves with it), e.g. [0.9, 1.1]. Never val or test.
-    speed_perturb: list[float] = field(default_factory=list)
-    noise: Noise = field(default_factory=Noise)  # noisy training copies; off without noise.root
-    pack: Pack = field(default_factory=Pack)  # training windows of several utterances; off without pack.by
-    seed: int = 0  # the noise recordings, offsets and SNRs per utterance; the packing's groups, gaps and shares
-
-    def __post_init__(self):
-        require(
-            5 <= self.max_label_tokens <= MAX_TARGET_POSITIONS,
-            f"preprocess.max_label_tokens must be in [5, {MAX_TARGET_POSITIONS}] (Whisper's decoder)",
-        )
-        require(self.min_duration >= 0, "preprocess.min_duration must be 0 or more")
-        _positive(self, "preprocess", "shard_size", "workers")
-        low, high = SPEED_RANGE
-        require(
-            all(low <= f <= high and f != 1 for f in self.speed_perturb)
-            and len(set(self.speed_perturb)) == len(self.speed_perturb),
-            f"preprocess.speed_perturb {self.speed_perturb}: distinct factors in [{low}, {high}], "
-            "not 1 (the original is always kept), e.g. [0.9, 1.1]",
-        )
+    @model_validator(mode="after")
+    def _gaps(self) -> Self:
+        low, high = self.gap_s
+        if not low <= high <= self.max_s / 2:
+            raise _invalid(
+                "preprocess.pack.gap_s must be [low, high] seconds with 0 <= low <= high <= max_s / 2, "
+                f"got {self.gap_s}"
+            )
+        return self
 
 
-@dataclass(frozen=True)
-class Lora:
-    r: int = 32
-    alpha: int = 64
-    dropout: float = 0.05
-    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+class Preprocess(Settings):
+    """Features and labels of the manifests' utterances, in shards, and the training copies."""
 
-    def __post_init__(self):
-        _positive(self, "train.lora", "r", "alpha")
-        require(0 <= self.dropout < 1, "train.lora.dropout must be in [0, 1)")
-        require(bool(self.target_modules), "train.lora.target_modules is empty")
+    where = "preprocess"
+    dtype: Literal["float16", "float32"] = Field("float16", description="Stored feature precision.")
+    max_label_tokens: int = Field(
+        MAX_TARGET_POSITIONS,
+        ge=5,
+        le=MAX_TARGET_POSITIONS,
+        description="Longest label in tokens, the 4-token prefix included (Whisper's decoder); longer ones are "
+        "skipped.",
+    )
+    min_duration: float = Field(0.1, ge=0, description="Seconds; shorter clips are skipped.")
+    shard_size: int = Field(1000, ge=1, description="Records per shard (an utterance, or a packed window).")
+    workers: int | None = Field(None, ge=1, description="Worker processes (null: the CPU count).")
+    silent_audio: Literal["keep", "skip"] = Field(
+        "keep", description="Clips of digital silence whose label has text (counted in the report either way)."
+    )
+    speed_perturb: list[Annotated[float, Field(ge=SPEED_RANGE[0], le=SPEED_RANGE[1])]] = Field(
+        [],
+        description="Kaldi-style speed perturbation: per factor, an extra copy of every training utterance "
+        "resampled to that speed (pitch moves with it), e.g. [0.9, 1.1]. Never val or test.",
+    )
+    noise: Noise = Field(default_factory=Noise, description="Noisy training copies; off without noise.root.")
+    pack: Pack = Field(default_factory=Pack, description="Training windows of several utterances; off without pack.by.")
+    seed: int = Field(
+        0, description="The noise recordings, offsets and SNRs per utterance; the packing's groups, gaps and shares."
+    )
+
+    @field_validator("speed_perturb")
+    @classmethod
+    def _distinct(cls, factors: list[float]) -> list[float]:
+        if 1 in factors or len(set(factors)) != len(factors):
+            low, high = SPEED_RANGE
+            raise _invalid(
+                f"preprocess.speed_perturb {factors}: distinct factors in [{low}, {high}], "
+                "not 1 (the original is always kept), e.g. [0.9, 1.1]"
+            )
+        return factors
 
 
-@dataclass(frozen=True)
-class SpecAugment:
+class Lora(Settings):
+    """LoRA adapters (train.method: lora)."""
+
+    where = "train.lora"
+    r: int = Field(32, ge=1, description="Rank of the adapters.")
+    alpha: int = Field(64, ge=1, description="Scaling: the adapters' output is multiplied by alpha / r.")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the adapters' input.")
+    target_modules: list[str] = Field(
+        ["q_proj", "v_proj"], min_length=1, description="Modules that get adapters (names in Whisper's layers)."
+    )
+
+
+class SpecAugment(Settings):
     """SpecAugment through Whisper's own config (its fields, `apply` for apply_spec_augment): masks
     on the log-mel in training steps only; every saved model's config has it off."""
 
-    apply: bool = False
-    mask_time_prob: float = 0.05  # about this share of the 3000 frames masked, in spans of
-    mask_time_length: int = 10  # frames (10 ms each)
-    mask_time_min_masks: int = 2
-    mask_feature_prob: float = 0.0  # the same along the mel bins (0: none)
-    mask_feature_length: int = 10
-    mask_feature_min_masks: int = 0
-
-    def __post_init__(self):
-        for name in ("mask_time_prob", "mask_feature_prob"):
-            require(0 <= getattr(self, name) < 1, f"train.spec_augment.{name} must be in [0, 1)")
-        _positive(self, "train.spec_augment", "mask_time_length", "mask_feature_length")
-        require(
-            self.mask_time_min_masks >= 0 and self.mask_feature_min_masks >= 0,
-            "train.spec_augment.mask_time_min_masks and mask_feature_min_masks must be 0 or more",
-        )
+    where = "train.spec_augment"
+    apply: bool = Field(False, description="Mask the log-mel in training steps.")
+    mask_time_prob: float = Field(
+        0.05, ge=0, lt=1, description="About this share of the 3000 frames is masked, in spans of mask_time_length."
+    )
+    mask_time_length: int = Field(10, ge=1, description="Frames (10 ms each) per time mask.")
+    mask_time_min_masks: int = Field(2, ge=0, description="Time masks at least.")
+    mask_feature_prob: float = Field(0.0, ge=0, lt=1, description="The same along the mel bins (0: none).")
+    mask_feature_length: int = Field(10, ge=1, description="Mel bins per feature mask.")
+    mask_feature_min_masks: int = Field(0, ge=0, description="Feature masks at least.")
 
 
-# Train fields passed to Seq2SeqTrainingArguments as they are.
-TRAINER_FIELDS = (
-    "learning_rate",
-    "lr_scheduler_type",
-    "num_train_epochs",
-    "max_steps",
-    "per_device_train_batch_size",
-    "per_device_eval_batch_size",
-    "gradient_accumulation_steps",
-    "weight_decay",
-    "max_grad_norm",
-    "seed",
-    "dataloader_num_workers",
-    "dataloader_persistent_workers",
-    "logging_steps",
-    "save_total_limit",
-)
+# Train fields that Seq2SeqTrainingArguments has too, but which training.trainer_kwargs sets itself:
+# eval_steps (null here: per epoch, with a strategy), metric_for_best_model (with greater_is_better),
+# gradient_checkpointing (a deprecated alias there of activation_checkpointing).
+SET_BY_TRAINING = frozenset({"eval_steps", "metric_for_best_model", "gradient_checkpointing"})
 
 
-@dataclass(frozen=True)
-class Train:
-    method: Literal["full", "lora", "freeze_encoder"] = "full"
-    lora: Lora = field(default_factory=Lora)
-    learning_rate: float = 1e-5
-    warmup_ratio: float = 0.1
-    lr_scheduler_type: str = "cosine"
-    num_train_epochs: float = 3.0
-    max_steps: int = -1  # > 0 overrides epochs
-    per_device_train_batch_size: int = 16
-    per_device_eval_batch_size: int = 32
-    gradient_accumulation_steps: int = 1
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    seed: int = 0
-    precision: Precision = "auto"  # see runtime.precision
-    gradient_checkpointing: bool = False
-    group_by_length: bool = False  # batches of similar label length: less decoder padding
-    eval_steps: int | None = None  # None: evaluate and checkpoint once per epoch
-    eval_max_samples: int | None = 200  # val utterances decoded per evaluation
-    eval_max_new_tokens: int = 128  # as benchmark.max_new_tokens: the trainer's CER is the benchmark's
-    metric_for_best_model: Literal["cer_nospace", "cer", "wer"] = "cer_nospace"
-    early_stopping_patience: int | None = 3  # evaluations without improvement (None: never stop early)
-    early_stopping_threshold: float = 0.0
-    nproc_per_node: int = 1  # > 1: torchrun, one process per GPU
-    dataloader_num_workers: int = 0
-    dataloader_persistent_workers: bool = False
-    logging_steps: int = 10
-    save_total_limit: int | None = 2  # checkpoints kept (the best one always stays)
-    spec_augment: SpecAugment = field(default_factory=SpecAugment)
-    # The saved model: the parameter mean of the N best checkpoints by metric_for_best_model (LoRA:
-    # of their adapters), kept only if its val score is no worse than the best checkpoint's; the N
-    # best stay on disk instead of save_total_limit's latest. None: the best checkpoint.
-    average_checkpoints: int | None = None
+class Train(Settings):
+    """The fine-tune: method, optimiser, schedule, evaluation and checkpoints."""
 
-    def __post_init__(self):
-        require(self.learning_rate > 0, "train.learning_rate must be positive")
-        require(0 <= self.warmup_ratio < 1, "train.warmup_ratio must be in [0, 1)")
-        require(self.max_steps == -1 or self.max_steps > 0, "train.max_steps must be -1 (use epochs) or positive")
-        require(
-            self.max_steps > 0 or self.num_train_epochs > 0,
-            f"train.num_train_epochs is {self.num_train_epochs:g} with max_steps -1: that trains nothing; "
-            "set a positive number of epochs or max_steps",
-        )
-        _positive(
-            self,
-            "train",
-            "per_device_train_batch_size",
-            "per_device_eval_batch_size",
-            "gradient_accumulation_steps",
-            "eval_steps",
-            "eval_max_samples",
-            "eval_max_new_tokens",
-            "early_stopping_patience",
-            "nproc_per_node",
-            "logging_steps",
-            "save_total_limit",
-        )
-        require(
-            self.average_checkpoints is None or self.average_checkpoints >= 2,
-            f"train.average_checkpoints must be 2 or more (null: no averaging), got {self.average_checkpoints}",
-        )
-        require(
-            self.max_grad_norm > 0 and self.weight_decay >= 0 and self.early_stopping_threshold >= 0,
-            "train.max_grad_norm must be positive, weight_decay and early_stopping_threshold 0 or more",
-        )
-        require(self.dataloader_num_workers >= 0, "train.dataloader_num_workers must be 0 or more")
-        require(
-            not self.dataloader_persistent_workers or self.dataloader_num_workers > 0,
-            "train.dataloader_persistent_workers needs dataloader_num_workers > 0",
-        )
+    where = "train"
+    method: Literal["full", "lora", "freeze_encoder"] = Field(
+        "full", description="What is trained: every weight, LoRA adapters, or the decoder only."
+    )
+    lora: Lora = Field(default_factory=Lora, description="The adapters of method lora.")
+    learning_rate: float = Field(1e-5, gt=0, description="Peak learning rate.")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of the steps spent warming the rate up.")
+    lr_scheduler_type: str = Field("cosine", description="transformers' learning-rate schedule after the warm-up.")
+    num_train_epochs: float = Field(3.0, description="Passes over the training windows (when max_steps is -1).")
+    max_steps: int = Field(-1, description="Optimiser steps; > 0 overrides num_train_epochs, -1 uses them.")
+    per_device_train_batch_size: int = Field(16, ge=1, description="Training windows per step and device.")
+    per_device_eval_batch_size: int = Field(32, ge=1, description="Val utterances per decoding batch and device.")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="Batches per optimiser step.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW's weight decay.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradients are clipped to this norm.")
+    seed: int = Field(0, description="Initialisation, data order, dropout and masks.")
+    precision: Precision = Field(
+        "auto",
+        description="Training precision (runtime.precision): auto is bf16 on GPUs that have it natively, else fp16, "
+        "and fp32 on CPU; bf16 also runs on CPU.",
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in the backward pass: less memory, more time."
+    )
+    group_by_length: bool = Field(False, description="Batches of similar label length: less decoder padding.")
+    eval_steps: int | None = Field(
+        None, ge=1, description="Steps between evaluations and checkpoints (null: once per epoch)."
+    )
+    eval_max_samples: int | None = Field(
+        200, ge=1, description="Val utterances decoded per evaluation (null: all of them)."
+    )
+    eval_max_new_tokens: int = Field(
+        128,
+        ge=1,
+        description="Tokens decoded per val utterance, as benchmark.max_new_tokens: the trainer's CER is "
+        "the benchmark's.",
+    )
+    metric_for_best_model: Literal["cer_nospace", "cer", "wer"] = Field(
+        "cer_nospace", description="The val metric that picks the best checkpoint and stops early."
+    )
+    early_stopping_patience: int | None = Field(
+        3, ge=1, description="Evaluations without improvement before training stops (null: never stop early)."
+    )
+    early_stopping_threshold: float = Field(0.0, ge=0, description="Smallest change that counts as an improvement.")
+    nproc_per_node: int = Field(1, ge=1, description="Processes, one per GPU; > 1: torchrun.")
+    dataloader_num_workers: int = Field(0, ge=0, description="Data loading processes per training process.")
+    dataloader_persistent_workers: bool = Field(
+        False,
+        description="Keep the data loading processes between evaluations (no restart, no page-cache refill); "
+        "needs dataloader_num_workers > 0.",
+    )
+    logging_steps: int = Field(10, ge=1, description="Steps between logged training losses.")
+    save_total_limit: int | None = Field(
+        2, ge=1, description="Checkpoints kept (the best one always stays; null: all)."
+    )
+    spec_augment: SpecAugment = Field(
+        default_factory=SpecAugment, description="Whisper's own SpecAugment: masks on the log-mel in training steps."
+    )
+    average_checkpoints: int | None = Field(
+        None,
+        ge=2,
+        description="The saved model: the parameter mean of the N best checkpoints by metric_for_best_model (LoRA: "
+        "of their adapters), kept only if its val score is no worse than the best checkpoint's; the N best stay on "
+        "disk instead of save_total_limit's latest. null: the best checkpoint.",
+    )
+
+    @field_validator("max_steps")
+    @classmethod
+    def _steps(cls, steps: int) -> int:
+        if steps != -1 and steps <= 0:
+            raise _invalid("train.max_steps must be -1 (use epochs) or positive")
+        return steps
+
+    @model_validator(mode="after")
+    def _trains(self) -> Self:
+        if self.max_steps <= 0 and self.num_train_epochs <= 0:
+            raise _invalid(
+                f"train.num_train_epochs is {self.num_train_epochs:g} with max_steps -1: that trains nothing; "
+                "set a positive number of epochs or max_steps"
+            )
+        if self.dataloader_persistent_workers and self.dataloader_num_workers == 0:
+            raise _invalid("train.dataloader_persistent_workers needs dataloader_num_workers > 0")
+        return self
 
     def trainer_args(self) -> dict:
-        """The fields Seq2SeqTrainingArguments takes as they are."""
-        args = {name: getattr(self, name) for name in TRAINER_FIELDS}
+        """The fields Seq2SeqTrainingArguments takes as they are: those it has too, but SET_BY_TRAINING."""
+        import dataclasses
+
+        from transformers import Seq2SeqTrainingArguments  # here: importing config stays fast
+
+        passed = {f.name for f in dataclasses.fields(Seq2SeqTrainingArguments)} - SET_BY_TRAINING
+        args = {name: getattr(self, name) for name in type(self).model_fields if name in passed}
         if self.average_checkpoints:  # training.KeepBest keeps the N best instead of the latest
             args["save_total_limit"] = None
         return args
 
 
 # openai/whisper's `transcribe` defaults, which faster-whisper's `transcribe` shares.
-WHISPER_TEMPERATURES = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+WHISPER_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 
-@dataclass(frozen=True)
-class Fallback:
+class Fallback(Settings):
     """Whisper's loop guards: a segment whose text compresses too well (a loop) or whose mean token
-    log-probability is too low is decoded again at the next temperature (README, "Loop guards")."""
+    log-probability is too low is decoded again at the next temperature (docs/benchmark.md, "Loop guards")."""
 
-    apply: bool = True  # on test utterances, as openai's and faster-whisper's transcribe; calls always
-    # also decode the test utterances the other way: the report's guards on/off table (twice the decoding)
-    compare: bool = False
-    temperatures: list[float] = field(default_factory=lambda: list(WHISPER_TEMPERATURES))
-    compression_ratio_threshold: float = 2.4  # gzip ratio of the text (openai, faster-whisper)
-    # transformers measures the ratio on token ids; 1.35 is the counterpart of 2.4 its documentation gives
-    token_compression_ratio_threshold: float = 1.35
-    logprob_threshold: float = -1.0  # mean log-probability of the segment's tokens
-    no_speech_threshold: float = 0.6  # with a low log-probability: the segment is silence, skipped (calls)
+    where = "benchmark.fallback"
+    apply: bool = Field(
+        True,
+        description="Guard the test utterances, as openai's and faster-whisper's transcribe do; whole calls always "
+        "are.",
+    )
+    compare: bool = Field(
+        False,
+        description="Also decode the test utterances the other way: the report's guards on/off table (twice the "
+        "decoding).",
+    )
+    temperatures: list[Annotated[float, Field(ge=0, le=1)]] = Field(
+        list(WHISPER_TEMPERATURES),
+        min_length=1,
+        description="Rising from 0 to at most 1: an output that fails a threshold is decoded again at the next.",
+    )
+    compression_ratio_threshold: float = Field(
+        2.4, gt=1, description="Gzip compression ratio of the text above which it is a loop (openai, faster-whisper)."
+    )
+    token_compression_ratio_threshold: float = Field(
+        1.35,
+        gt=1,
+        description="The same for transformers, which measures the ratio on token ids; 1.35 is the counterpart of "
+        "2.4 its documentation gives.",
+    )
+    logprob_threshold: float = Field(-1.0, description="Mean log-probability of the segment's tokens, at least.")
+    no_speech_threshold: float = Field(
+        0.6,
+        gt=0,
+        lt=1,
+        description="Whole calls: a window this likely silent, with a low log-probability, is skipped.",
+    )
 
-    def __post_init__(self):
-        require(
-            self.temperatures
-            and self.temperatures == sorted(self.temperatures)
-            and all(0 <= t <= 1 for t in self.temperatures),
-            f"benchmark.fallback.temperatures must rise from 0 to at most 1, got {self.temperatures}",
-        )
-        require(
-            self.compression_ratio_threshold > 1 and self.token_compression_ratio_threshold > 1,
-            "benchmark.fallback's compression ratio thresholds must be above 1 (text that does not compress)",
-        )
-        require(0 < self.no_speech_threshold < 1, "benchmark.fallback.no_speech_threshold must be in (0, 1)")
+    @field_validator("temperatures")
+    @classmethod
+    def _rising(cls, temperatures: list[float]) -> list[float]:
+        if temperatures != sorted(temperatures):
+            raise _invalid(f"benchmark.fallback.temperatures must rise from 0 to at most 1, got {temperatures}")
+        return temperatures
 
 
-@dataclass(frozen=True)
-class LongForm:
+class LongForm(Settings):
     """Whole calls: each test session's utterances in order, with gaps, decoded as a deployment
-    decodes a call (README, "Whole calls")."""
+    decodes a call (docs/benchmark.md, "Whole calls")."""
 
-    apply: bool = True
-    # silence between a session's utterances, seconds: uniform in [low, high], seeded per call
-    gap_s: list[float] = field(default_factory=lambda: [0.3, 1.0])
-    # prompt each 30-s window with the previous one's text, which also carries a loop into the next
-    # window; None: each engine's own default (transformers off, faster-whisper's transcribe on)
-    condition_on_prev_tokens: bool | None = None
-    max_new_tokens: int = MAX_TARGET_POSITIONS // 2  # per 30-s window: openai's sample_len
-    vad_batch_size: int = 8  # faster-whisper's BatchedInferencePipeline: VAD chunks decoded together
+    where = "benchmark.long_form"
+    apply: bool = Field(True, description="Decode the test sessions as whole calls.")
+    gap_s: list[Annotated[float, Field(ge=0, le=10)]] = Field(
+        [0.3, 1.0],
+        min_length=2,
+        max_length=2,
+        description="Silence between a session's utterances, seconds: uniform in [low, high], seeded per call.",
+    )
+    condition_on_prev_tokens: bool | None = Field(
+        None,
+        description="Prompt each 30-s window with the previous one's text, which also carries a loop into the next "
+        "window; null: each engine's own default (transformers off, faster-whisper's transcribe on).",
+    )
+    max_new_tokens: int = Field(
+        MAX_TARGET_POSITIONS // 2,
+        ge=1,
+        le=MAX_TARGET_POSITIONS - 4,
+        description="Tokens per 30-s window (openai's sample_len); Whisper's decoder takes 448 with the prefix.",
+    )
+    vad_batch_size: int = Field(
+        8, ge=1, description="faster-whisper's BatchedInferencePipeline: VAD chunks decoded together."
+    )
 
-    def __post_init__(self):
-        require(
-            len(self.gap_s) == 2 and 0 <= self.gap_s[0] <= self.gap_s[1] <= 10,
-            f"benchmark.long_form.gap_s must be [low, high] seconds with 0 <= low <= high <= 10, got {self.gap_s}",
-        )
-        require(
-            1 <= self.max_new_tokens <= MAX_TARGET_POSITIONS - 4,
-            f"benchmark.long_form.max_new_tokens must be in [1, {MAX_TARGET_POSITIONS - 4}] (Whisper's decoder)",
-        )
-        _positive(self, "benchmark.long_form", "vad_batch_size")
-
-
-@dataclass(frozen=True)
-class Benchmark:
-    # alias: hub id or directory, scored beside the fine-tune (paths.model, alias `finetuned`)
-    models: dict[str, str] = field(default_factory=dict)
-    group_by: list[str] = field(default_factory=list)  # manifest fields reported beside category
-    batch_size: int | None = None  # None: 64 per GPU, 16 per CPU worker
-    warmup_batches: int = 1  # decoded once, untimed, before each worker's timed pass
-    num_beams: int = 1  # greedy; 4-5 beams gain ~0.1-0.3 CER points at proportional cost
-    max_new_tokens: int = 128
-    max_samples: int | None = None  # seeded subset of the test split
-    seed: int = 0  # subset, bootstrap and the report's random predictions
-    cpu_workers: int = 2  # worker processes without a GPU (one thread each); with GPUs, one per GPU
-    dtype: Precision = "auto"  # see runtime.precision
-    batch_timeout_s: float = 600.0  # a worker silent this long (one batch, or loading a model) fails the run
-    bootstrap_resamples: int = 1000  # 95% interval of cer_nospace (0: none)
-    kocer: bool = False  # also score reading-equivalence CER (pip install 'whisper-ko[kocer]')
-    fallback: Fallback = field(default_factory=Fallback)  # loop guards: temperatures and thresholds
-    long_form: LongForm = field(default_factory=LongForm)  # whole calls, sequential and VAD-chunked
-
-    def __post_init__(self):
-        for alias, what in ((FINETUNED, "fine-tune (paths.model)"), (EXPORTED, "export (paths.export)")):
-            require(
-                alias not in self.models,
-                f"benchmark.models: `{alias}` is the pipeline's own {what}; give this one another alias",
+    @model_validator(mode="after")
+    def _rising(self) -> Self:
+        if self.gap_s[0] > self.gap_s[1]:
+            raise _invalid(
+                f"benchmark.long_form.gap_s must be [low, high] seconds with 0 <= low <= high <= 10, got {self.gap_s}"
             )
-        require(all(self.models.values()), "benchmark.models: every alias needs a hub id or a directory")
-        require(
-            self.warmup_batches >= 0 and self.bootstrap_resamples >= 0,
-            "benchmark.warmup_batches and bootstrap_resamples must be 0 or more",
-        )
-        require(self.batch_timeout_s > 0, "benchmark.batch_timeout_s must be positive")
-        _positive(self, "benchmark", "batch_size", "num_beams", "max_new_tokens", "max_samples", "cpu_workers")
+        return self
 
 
-@dataclass(frozen=True)
-class Export:
-    # CTranslate2 weight type. int8_float16: int8 weights, float16 elsewhere, faster-whisper's usual GPU
-    # deployment (a CPU runs it as int8_float32); int8 and float32 for CPUs, float16 for full GPU precision.
-    quantization: Literal["int8_float16", "int8", "float16", "float32"] = "int8_float16"
+class Benchmark(Settings):
+    """The test split scored with the fine-tune, its export and other models: quality and speed."""
+
+    where = "benchmark"
+    models: dict[str, Annotated[str, Field(min_length=1)]] = Field(
+        {},
+        description="alias: hub id or directory of each model scored beside the fine-tune (paths.model, alias "
+        "`finetuned`) and its export (paths.export, `finetuned-ct2`).",
+    )
+    group_by: list[str] = Field([], description="Manifest fields reported beside category.")
+    batch_size: int | None = Field(
+        None, ge=1, description="Utterances per decoding batch (null: 64 per GPU, 16 per CPU worker)."
+    )
+    warmup_batches: int = Field(1, ge=0, description="Batches decoded once, untimed, before each worker's timed pass.")
+    num_beams: int = Field(1, ge=1, description="1: greedy; 4-5 beams gain ~0.1-0.3 CER points at proportional cost.")
+    max_new_tokens: int = Field(128, ge=1, description="Tokens decoded per test utterance at most.")
+    max_samples: int | None = Field(None, ge=1, description="A seeded subset of the test split (null: all of it).")
+    seed: int = Field(0, description="The subset, the bootstrap and the report's random predictions.")
+    cpu_workers: int = Field(
+        2, ge=1, description="Worker processes without a GPU (one thread each); with GPUs, one per GPU."
+    )
+    dtype: Precision = Field(
+        "auto",
+        description="Decoding precision (runtime.precision): auto is fp32 on CPU, bf16 on GPUs that have it "
+        "natively, else fp16.",
+    )
+    batch_timeout_s: float = Field(
+        600.0, gt=0, description="A worker silent this long (one batch, or loading a model) fails the run."
+    )
+    bootstrap_resamples: int = Field(1000, ge=0, description="Resamples of the 95% interval of cer_nospace (0: none).")
+    kocer: bool = Field(False, description="Also score reading-equivalence CER (pip install 'whisper-ko[kocer]').")
+    fallback: Fallback = Field(default_factory=Fallback, description="Loop guards: temperatures and thresholds.")
+    long_form: LongForm = Field(
+        default_factory=LongForm, description="Whole calls, decoded sequentially and in VAD chunks."
+    )
+
+    @field_validator("models")
+    @classmethod
+    def _aliases(cls, models: dict[str, str]) -> dict[str, str]:
+        for alias, what in ((FINETUNED, "fine-tune (paths.model)"), (EXPORTED, "export (paths.export)")):
+            if alias in models:
+                raise _invalid(f"benchmark.models: `{alias}` is the pipeline's own {what}; give this one another alias")
+        return models
 
 
-SECTIONS = {
-    "paths": Paths,
-    "discover": Discover,
-    "text": Text,
-    "model": Model,
-    "preprocess": Preprocess,
-    "train": Train,
-    "benchmark": Benchmark,
-    "export": Export,
+class Export(Settings):
+    """The fine-tune converted for faster-whisper (CTranslate2)."""
+
+    where = "export"
+    quantization: Literal["int8_float16", "int8", "float16", "float32"] = Field(
+        "int8_float16",
+        description="CTranslate2 weight type. int8_float16: int8 weights, float16 elsewhere, faster-whisper's usual "
+        "GPU deployment (a CPU runs it as int8_float32); int8 and float32 for CPUs, float16 for full GPU precision.",
+    )
+
+
+SECTIONS: dict[str, type[Settings]] = {
+    cls.where: cls for cls in (Paths, Discover, Text, Model, Preprocess, Train, Benchmark, Export)
 }
+
+
+def validate(cls: type[Settings], values) -> Settings:
+    """`values` (a mapping, as YAML gives it) as a `cls`, or a ParamsError naming each bad parameter."""
+    if not isinstance(values, dict):
+        raise ParamsError(f"{cls.where}: expected a section of settings, got {values!r}")
+    return cls(**values)
 
 
 def load(path: str | Path, *sections: str) -> tuple:
@@ -527,76 +777,13 @@ def load(path: str | Path, *sections: str) -> tuple:
         raise ParamsError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from err
     except ParamsError as err:
         raise ParamsError(f"{path}: {err}") from None
-    require(isinstance(document, dict), f"{path}: expected sections (discover:, train:, …) at the top level")
+    if not isinstance(document, dict):
+        raise ParamsError(f"{path}: expected sections (discover:, train:, …) at the top level")
     try:
-        parsed = tuple(parse(SECTIONS[name], document.get(name, {}), name) for name in sections)
+        parsed = tuple(validate(SECTIONS[name], document.get(name, {})) for name in sections)
         found = {type(section): section for section in parsed}
         if Paths in found and Model in found:
             found[Paths].check_apart_from(found[Model].base)
     except ParamsError as err:
         raise ParamsError(f"{path}: {err}") from None
     return parsed
-
-
-def parse(cls: type, values, name: str):
-    """`values` (a mapping from YAML) as an instance of the dataclass `cls`, every field checked."""
-    require(isinstance(values, dict), f"{name}: expected a section of settings, got {values!r}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(values) - set(known))
-    require(
-        not unknown,
-        f"unknown parameter(s) {', '.join(f'{name}.{k}' for k in unknown)}; known: {', '.join(sorted(known))}",
-    )
-    missing = [k for k, f in known.items() if k not in values and f.default is MISSING and f.default_factory is MISSING]
-    require(not missing, f"{', '.join(f'{name}.{k}' for k in missing)} must be set")
-    return cls(**{key: _value(values[key], hints[key], f"{name}.{key}") for key in values})
-
-
-def _value(value, kind, name: str):
-    origin, args = get_origin(kind), get_args(kind)
-    if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        for option in (a for a in args if a is not type(None)):
-            try:
-                return _value(value, option, name)
-            except ParamsError:
-                continue
-        raise ParamsError(f"{name}: expected {_describe(kind)}, got {value!r}")
-    if origin is Literal:
-        require(value in args, f"{name} {value!r}: choose one of {', '.join(map(str, args))}")
-        return value
-    if is_dataclass(kind):
-        return parse(kind, value, name)
-    if origin is list:
-        require(isinstance(value, list), f"{name}: expected a list, got {value!r}")
-        return [_value(item, args[0], f"{name}[{i}]") for i, item in enumerate(value)]
-    if origin is dict:
-        require(isinstance(value, dict), f"{name}: expected a mapping, got {value!r}")
-        return {_value(k, args[0], f"{name} key"): _value(v, args[1], f"{name}.{k}") for k, v in value.items()}
-    ok = {
-        bool: isinstance(value, bool),
-        int: isinstance(value, int) and not isinstance(value, bool),
-        float: isinstance(value, (int, float)) and not isinstance(value, bool),
-        str: isinstance(value, str),
-    }[kind]
-    require(ok, f"{name}: expected {_describe(kind)}, got {value!r}")
-    if kind is float:
-        require(math.isfinite(value), f"{name}: expected a finite number, got {value!r}")
-        return float(value)
-    return value
-
-
-def _describe(kind) -> str:
-    if get_origin(kind) in (Union, types.UnionType):
-        return " or ".join(_describe(a) for a in get_args(kind))
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}.get(
-        kind, str(kind)
-    )
-
-
-def _positive(config, section: str, *names: str) -> None:
-    for name in names:
-        value = getattr(config, name)
-        require(value is None or value >= 1, f"{section}.{name} must be at least 1, got {value}")

@@ -34,7 +34,7 @@ from whisper_ko.dims import PCM_SAMPLE_RATE
 from whisper_ko.errors import UserError
 from whisper_ko.layouts import Candidate, Unit, UnitScan, aihub_units, locate, loop_candidates, scan, scan_units
 from whisper_ko.ledger import MAX_EXAMPLES, Ledger
-from whisper_ko.manifest import SPLITS
+from whisper_ko.manifest import SPLITS, Utterance
 
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 LEFTOVER_MARKUP = "/()（）"
@@ -440,7 +440,7 @@ class Spool:
 # ---------------------------------------------------------------- the whole stage
 
 
-def discover(config: Discover, policy: Text = Text(), need_val: bool = True) -> tuple[dict[str, list[dict]], dict]:
+def discover(config: Discover, policy: Text = Text(), need_val: bool = True) -> tuple[dict[str, list[Utterance]], dict]:
     """Manifests per split as rows in memory, and the report: `write_manifests` for a small corpus."""
     with tempfile.TemporaryDirectory() as directory:
         report = write_manifests(config, policy, directory, need_val)
@@ -589,7 +589,7 @@ def check_leaks(splits: dict[str, list[Kept]], spool: Spool, by: str = "session"
 
 
 def require_splits(
-    splits: dict[str, list[dict]], report: dict, sides: set[str], config: Discover, need_val: bool = True
+    splits: dict[str, list[Utterance]], report: dict, sides: set[str], config: Discover, need_val: bool = True
 ) -> None:
     """A corpus that leaves train empty, val empty (where `need_val`: training needs it, or where the
     corpus has a val side), or test empty where it has (or is asked for) that side, fails now,

@@ -51,14 +51,32 @@ class BenchmarkError(UserError):
 
 @dataclass(frozen=True)
 class Options:
-    decoding: inference.Decoding = inference.Decoding()
-    batch_size: int | None = None  # None: GPU_BATCH_SIZE on GPUs, CPU_BATCH_SIZE on CPU workers
-    warmup_batches: int = 1  # each worker's first batches decoded once more before timing starts, untimed
-    dtype: str = "auto"  # see runtime.precision
-    attention: str = "sdpa"  # see runtime.attention_candidates
-    cpu_workers: int = 1  # worker processes when there is no GPU (one thread each)
-    processor_fallback: str | None = None  # processor of weights-only directories (training checkpoints)
-    batch_timeout_s: float = 600.0  # longest silence of a worker: one batch, or loading a model
+    """How the workers run: the params' settings, taken from the config sections (which hold their
+    defaults) by `of`."""
+
+    decoding: inference.Decoding  # of a model given as a path (see `transcribe`)
+    batch_size: int | None  # None: GPU_BATCH_SIZE on GPUs, CPU_BATCH_SIZE on CPU workers
+    warmup_batches: int  # each worker's first batches decoded once more before timing starts, untimed
+    dtype: str  # see runtime.precision
+    attention: str  # see runtime.attention_candidates
+    cpu_workers: int  # worker processes when there is no GPU (one thread each)
+    processor_fallback: str | None  # processor of weights-only directories (training checkpoints)
+    batch_timeout_s: float  # longest silence of a worker: one batch, or loading a model
+
+    @classmethod
+    def of(cls, settings: config.Benchmark, model: config.Model) -> "Options":
+        """The benchmark's options as the params say: the test utterances decoded by `inference.Decoding.of`,
+        training checkpoints with the base model's processor."""
+        return cls(
+            decoding=inference.Decoding.of(settings, model),
+            batch_size=settings.batch_size,
+            warmup_batches=settings.warmup_batches,
+            dtype=settings.dtype,
+            attention=model.attention,
+            cpu_workers=settings.cpu_workers,
+            processor_fallback=model.base,
+            batch_timeout_s=settings.batch_timeout_s,
+        )
 
 
 @dataclass(frozen=True)
@@ -87,12 +105,17 @@ class Transcripts:
 
 @dataclass(frozen=True)
 class Scoring:
-    """How hypotheses are scored and grouped."""
+    """How hypotheses are scored and grouped: the params' settings, taken from benchmark by `of`."""
 
-    group_by: tuple[str, ...] = ("category",)  # manifest fields to report per value of
-    kocer: bool = False  # also reading-equivalence CER (metrics.kocer_scores)
-    resamples: int = 1000  # bootstrap resamples of the cer_nospace interval (0: none)
-    seed: int = 0
+    group_by: tuple[str, ...]  # manifest fields to report per value of
+    kocer: bool  # also reading-equivalence CER (metrics.kocer_scores)
+    resamples: int  # bootstrap resamples of the cer_nospace interval (0: none)
+    seed: int
+
+    @classmethod
+    def of(cls, settings: config.Benchmark, rows: list[dict]) -> "Scoring":
+        """Scoring as the params say, by category and benchmark.group_by's fields (each one some of `rows` has)."""
+        return cls(group_fields(rows, settings.group_by), settings.kocer, settings.bootstrap_resamples, settings.seed)
 
 
 # What a worker tells the main process, in order: per model Ready, a BatchDone per batch, ModelDone.
@@ -224,24 +247,12 @@ GUARDED, UNGUARDED = "with loop guards", "without loop guards"
 def benchmark(settings: config.Benchmark, model: config.Model, rows: list[dict], models: dict[str, str]) -> Run:
     """The benchmark stage's run: `models` on `rows` as the params say (the utterances, with and
     without the loop guards where asked, then the sessions as whole calls), and their comparisons."""
-    plain = inference.Decoding(
-        model.language, model.task, settings.num_beams, settings.max_new_tokens, seed=settings.seed
-    )
-    guarded = replace(plain, guards=settings.fallback)
-    chosen, other = (guarded, plain) if settings.fallback.apply else (plain, guarded)
-    options = Options(
-        decoding=chosen,
-        batch_size=settings.batch_size,
-        warmup_batches=settings.warmup_batches,
-        dtype=settings.dtype,
-        attention=model.attention,
-        cpu_workers=settings.cpu_workers,
-        processor_fallback=model.base,
-        batch_timeout_s=settings.batch_timeout_s,
-    )
-    scoring = Scoring(
-        group_fields(rows, settings.group_by), settings.kocer, settings.bootstrap_resamples, settings.seed
-    )
+    options = Options.of(settings, model)
+    scoring = Scoring.of(settings, rows)
+    # the test utterances as the params say (`chosen`: with the loop guards or without), and the other way
+    chosen = options.decoding
+    other = replace(chosen, guards=None if settings.fallback.apply else settings.fallback)
+    plain = replace(chosen, guards=None)
     jobs = {}
     for alias, path in models.items():  # a model's two decodings in a row: the worker loads it once
         jobs[alias] = (path, chosen)
@@ -367,7 +378,7 @@ def baseline_alias(models: dict[str, str], base: str) -> str | None:
 
 
 def compare(
-    results: dict[str, Result], baseline: str, candidate: str, scoring: Scoring = Scoring(), kind: str = "base"
+    results: dict[str, Result], baseline: str, candidate: str, scoring: Scoring, kind: str = "base"
 ) -> Comparison:
     """`candidate` against `baseline` on the utterances both scored: CER and no-space CER before and
     after, each change with its paired interval (the same utterances drawn for both), and
@@ -421,9 +432,7 @@ def restrict(results: dict[str, Result], indices: list[int]) -> dict[str, Result
     }
 
 
-def run(
-    models: dict[str, str | tuple], rows: list[dict], options: Options, scoring: Scoring = Scoring()
-) -> dict[str, Result]:
+def run(models: dict[str, str | tuple], rows: list[dict], options: Options, scoring: Scoring) -> dict[str, Result]:
     """Transcribe `rows` with every model and score them, per group of each `scoring.group_by` field."""
     if scoring.kocer:
         metrics.kocer_module()
@@ -717,7 +726,7 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
-def score(rows: list[dict], found: Transcripts, scoring: Scoring = Scoring()) -> tuple[dict, list[dict], list[dict]]:
+def score(rows: list[dict], found: Transcripts, scoring: Scoring) -> tuple[dict, list[dict], list[dict]]:
     """Metrics (overall, and per group of each `group_by` field), per-utterance predictions and
     per-utterance scores."""
     scored, predictions = [], []

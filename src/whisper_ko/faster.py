@@ -57,16 +57,16 @@ class FasterWhisper:
             return outputs
         ctranslate2.set_random_seed(decoding.seed)  # sampling at a fallback temperature
         if decoding.method == "short" and decoding.guards is None:
-            found = self._batched(batch.audio, decoding)
+            found = self.batched(batch.audio, decoding)
         elif decoding.method == "short":
-            found = [" ".join(s.text.strip() for s in self._transcribe(clip, decoding)) for clip in batch.audio]
+            found = [" ".join(s.text.strip() for s in self.transcribe(clip, decoding)) for clip in batch.audio]
         else:
-            found = [self._call(clip, decoding) for clip in batch.audio]
+            found = [self.call(clip, decoding) for clip in batch.audio]
         for i, out in zip(batch.ok, found, strict=True):
             outputs[i] = out
         return outputs
 
-    def _batched(self, clips: list[np.ndarray], decoding) -> list[str]:
+    def batched(self, clips: list[np.ndarray], decoding) -> list[str]:
         """One pass of the batched pipeline over the clips laid end to end, each clip its own chunk
         (clip_timestamps): faster-whisper batches the chunks of one audio, not several files."""
         ends = np.cumsum([len(clip) for clip in clips]) / dims.SAMPLE_RATE
@@ -81,7 +81,7 @@ class FasterWhisper:
         )
         return [segment.text.strip() for segment in segments]  # one segment per chunk without timestamps
 
-    def _transcribe(self, clip: np.ndarray, decoding) -> list:
+    def transcribe(self, clip: np.ndarray, decoding) -> list:
         """faster-whisper's sequential `transcribe` with the loop guards: an utterance in one window
         without timestamps, or a call in windows moved along by its timestamps."""
         guards, call = decoding.guards, decoding.method == "sequential"
@@ -104,12 +104,12 @@ class FasterWhisper:
         )
         return list(segments)
 
-    def _call(self, clip: np.ndarray, decoding) -> dict:
+    def call(self, clip: np.ndarray, decoding) -> dict:
         if decoding.method == "vad":
             segments, _ = self.pipeline.transcribe(clip, batch_size=decoding.vad_batch_size, **_asked(decoding))
             segments = list(segments)
         else:
-            segments = self._transcribe(clip, decoding)
+            segments = self.transcribe(clip, decoding)
         windows = Counter()  # tokens per window: its segments share its seek, their tokens include the timestamps
         for s in segments:
             windows[s.seek] += len(s.tokens)

@@ -30,18 +30,36 @@ class ModelError(UserError):
 
 @dataclass(frozen=True)
 class Decoding:
-    language: str = "ko"
-    task: str = "transcribe"
-    num_beams: int = 1  # greedy: beams cost proportionally more time for ~0.1-0.3 points of CER
-    max_new_tokens: int = 128  # per 30-s window
+    """How a worker decodes: the params' settings (`of` takes them from the config sections, which
+    hold their defaults), the way of decoding and the loop guards."""
+
+    language: str
+    task: str
+    num_beams: int
+    max_new_tokens: int  # per 30-s window
+    seed: int  # sampling at a fallback temperature, reseeded per batch: a rerun gives the same text
+    condition_on_prev_tokens: bool | None  # sequential: None keeps each engine's own default
+    vad_batch_size: int
     # short: each clip in one 30-s window, as the utterances are scored; sequential: a call in 30-s
     # windows moved along by the timestamps the model predicts; vad: faster-whisper's VAD chunks,
     # decoded in batches (CTranslate2 models)
     method: Literal["short", "sequential", "vad"] = "short"
     guards: config.Fallback | None = None  # temperature fallback and its thresholds; None: one pass
-    condition_on_prev_tokens: bool | None = None  # sequential: None keeps each engine's own default
-    vad_batch_size: int = 8
-    seed: int = 0  # sampling at a fallback temperature, reseeded per batch: a rerun gives the same text
+
+    @classmethod
+    def of(cls, settings: config.Benchmark, model: config.Model) -> "Decoding":
+        """The benchmark's decoding of test utterances as the params say: with the loop guards where
+        benchmark.fallback.apply (whole calls: `dataclasses.replace` the method and token cap)."""
+        return cls(
+            language=model.language,
+            task=model.task,
+            num_beams=settings.num_beams,
+            max_new_tokens=settings.max_new_tokens,
+            seed=settings.seed,
+            condition_on_prev_tokens=settings.long_form.condition_on_prev_tokens,
+            vad_batch_size=settings.long_form.vad_batch_size,
+            guards=settings.fallback if settings.fallback.apply else None,
+        )
 
 
 def guard_options(guards: config.Fallback | None, long: bool) -> dict:

@@ -18,6 +18,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from whisper_ko.manifest import METADATA_FIELDS
+
 LAYOUTS = ("aihub", "kspon", "plain", "jsonl")
 AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".mp3", ".pcm"}
 AIHUB_SPLITS = {"1.Training": "train", "2.Validation": "test"}
@@ -37,7 +39,6 @@ SPLIT_NAMES = {
     "evaluation": "test",
 }
 UNKNOWN_VALUES = {"", "none", "null", "알수없음", "unknown", "-"}
-METADATA_KEYS = ("subcategory", "speaker_type", "gender", "age", "network")
 AIHUB_DIALOG_KEYS = {"speaker", "audioPath", "duration", "text"}
 
 
@@ -495,5 +496,5 @@ def _jsonl_candidate(manifest: Path, n: int, line: str, side: str, category_re) 
         text=str(entry.get("text") or ""),
         category=entry.get("category") or category_of(given.parts[:-1], category_re),
         session=entry.get("session") or given.parent.as_posix(),
-        meta={k: known(entry.get(k)) for k in METADATA_KEYS if k in entry},
+        meta={k: known(entry.get(k)) for k in METADATA_FIELDS if k in entry},
     )

@@ -17,6 +17,7 @@ import numpy as np
 
 from whisper_ko import audio, metrics, packing
 from whisper_ko.dims import TIME_PRECISION
+from whisper_ko.manifest import Utterance
 
 # Segments in order: the next may start one timestamp step before the last ended, no more.
 _STEP = TIME_PRECISION
@@ -26,7 +27,7 @@ _STEP = TIME_PRECISION
 _SLACK_S = 0.5
 
 
-def calls(rows: Sequence[dict], gap_s: Sequence[float], seed: int) -> list[dict]:
+def calls(rows: Sequence[Utterance], gap_s: Sequence[float], seed: int) -> list[dict]:
     """One call per session of `rows` (manifest order kept; an utterance without a session is a call
     of its own): its audio as (paths, gaps), its duration, reference, category, and where each
     utterance lies in it (`spans`, seconds, from the manifest's durations)."""

@@ -20,6 +20,7 @@ import numpy as np
 
 from whisper_ko.config import Pack
 from whisper_ko.dims import CHUNK_LENGTH, N_SAMPLES, SAMPLE_RATE
+from whisper_ko.manifest import Utterance
 
 WINDOW_MARK = "+"  # a packed window's id: `<first utterance id>+<number of utterances>`
 
@@ -50,7 +51,7 @@ class Window:
         return [parts, list(self.gaps), self.timestamps, self.packed, self.max_s]
 
 
-def single(row: dict) -> Window:
+def single(row: Utterance) -> Window:
     return Window((row,))
 
 
@@ -60,10 +61,10 @@ def seeded_rng(seed: int, *keys) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest))
 
 
-def groups(rows: Sequence[dict], by: str, seed: int) -> list[list[dict]]:
+def groups(rows: Sequence[Utterance], by: str, seed: int) -> list[list[Utterance]]:
     """Utterances that may share a window, in window order: each session's in manifest order
     (utterances without a session alone), or each category's in a seeded order."""
-    found: dict[object, list[dict]] = {}
+    found: dict[object, list[Utterance]] = {}
     for row in rows:
         key = (row.get("session") or ("", row["id"])) if by == "session" else row.get("category") or ""
         found.setdefault(key, []).append(row)
@@ -89,19 +90,19 @@ class _Filling:
         self.timestamps = bool(self.rng.random() < pack.timestamps)
         self.parts, self.gaps, self.length = [first], [], first["duration"]
         self.low, self.high = pack.gap_s
-        self.gap = self._draw()
+        self.gap = self.draw()
 
-    def _draw(self) -> float:
+    def draw(self) -> float:
         return round(float(self.rng.uniform(self.low, self.high)), 3)
 
-    def fits(self, row: dict, max_s: float) -> bool:
+    def fits(self, row: Utterance, max_s: float) -> bool:
         return self.length + self.gap + row["duration"] <= max_s
 
-    def add(self, row: dict) -> None:
+    def add(self, row: Utterance) -> None:
         self.parts.append(row)
         self.gaps.append(self.gap)
         self.length += self.gap + row["duration"]
-        self.gap = self._draw()
+        self.gap = self.draw()
 
 
 def windows(rows: Sequence[dict], pack: Pack, seed: int, open_windows: int = OPEN_WINDOWS) -> list[Window]:

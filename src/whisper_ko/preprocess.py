@@ -22,7 +22,6 @@ import os
 import re
 import time
 from collections import Counter, defaultdict
-from dataclasses import asdict
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from whisper_ko.checks import SHARD_FILE
 from whisper_ko.config import Model, Preprocess
 from whisper_ko.errors import UserError
 from whisper_ko.ledger import Ledger
+from whisper_ko.manifest import Utterance
 
 ORIGINALS = "shard"  # shard name prefix of the manifest's own utterances
 PACKED = "pack"  # prefix of packed windows' shards: `pack` (the originals), `packspeed090`, `packnoise`
@@ -45,7 +45,7 @@ NOISE_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 def fingerprint(windows: list[packing.Window], model: Model, config: Preprocess, n_mels: int) -> str:
     """What a shard's content depends on: its windows (their utterances, augmentation, gaps and
     labelling), the tokenizer and the feature settings."""
-    settings = {**asdict(config), "model": [model.base, model.language, model.task]}
+    settings = {**config.model_dump(), "model": [model.base, model.language, model.task]}
     # how the work is cut, and what each window carries itself, not what this shard makes
     for name in ("workers", "shard_size", "speed_perturb", "noise", "pack", "seed"):
         del settings[name]
@@ -240,7 +240,7 @@ def _finite_features(wave: np.ndarray, n_mels: int) -> bool:
     return True
 
 
-def _load(row: dict) -> np.ndarray:
+def _load(row: Utterance) -> np.ndarray:
     wave = audio.load(row["audio"])
     augment = row.get("augment") or {}
     if "speed" in augment:
@@ -251,7 +251,7 @@ def _load(row: dict) -> np.ndarray:
     return wave
 
 
-def _skip_reason(row: dict, config: Preprocess) -> str | None:
+def _skip_reason(row: Utterance, config: Preprocess) -> str | None:
     if row["duration"] < config.min_duration:
         return "audio_too_short"
     if row["duration"] > dims.CHUNK_LENGTH:
@@ -270,7 +270,7 @@ def noise_files(root: str | Path) -> list[str]:
     return found
 
 
-def training_copies(rows: list[dict], config: Preprocess) -> dict[str, list[dict]]:
+def training_copies(rows: list[Utterance], config: Preprocess) -> dict[str, list[Utterance]]:
     """The rows to write for training, by shard name prefix: the originals, a copy per speed
     factor, and noisy copies of a seeded share (each choice seeded by the utterance's id, so a
     row's copy does not change when other rows come or go)."""
@@ -310,7 +310,7 @@ ROW_FIELDS = ("id", "audio", "duration", "text", "category", "session")  # all t
 COMPRESSED_SHARE = 0.7
 
 
-def read_manifests(directory: str | Path) -> dict[str, list[dict]]:
+def read_manifests(directory: str | Path) -> dict[str, list[Utterance]]:
     """The train and val manifests; a missing or empty one is a one-line error (training needs both)."""
     found = {split: manifest.read_split(directory, split, ROW_FIELDS) for split in SPLITS}
     for split, rows in found.items():
@@ -322,7 +322,7 @@ def read_manifests(directory: str | Path) -> dict[str, list[dict]]:
     return found
 
 
-def plan(rows: list[dict], config: Preprocess, augment: bool = False) -> dict[str, list[packing.Window]]:
+def plan(rows: list[Utterance], config: Preprocess, augment: bool = False) -> dict[str, list[packing.Window]]:
     """The records of a split by shard name prefix: with `augment` (training), each kind of
     training copy's (`training_copies`), packed into windows if `config.pack.by` (names prefixed
     `pack`) beside the seeded share kept single; without it, one utterance per record."""
@@ -342,7 +342,7 @@ def copy_kind(name: str) -> str:
     return name.removeprefix(PACKED) or ORIGINALS
 
 
-def require_space(manifests: dict[str, list[dict]], out_dir: str | Path, model: Model, config: Preprocess) -> None:
+def require_space(manifests: dict[str, list[Utterance]], out_dir: str | Path, model: Model, config: Preprocess) -> None:
     """The disk holding `out_dir` fits an estimate of the shards (less what is there already)."""
     records = [*plan(manifests["train"], config, augment=True).values(), plan(manifests["val"], config)[ORIGINALS]]
     seconds = sum(window.duration for group in records for window in group)
@@ -352,7 +352,7 @@ def require_space(manifests: dict[str, list[dict]], out_dir: str | Path, model: 
 
 
 def preprocess_split(
-    rows: list[dict], out_dir: str | Path, model: Model, config: Preprocess = Preprocess(), augment: bool = False
+    rows: list[Utterance], out_dir: str | Path, model: Model, config: Preprocess = Preprocess(), augment: bool = False
 ) -> dict:
     """Write the shards of one split into `out_dir`, with the augmented copies and packed windows
     `config` asks for if `augment` (training only); returns the split's report (its `speed`: this

@@ -75,12 +75,12 @@ class ShardWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.n_mels = n_mels
         self.dtype = np.dtype(DTYPES[dtype])
-        self._torch_dtype = getattr(torch, dtype)
+        self.torch_dtype = getattr(torch, dtype)
         self.meta = meta or {}
-        self._data = self.path.with_suffix(DATA_SUFFIX + PARTIAL).open("wb")
-        self._compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
-        self._rows: list[tuple] = []
-        self._offset = 0
+        self.file = self.path.with_suffix(DATA_SUFFIX + PARTIAL).open("wb")
+        self.compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+        self.rows: list[tuple] = []
+        self.offset = 0
 
     def add(
         self,
@@ -94,11 +94,11 @@ class ShardWriter:
         if features.ndim != 2 or features.shape[0] != self.n_mels:
             raise ValueError(f"{id}: features must be ({self.n_mels}, T), got {features.shape}")
         # torch's cast to float16 is vectorised; numpy's costs as much as the compression.
-        blob = self._compressor.compress(torch.from_numpy(np.ascontiguousarray(features)).to(self._torch_dtype).numpy())
-        self._data.write(blob)
+        blob = self.compressor.compress(torch.from_numpy(np.ascontiguousarray(features)).to(self.torch_dtype).numpy())
+        self.file.write(blob)
         row = (
             id,
-            self._offset,
+            self.offset,
             len(blob),
             zlib.crc32(blob),
             features.shape[1],
@@ -107,17 +107,17 @@ class ShardWriter:
             category or "",
             utterances,
         )
-        self._rows.append(row)
-        self._offset += len(blob)
+        self.rows.append(row)
+        self.offset += len(blob)
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self.rows)
 
     def close(self) -> int:
-        columns = zip(*self._rows, strict=True) if self._rows else ([],) * 9
+        columns = zip(*self.rows, strict=True) if self.rows else ([],) * 9
         ids, offsets, sizes, checksums, frames, labels, durations, categories, utterances = columns
         label_offsets = np.cumsum([0, *map(len, labels)], dtype=np.int64)
-        header = {"format": FORMAT, "n_mels": self.n_mels, "dtype": self.dtype.name, "bytes": self._offset, **self.meta}
+        header = {"format": FORMAT, "n_mels": self.n_mels, "dtype": self.dtype.name, "bytes": self.offset, **self.meta}
         index_bytes = npz_bytes(
             ids=np.array(ids, dtype=str),
             offsets=np.array(offsets, dtype=np.int64),
@@ -131,15 +131,15 @@ class ShardWriter:
             utterances=np.array(utterances, dtype=np.int32),
             header=np.array(json.dumps(header)),
         )
-        self._data.write(index_digest(index_bytes))
-        self._data.close()
+        self.file.write(index_digest(index_bytes))
+        self.file.close()
         index = self.path.with_suffix(INDEX_SUFFIX)
         partial = index.with_suffix(index.suffix + PARTIAL)
         partial.write_bytes(index_bytes)
         index.unlink(missing_ok=True)  # an older index must never describe the new data
         os.replace(self.path.with_suffix(DATA_SUFFIX + PARTIAL), self.path.with_suffix(DATA_SUFFIX))
         os.replace(partial, index)
-        return len(self._rows)
+        return len(self.rows)
 
 
 def npz_bytes(**arrays: np.ndarray) -> bytes:
@@ -186,33 +186,33 @@ class Shard(Sequence):
                 raise corrupt(self.path, "its index does not match the digest at the end of its data")
         try:
             with np.load(io.BytesIO(index_bytes)) as index:
-                self._index = {name: index[name] for name in index.files}
-            self.header = json.loads(str(self._index["header"]))
+                self.index = {name: index[name] for name in index.files}
+            self.header = json.loads(str(self.index["header"]))
             if self.header.get("format") != FORMAT or size != self.header["bytes"] + DIGEST_SIZE:
                 raise ValueError("an older format, or data of another length than its index says")
         except (ValueError, KeyError, OSError, zipfile.BadZipFile) as err:
             raise corrupt(self.path, f"unreadable index: {err}") from None
         self.n_mels = self.header["n_mels"]
         self.dtype = np.dtype(self.header["dtype"])
-        self._mmap = None
-        self._decompressor = zstandard.ZstdDecompressor()
+        self.mapped = None
+        self.decompressor = zstandard.ZstdDecompressor()
 
     def __len__(self) -> int:
-        return len(self._index["ids"])
+        return len(self.index["ids"])
 
-    def _data(self) -> mmap.mmap:
+    def mapped_data(self) -> mmap.mmap:
         # Opened lazily so a Shard pickles cheaply into DataLoader workers before first use.
-        if self._mmap is None:
+        if self.mapped is None:
             with self.path.with_suffix(DATA_SUFFIX).open("rb") as f:
-                self._mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if os.fstat(f.fileno()).st_size else b""
-        return self._mmap
+                self.mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if os.fstat(f.fileno()).st_size else b""
+        return self.mapped
 
     def __getstate__(self):
-        return {**self.__dict__, "_mmap": None}
+        return {**self.__dict__, "mapped": None}
 
     def labels(self, i: int) -> list[int]:
-        lo, hi = self._index["label_offsets"][i : i + 2]
-        return self._index["labels"][lo:hi].tolist()
+        lo, hi = self.index["label_offsets"][i : i + 2]
+        return self.index["labels"][lo:hi].tolist()
 
     def verify(self) -> str | None:
         """Why this shard's records cannot be trusted (each one's checksum), or None."""
@@ -225,26 +225,26 @@ class Shard(Sequence):
 
     def compressed(self, i: int) -> bytes:
         """Record i's stored bytes, checked against their checksum."""
-        offset, size = int(self._index["offsets"][i]), int(self._index["sizes"][i])
-        blob = self._data()[offset : offset + size]
-        if zlib.crc32(blob) != int(self._index["checksums"][i]):
-            raise corrupt(self.path, f"record {i}, {self._index['ids'][i]}, fails its checksum")
+        offset, size = int(self.index["offsets"][i]), int(self.index["sizes"][i])
+        blob = self.mapped_data()[offset : offset + size]
+        if zlib.crc32(blob) != int(self.index["checksums"][i]):
+            raise corrupt(self.path, f"record {i}, {self.index['ids'][i]}, fails its checksum")
         return blob
 
     def __getitem__(self, i: int) -> dict:
         if not -len(self) <= i < len(self):
             raise IndexError(i)
         i %= len(self)
-        frames = int(self._index["frames"][i])
-        raw = self._decompressor.decompress(self.compressed(i))
+        frames = int(self.index["frames"][i])
+        raw = self.decompressor.decompress(self.compressed(i))
         feats = np.frombuffer(raw, dtype=self.dtype).reshape(self.n_mels, frames)
         return {
-            "id": str(self._index["ids"][i]),
+            "id": str(self.index["ids"][i]),
             "input_features": feats,
             "labels": self.labels(i),
-            "duration": float(self._index["durations"][i]),
-            "category": str(self._index["categories"][i]) or None,
-            "utterances": int(self._index["utterances"][i]),
+            "duration": float(self.index["durations"][i]),
+            "category": str(self.index["categories"][i]) or None,
+            "utterances": int(self.index["utterances"][i]),
         }
 
 
@@ -253,32 +253,32 @@ class ShardSet(Sequence):
 
     def __init__(self, shards: list[Shard]):
         self.shards = shards
-        self._starts = np.cumsum([0, *map(len, shards)]).tolist()
+        self.starts = np.cumsum([0, *map(len, shards)]).tolist()
 
     def __len__(self) -> int:
-        return self._starts[-1]
+        return self.starts[-1]
 
-    def _locate(self, i: int) -> tuple[Shard, int]:
+    def locate(self, i: int) -> tuple[Shard, int]:
         if not -len(self) <= i < len(self):
             raise IndexError(i)
         i %= len(self)
-        k = bisect_right(self._starts, i) - 1
-        return self.shards[k], i - self._starts[k]
+        k = bisect_right(self.starts, i) - 1
+        return self.shards[k], i - self.starts[k]
 
     def __getitem__(self, i: int) -> dict:
-        shard, j = self._locate(i)
+        shard, j = self.locate(i)
         return shard[j]
 
     def label_lengths(self) -> np.ndarray:
         """Label length of every record, from the indexes alone (no feature is read)."""
-        return np.concatenate([np.diff(s._index["label_offsets"]) for s in self.shards])
+        return np.concatenate([np.diff(s.index["label_offsets"]) for s in self.shards])
 
     def utterances(self) -> int:
         """Utterances in all records (a packed window counts each of its own)."""
-        return int(sum(s._index["utterances"].sum() for s in self.shards))
+        return int(sum(s.index["utterances"].sum() for s in self.shards))
 
     def ids(self) -> list[str]:
-        return [str(i) for s in self.shards for i in s._index["ids"]]
+        return [str(i) for s in self.shards for i in s.index["ids"]]
 
     @property
     def n_mels(self) -> int:

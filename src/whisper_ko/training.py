@@ -13,7 +13,6 @@ import math
 import shutil
 import time
 from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
 from typing import ClassVar
 
@@ -172,7 +171,7 @@ def set_spec_augment(model: WhisperForConditionalGeneration, config: SpecAugment
     """Whisper's own SpecAugment, which masks input features in training mode only."""
     model.config.apply_spec_augment = config.apply
     if config.apply:
-        for name, value in asdict(config).items():
+        for name, value in config.model_dump().items():
             if name != "apply":
                 setattr(model.config, name, value)
 
@@ -244,12 +243,12 @@ class DVCLiveLogger(TrainerCallback):
 
         self.live = Live(self.directory, dvcyaml=False, save_dvc_exp=False, report=None)
         for entry in log_history:
-            self._log(entry, entry.get("step", 0))
+            self.log_values(entry, entry.get("step", 0))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        self._log(logs or {}, state.global_step)
+        self.log_values(logs or {}, state.global_step)
 
-    def _log(self, logs: dict, step: int) -> None:
+    def log_values(self, logs: dict, step: int) -> None:
         values = {name: logs[key] for key, name in self.KEYS.items() if key in logs}
         if self.live is None or not values:
             return
@@ -300,7 +299,7 @@ class StepClock(TrainerCallback):
     saving: the rate of the training itself, which packing changes."""
 
     def __init__(self):
-        self.seconds, self.first_epoch, self._start = 0.0, 0.0, None
+        self.seconds, self.first_epoch, self.started = 0.0, 0.0, None
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.first_epoch = state.epoch or 0.0  # a resumed run's steps start there
@@ -309,12 +308,12 @@ class StepClock(TrainerCallback):
         return (state.epoch or 0.0) - self.first_epoch
 
     def on_step_begin(self, args, state, control, **kwargs):
-        self._start = time.perf_counter()
+        self.started = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self._start is not None:
-            self.seconds += time.perf_counter() - self._start
-            self._start = None
+        if self.started is not None:
+            self.seconds += time.perf_counter() - self.started
+            self.started = None
 
 
 class RunLoss(TrainerCallback, ExportableState):
@@ -497,8 +496,8 @@ def average_checkpoints(trainer: ShardTrainer, n: int, metric: str, log=print) -
 def run_fingerprint(model: Model, config: Train, train_set, val_set) -> str:
     """Identity of a run: resume only a run with the same inputs and parameters."""
     payload = {
-        "model": asdict(model),
-        "config": asdict(config),
+        "model": model.model_dump(),
+        "config": config.model_dump(),
         "data": [s.header.get("fingerprint") for s in (*train_set.shards, *val_set.shards)],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -604,7 +603,7 @@ def finetune(model: Model, config: Train, paths: Paths, log=print) -> dict:
         "precision": precision,
         "attention": attention,
         "world_size": args.world_size,
-        "params": asdict(config),
+        "params": config.model_dump(),
     }
     clock = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, StepClock))
     per_record = train_set.utterances() / len(train_set)

@@ -7,7 +7,6 @@ Quick look at one model, printing only, no tracked output touched:
     whisper-ko benchmark --model models/finetuned --max-samples 50
 """
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -45,10 +44,11 @@ def main(params_file, single_model, max_samples):
         models = {**settings.models, config.FINETUNED: paths.model, config.EXPORTED: paths.export}
         if single_model:  # a quick look: the utterances only, decoded as the params say
             models = {single_model: single_model}
-            settings = dataclasses.replace(
-                settings,
-                fallback=dataclasses.replace(settings.fallback, compare=False),
-                long_form=config.LongForm(apply=False),
+            settings = settings.model_copy(
+                update={
+                    "fallback": settings.fallback.model_copy(update={"compare": False}),
+                    "long_form": config.LongForm(apply=False),
+                }
             )
         found = evaluation.benchmark(settings, model, rows, models)
     except UserError as err:
