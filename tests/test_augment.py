@@ -82,6 +82,7 @@ def test_spec_augment_masks_the_log_mel_in_training_mode_only(tiny_model):
     assert torch.equal(encoder_input(model, features, labels), features)
 
 
+@pytest.mark.models
 def test_spec_augment_trains_differently_and_every_saved_config_has_it_off(features, tiny_model, tmp_path):
     spec = {"apply": True, "mask_time_prob": 0.3, "mask_feature_prob": 0.2}
     finetune(features, tiny_model, tmp_path / "masked", spec_augment=spec, save_total_limit=None)
@@ -153,6 +154,7 @@ def read_split(directory) -> dict[str, dict]:
     return {item["id"]: item for item in data}
 
 
+@pytest.mark.models
 def test_speed_copies_have_the_expected_durations_and_only_changed_shards_are_rewritten(splits, tiny_model, tmp_path):
     rows, model = splits["train"][:6], Model(base=str(tiny_model))
     out = tmp_path / "train"
@@ -182,6 +184,7 @@ def test_speed_copies_have_the_expected_durations_and_only_changed_shards_are_re
     assert not list(out.glob("speed110-*")) and {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*")} == originals
 
 
+@pytest.mark.models
 def test_the_stage_augments_train_only_and_counts_the_copies(splits, tiny_model, tmp_path, noise_dir):
     manifests = tmp_path / "data" / "manifests"
     manifest.write(manifests / "train.jsonl", splits["train"][:5])
@@ -208,6 +211,7 @@ def test_the_stage_augments_train_only_and_counts_the_copies(splits, tiny_model,
     assert report["train"]["manifest"] == 5 and report["val"]["copies"] == {}
 
 
+@pytest.mark.models
 def test_bad_augmentation_params_fail_before_any_work(tiny_model, tmp_path):
     for speeds in ([1.0], [0.9, 0.9], [3.0]):
         with pytest.raises(ParamsError, match=r"preprocess\.speed_perturb"):
@@ -241,6 +245,7 @@ def force_average_score(monkeypatch, value: float) -> None:
     monkeypatch.setattr(training.ShardTrainer, "evaluate", scored)
 
 
+@pytest.mark.models
 @pytest.mark.parametrize("verdict", ["better", "worse"])
 def test_the_saved_model_is_the_mean_of_the_best_checkpoints_only_if_no_worse(
     features, tiny_model, tmp_path, monkeypatch, verdict
@@ -271,6 +276,7 @@ def test_the_saved_model_is_the_mean_of_the_best_checkpoints_only_if_no_worse(
         assert all(torch.equal(saved[k], best[k]) for k in saved)
 
 
+@pytest.mark.models
 def test_lora_averages_the_adapters_then_merges_them(features, tiny_model, tmp_path, monkeypatch):
     force_average_score(monkeypatch, -1.0)
     lora = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}

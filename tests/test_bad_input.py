@@ -89,6 +89,7 @@ def test_a_non_finite_loss_stops_training_naming_the_step_and_saves_nothing(nan_
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.models
 def test_a_model_with_non_finite_weights_is_refused_by_the_benchmark(tiny_model, tmp_path, sample_corpus):
     broken = tmp_path / "diverged"
     shutil.copytree(tiny_model, broken)

@@ -75,6 +75,7 @@ def test_plan_sorts_by_duration_and_deals_batches_round_robin():
     assert evaluation.plan(rows, batch_size=8, n_workers=4) == [[[1, 3]], [[2, 4]], [[0]]]
 
 
+@pytest.mark.models
 def test_results_come_back_in_manifest_order_from_several_workers(test_rows, tiny_model, tmp_path):
     rows = [dict(row) for row in test_rows[:12]]
     vanished = tmp_path / "gone.wav"
@@ -118,6 +119,7 @@ def test_results_come_back_in_manifest_order_from_several_workers(test_rows, tin
     assert results["a"].metrics == results["b"].metrics
 
 
+@pytest.mark.models
 def test_a_worker_that_raises_fails_the_run_naming_model_and_batch(test_rows, tiny_model, tmp_path):
     outdated = tmp_path / "outdated"
     shutil.copytree(tiny_model, outdated)
@@ -137,6 +139,7 @@ def test_a_worker_that_raises_fails_the_run_naming_model_and_batch(test_rows, ti
 @pytest.mark.parametrize(
     ("sig", "expected"), [(signal.SIGKILL, "died with exit code -9"), (signal.SIGSTOP, "sent nothing for")]
 )
+@pytest.mark.models
 def test_a_worker_that_dies_or_hangs_fails_the_run(test_rows, tiny_model, sig, expected):
     def strike():
         while not multiprocessing.active_children():
@@ -265,6 +268,7 @@ def test_stage_errors_are_clear(test_rows, tiny_model, tmp_path, stage_module, m
     assert out.exit_code == 1 and "no test utterance has ['dialect']" in out.output
 
 
+@pytest.mark.models
 def test_dvc_metrics_diff_shows_the_change_per_category(test_rows, tmp_path, stage_module, monkeypatch):
     """Two commits of outputs written by the stage's own writer, from fake hypotheses."""
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
@@ -404,6 +408,7 @@ def read_only_mount(directory: Path) -> list[str]:
     return ["unshare", "-rm", "sh", "-c", 'mount -t tmpfs -o ro tmpfs "$0" && exec "$@"', str(directory)]
 
 
+@pytest.mark.models
 def test_a_read_only_metrics_path_fails_in_seconds_before_any_decoding(test_rows, tiny_model, tmp_path):
     """The benchmark decoded the whole test set, then died with an OSError traceback saving nothing."""
     root = project(tmp_path, test_rows, tiny_model)

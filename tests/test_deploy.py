@@ -20,6 +20,8 @@ from whisper_ko.discover import discover
 from whisper_ko.preprocess import preprocess_split
 from whisper_ko.training import finetune
 
+pytestmark = pytest.mark.models  # decodes, trains or converts models: not in make test-fast
+
 QUICK = {"max_steps": 2, "eval_steps": 2, "eval_max_samples": 2, "eval_max_new_tokens": 4, "logging_steps": 1}
 
 

@@ -10,6 +10,8 @@ from test_benchmark import OPTIONS, scoring
 from whisper_ko import audio, config, deploy, dims, evaluation, long_form, metrics
 from whisper_ko_fixtures import tiny_model as tiny
 
+pytestmark = pytest.mark.models  # decodes, trains or converts models: not in make test-fast
+
 
 @pytest.fixture(scope="module")
 def exported(tiny_model, tmp_path_factory):

@@ -17,7 +17,6 @@ def test_a_manifest_line_without_a_required_field_stops_the_stage_naming_file_li
     assert manifest.read_split(tmp_path, "test", fields=("id", "category")) == [{"id": "a", "category": "D01"}]
 
 
-def test_the_required_fields_are_the_records_and_discover_writes_them(test_rows):
-    assert manifest.REQUIRED == ("audio", "duration", "id", "text")
+def test_every_field_discover_writes_is_one_of_the_records(test_rows):
     own = {"template", "sentence"}  # the sample corpus's own fields (which sentence a clip reads)
     assert all(set(manifest.Utterance.__annotations__) >= set(row) - own for row in test_rows)

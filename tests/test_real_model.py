@@ -16,6 +16,8 @@ import torch
 from whisper_ko.config import Discover
 from whisper_ko_fixtures import real_model
 
+pytestmark = pytest.mark.models  # decodes, trains or converts models: not in make test-fast
+
 KOREAN = "안녕하세요, 주문하신 상품은 내일 도착합니다."
 SOT, KO, TRANSCRIBE, NO_TIMESTAMPS, EOT = 50258, 50264, 50359, 50363, 50257
 HANGUL = re.compile("[가-힣]")

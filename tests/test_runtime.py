@@ -122,6 +122,7 @@ def test_matmul_precision_is_set_once_and_readable_through_both_apis():
         torch.set_float32_matmul_precision(saved)
 
 
+@pytest.mark.models
 def test_whispers_own_generate_call_warns_no_one_but_other_misuse_still_does(tiny_model):
     """transformers' Whisper generate() passes a generation_config and suppress tokens together to
     its parent and warns the caller about it on every call; a fresh process, since it warns once."""
@@ -141,6 +142,7 @@ model.generate(features, generation_config=model.generation_config, max_new_toke
     assert len(warnings) == 1 and "top_k" in warnings[0], proc.stderr
 
 
+@pytest.mark.models
 def test_cpu_training_computes_the_same_gradients_every_time(tiny_model):
     """The positional embedding's gradient is an index_put_ with accumulation, summed from two
     threads in any order: without deterministic algorithms four backward passes out of four

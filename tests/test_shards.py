@@ -49,6 +49,7 @@ def test_a_shard_without_index_is_not_complete(tmp_path):
         shards.open(tmp_path / "empty_dir_that_is_not_there")
 
 
+@pytest.mark.models
 def test_a_flipped_byte_anywhere_in_a_shard_is_caught_naming_the_shard(tmp_path):
     """Before record checksums a flipped byte changed a record's features silently (39 of 40
     trials) or raised zstd's own error naming no shard."""

@@ -239,10 +239,15 @@ def test_unknown_policy_is_a_programming_error(kwargs):
     assert not isinstance(err.value, TranscriptError)
 
 
-def test_policy_constants():
-    assert SIDES == ("spelling", "pronunciation")
-    assert FILLER_POLICIES == ("keep", "drop")
-    assert MASKED_POLICIES == ("drop", "remove")
+def test_the_text_params_offer_exactly_the_policies_the_normaliser_knows():
+    from typing import get_args
+
+    from whisper_ko.config import Text
+
+    fields = Text.model_fields
+    assert get_args(fields["side"].annotation) == SIDES
+    assert get_args(fields["fillers"].annotation) == FILLER_POLICIES
+    assert get_args(fields["masked"].annotation) == MASKED_POLICIES
 
 
 # ---------------------------------------------------------------- scoring normalisers
