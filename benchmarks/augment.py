@@ -30,7 +30,7 @@ from pathlib import Path
 import click
 from recipes import decode_test, prepare, train
 
-from whisper_ko import config, evaluation
+from whisper_ko import comparison, config
 from whisper_ko.discover import discover
 
 # The shared settings: the demo's when this was measured (single clips: packed windows are
@@ -131,7 +131,7 @@ def table(results, runs, test_rows, scoring) -> list[dict]:
         row["train_clips"] = summary["train_utterances"]
         row["train_s"], row["features_s"] = round(run["train_s"], 1), round(run["preprocess_s"], 1)
         if run["against"] in results:
-            change = evaluation.compare(evaluation.restrict(results, unseen), run["against"], name, scoring).cer_nospace
+            change = comparison.compare(comparison.restrict(results, unseen), run["against"], name, scoring).cer_nospace
             row["against"] = run["against"]
             row["change_unseen"] = [change.change, change.ci_low, change.ci_high]
         rows.append(row)

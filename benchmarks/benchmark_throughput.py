@@ -1,6 +1,6 @@
 """Our benchmark stage vs the naive loop, on the same clips and model, in one run; then memory.
 
-1. ours: `whisper_ko.evaluation.transcribe`, as `whisper-ko benchmark` runs it: `--workers`
+1. ours: `whisper_ko.scheduling.transcribe`, as `whisper-ko benchmark` runs it: `--workers`
    single-threaded processes, batches sorted by duration, audio read per batch.
 2. naive: `pipeline("automatic-speech-recognition")` called once per utterance, as people write
    it (audio read with our loader, since the pipeline's own file reading needs ffmpeg).
@@ -20,13 +20,13 @@ import click
 import torch
 from transformers import pipeline
 
-from whisper_ko import audio, config, dims, evaluation, inference, manifest
+from whisper_ko import audio, config, dims, inference, manifest, scheduling
 
 
-def ours(model: str, rows: list[dict], options: evaluation.Options) -> tuple[float, float, float]:
+def ours(model: str, rows: list[dict], options: scheduling.Options) -> tuple[float, float, float]:
     """(decoding s, end-to-end s, worker peak RSS MB)."""
     start = time.perf_counter()
-    found = evaluation.transcribe({"model": model}, rows, options)["model"]
+    found = scheduling.transcribe({"model": model}, rows, options)["model"]
     return max(t.wall_s for t in found.timings), time.perf_counter() - start, found.peak_rss_mb
 
 
@@ -73,7 +73,7 @@ def main(manifest_path, model, clips, max_new_tokens, workers, batch_size, naive
     settings = config.Benchmark(
         max_new_tokens=max_new_tokens, batch_size=batch_size, cpu_workers=workers, fallback=config.Fallback(apply=False)
     )
-    options = evaluation.Options.of(settings, config.Model(base=model))
+    options = scheduling.Options.of(settings, config.Model(base=model))
     decoding = options.decoding
     audio_s = sum(r["duration"] for r in rows)
     click.echo(

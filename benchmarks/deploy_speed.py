@@ -14,7 +14,8 @@ from pathlib import Path
 
 import click
 
-from whisper_ko import config, deploy, evaluation, manifest
+from whisper_ko import comparison, config, deploy, evaluation, manifest, scheduling
+from whisper_ko.scoring import Scoring
 
 
 @click.command()
@@ -34,8 +35,8 @@ def main(model, manifest_path, quantizations, workers, batch_size, max_new_token
         bootstrap_resamples=1000,
         fallback=config.Fallback(apply=False),
     )
-    options = evaluation.Options.of(settings, config.Model(base=model))
-    scoring = evaluation.Scoring.of(settings, rows)
+    options = scheduling.Options.of(settings, config.Model(base=model))
+    scoring = Scoring.of(settings, rows)
     with tempfile.TemporaryDirectory() as tmp:
         models = {"transformers fp32": model}
         for quantization in quantizations:
@@ -43,7 +44,7 @@ def main(model, manifest_path, quantizations, workers, batch_size, max_new_token
                 "path"
             ]
         results = evaluation.run(models, rows, options, scoring)
-        parity = {c.candidate: c for c in evaluation.comparisons(results, models, model, scoring)}
+        parity = {c.candidate: c for c in comparison.comparisons(results, models, model, scoring)}
     reference = results["transformers fp32"]
     audio_h = sum(row["duration"] for row in rows) / 3600
     click.echo(f"{len(rows)} clips ({audio_h * 60:.1f} min of audio), {workers} workers × 1 thread, batch {batch_size}")

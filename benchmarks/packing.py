@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from recipes import decode_test, prepare, slug, train
 
-from whisper_ko import config, evaluation, features, labels, packing, runtime, shards, timestamps
+from whisper_ko import comparison, config, features, labels, packing, runtime, shards, timestamps
 from whisper_ko.discover import discover
 from whisper_ko.preprocess import preprocess_split
 from whisper_ko_fixtures import shapes
@@ -218,7 +218,7 @@ def table(results, runs, timing, test_rows, scoring) -> list[dict]:
                 "val_cer_nospace": summary["best_val_cer_nospace"],
             }
             if name != SINGLE and SINGLE in results:
-                change = evaluation.compare(evaluation.restrict(results, unseen), SINGLE, name, scoring).cer_nospace
+                change = comparison.compare(comparison.restrict(results, unseen), SINGLE, name, scoring).cer_nospace
                 row["change_unseen"] = [change.change, change.ci_low, change.ci_high]
         rows.append(row)
     return rows

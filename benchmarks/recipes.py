@@ -8,8 +8,9 @@ from pathlib import Path
 
 import click
 
-from whisper_ko import config, evaluation, training
+from whisper_ko import config, evaluation, scheduling, training
 from whisper_ko.preprocess import preprocess_split
+from whisper_ko.scoring import Scoring
 
 RUN_DIRS = ("model", "checkpoints", "curves", "reports", "speed")  # each recipe's own, under --work
 
@@ -53,6 +54,6 @@ def decode_test(models: dict[str, str], rows: list[dict], model: config.Model, b
     settings = benchmark.model_copy(
         update={"warmup_batches": 0, "fallback": benchmark.fallback.model_copy(update={"apply": False})}
     )
-    options = evaluation.Options.of(settings, model)
-    scoring = evaluation.Scoring(("category", "sentence"), kocer=False, resamples=1000, seed=0)
+    options = scheduling.Options.of(settings, model)
+    scoring = Scoring(("category", "sentence"), kocer=False, resamples=1000, seed=0)
     return evaluation.run(models, rows, options, scoring), scoring

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
 from conftest import REPO, stage, training_paths
-from whisper_ko import evaluation, inference, shards
+from whisper_ko import inference, scheduling, shards
 from whisper_ko.config import Benchmark, Discover, Fallback, Model, ParamsError, Preprocess, Train, load, validate
 from whisper_ko.discover import DiscoverError, discover
 from whisper_ko.preprocess import preprocess_split
@@ -100,9 +100,9 @@ def test_a_model_with_non_finite_weights_is_refused_by_the_benchmark(tiny_model,
     settings = Benchmark(
         max_new_tokens=4, batch_size=2, cpu_workers=1, warmup_batches=0, fallback=Fallback(apply=False)
     )
-    options = evaluation.Options.of(settings, Model(base=str(tiny_model)))
-    with pytest.raises(evaluation.BenchmarkError) as failure:
-        evaluation.transcribe({"diverged": str(broken)}, rows, options)
+    options = scheduling.Options.of(settings, Model(base=str(tiny_model)))
+    with pytest.raises(scheduling.BenchmarkError) as failure:
+        scheduling.transcribe({"diverged": str(broken)}, rows, options)
     message = str(failure.value)
     assert "model 'diverged', while loading it:" in message and "non-finite weights" in message
     assert "Traceback" not in message and len(message.splitlines()) == 1

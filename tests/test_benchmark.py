@@ -16,7 +16,18 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import WHISPER_KO, make_project, run_stage, stage
-from whisper_ko import config, deploy, evaluation, inference, long_form, manifest, report
+from whisper_ko import (
+    comparison,
+    config,
+    deploy,
+    evaluation,
+    inference,
+    long_form,
+    manifest,
+    report,
+    scheduling,
+    scoring,
+)
 from whisper_ko.config import Paths
 
 # The tests' quick decoding: 8 tokens, no loop guards, batches of 4 over two CPU workers, and no
@@ -24,12 +35,12 @@ from whisper_ko.config import Paths
 SETTINGS = config.Benchmark(
     max_new_tokens=8, batch_size=4, cpu_workers=2, batch_timeout_s=120, fallback=config.Fallback(apply=False)
 )
-OPTIONS = dataclasses.replace(evaluation.Options.of(SETTINGS, config.Model(base="none")), processor_fallback=None)
+OPTIONS = dataclasses.replace(scheduling.Options.of(SETTINGS, config.Model(base="none")), processor_fallback=None)
 
 
-def scoring(resamples: int, seed: int = 0) -> evaluation.Scoring:
+def scoring_with(resamples: int, seed: int = 0) -> scoring.Scoring:
     """By category (benchmark.group_by empty), no reading-equivalence CER."""
-    return evaluation.Scoring(("category",), kocer=False, resamples=resamples, seed=seed)
+    return scoring.Scoring(("category",), kocer=False, resamples=resamples, seed=seed)
 
 
 @pytest.fixture(scope="module")
@@ -70,9 +81,9 @@ def weights_only(model: Path, out: Path) -> Path:
 
 def test_plan_sorts_by_duration_and_deals_batches_round_robin():
     rows = [{"duration": d} for d in (1.0, 5.0, 3.0, 4.0, 2.0)]
-    assert evaluation.plan(rows, batch_size=2, n_workers=2) == [[[1, 3], [0]], [[2, 4]]]
+    assert scheduling.plan(rows, batch_size=2, n_workers=2) == [[[1, 3], [0]], [[2, 4]]]
     # a batch of 5 would leave three workers idle: one utterance or two each, and no empty shard
-    assert evaluation.plan(rows, batch_size=8, n_workers=4) == [[[1, 3]], [[2, 4]], [[0]]]
+    assert scheduling.plan(rows, batch_size=8, n_workers=4) == [[[1, 3]], [[2, 4]], [[0]]]
 
 
 @pytest.mark.models
@@ -83,14 +94,14 @@ def test_results_come_back_in_manifest_order_from_several_workers(test_rows, tin
     rows[3]["audio"] = str(vanished)
     vanished.unlink()  # since discover
     rows[5]["text"] = ""
-    shards = evaluation.plan(rows, OPTIONS.batch_size, OPTIONS.cpu_workers)
+    shards = scheduling.plan(rows, OPTIONS.batch_size, OPTIONS.cpu_workers)
     worked_on = [i for shard in shards for batch in shard for i in batch]
     assert len(shards) == 2 and worked_on != sorted(worked_on)  # the work is not in manifest order
 
     checkpoint = weights_only(tiny_model, tmp_path / "checkpoint-4")
     options = dataclasses.replace(OPTIONS, processor_fallback=str(tiny_model))
-    results = evaluation.run({"a": str(tiny_model), "b": str(checkpoint)}, rows, options, scoring(20))
-    alone = evaluation.transcribe({"a": str(tiny_model)}, rows, dataclasses.replace(OPTIONS, cpu_workers=1))
+    results = evaluation.run({"a": str(tiny_model), "b": str(checkpoint)}, rows, options, scoring_with(20))
+    alone = scheduling.transcribe({"a": str(tiny_model)}, rows, dataclasses.replace(OPTIONS, cpu_workers=1))
 
     for result in results.values():
         assert [p["id"] for p in result.predictions] == [r["id"] for r in rows]
@@ -98,7 +109,7 @@ def test_results_come_back_in_manifest_order_from_several_workers(test_rows, tin
         # each worker scored its own utterances; scored again here, they give the same figures
         assert [c is None for c in result.transcripts.counts] == [i == 3 for i in range(len(rows))]
         unscored = dataclasses.replace(result.transcripts, counts=[])
-        assert evaluation.score(rows, unscored, scoring(20))[0] == result.metrics
+        assert scoring.score(rows, unscored, scoring_with(20))[0] == result.metrics
         assert "gone.wav" in result.predictions[3]["error"]
         overall = result.metrics["overall"]
         assert (overall["n"], overall["failed"], overall["empty_references"]) == (10, 1, 1)
@@ -127,10 +138,10 @@ def test_a_worker_that_raises_fails_the_run_naming_model_and_batch(test_rows, ti
     del config["lang_to_id"]  # as in checkpoints saved before transformers knew languages
     (outdated / "generation_config.json").write_text(json.dumps(config))
     rows = test_rows[:6]
-    first = evaluation.plan(rows, OPTIONS.batch_size, 1)[0][0]
+    first = scheduling.plan(rows, OPTIONS.batch_size, 1)[0][0]
 
-    with pytest.raises(evaluation.BenchmarkError) as failure:
-        evaluation.transcribe({"outdated": str(outdated)}, rows, dataclasses.replace(OPTIONS, cpu_workers=1))
+    with pytest.raises(scheduling.BenchmarkError) as failure:
+        scheduling.transcribe({"outdated": str(outdated)}, rows, dataclasses.replace(OPTIONS, cpu_workers=1))
     message = str(failure.value)
     assert "model 'outdated', batch 1/2" in message and rows[first[0]]["id"] in message
     assert "ValueError" in message and "generation config is outdated" in message
@@ -149,8 +160,8 @@ def test_a_worker_that_dies_or_hangs_fails_the_run(test_rows, tiny_model, sig, e
     threading.Thread(target=strike, daemon=True).start()
     options = dataclasses.replace(OPTIONS, cpu_workers=1, batch_timeout_s=2)
     start = time.monotonic()
-    with pytest.raises(evaluation.BenchmarkError, match=expected) as failure:
-        evaluation.transcribe({"victim": str(tiny_model)}, test_rows[:4], options)
+    with pytest.raises(scheduling.BenchmarkError, match=expected) as failure:
+        scheduling.transcribe({"victim": str(tiny_model)}, test_rows[:4], options)
     assert "model 'victim'" in str(failure.value)
     assert time.monotonic() - start < 30 and not multiprocessing.active_children()
 
@@ -158,21 +169,21 @@ def test_a_worker_that_dies_or_hangs_fails_the_run(test_rows, tiny_model, sig, e
 def test_bad_models_fail_before_any_worker_starts(test_rows, tiny_model, tmp_path):
     missing = r"model 'gone': '/no/such/model' is no directory here, nor a hub id"
     with pytest.raises(inference.ModelError, match=missing):
-        evaluation.transcribe({"gone": "/no/such/model"}, test_rows[:2], OPTIONS)
+        scheduling.transcribe({"gone": "/no/such/model"}, test_rows[:2], OPTIONS)
     mixed = tmp_path / "mixed"
     shutil.copytree(tiny_model, mixed)
     processor = json.loads((mixed / "processor_config.json").read_text())
     processor["feature_extractor"]["feature_size"] = 128  # large-v3's preprocessor beside an 80-bin model
     (mixed / "processor_config.json").write_text(json.dumps(processor))
     with pytest.raises(inference.ModelError, match="expects 80 mel bins but its feature extractor makes 128"):
-        evaluation.transcribe({"mixed": str(mixed)}, test_rows[:2], OPTIONS)
+        scheduling.transcribe({"mixed": str(mixed)}, test_rows[:2], OPTIONS)
     with pytest.raises(inference.ModelError, match=r"'checkpoint': .* cannot be read: Can't load feature extractor"):
-        evaluation.transcribe({"checkpoint": str(weights_only(tiny_model, tmp_path / "c"))}, test_rows[:2], OPTIONS)
+        scheduling.transcribe({"checkpoint": str(weights_only(tiny_model, tmp_path / "c"))}, test_rows[:2], OPTIONS)
     # A directory without weights, listed after a good model: found before the first one is decoded.
     no_weights = tmp_path / "no-weights"
     shutil.copytree(tiny_model, no_weights, ignore=shutil.ignore_patterns("*.safetensors"))
     with pytest.raises(inference.ModelError, match=r"model 'later': directory .*no-weights lacks weights"):
-        evaluation.transcribe({"good": str(tiny_model), "later": str(no_weights)}, test_rows[:2], OPTIONS)
+        scheduling.transcribe({"good": str(tiny_model), "later": str(no_weights)}, test_rows[:2], OPTIONS)
     assert not multiprocessing.active_children()
 
 
@@ -278,16 +289,16 @@ def test_dvc_metrics_diff_shows_the_change_per_category(test_rows, tmp_path, sta
     settings = config.Benchmark()
     for drop in (0, 2):  # the second commit loses two characters of every D02 hypothesis, utterance and call
         hypotheses = [row["text"][drop:] if row["category"] == "D02" else row["text"] for row in test_rows]
-        found = evaluation.Transcripts(hypotheses, {}, [evaluation.Timing("cpu", 10.0, 1.0, 1.0)])
-        table, predictions, scored = evaluation.score(test_rows, found, scoring(0))
-        result = evaluation.Result(table, predictions, found, evaluation.speed(test_rows, found), scored)
+        found = scheduling.Transcripts(hypotheses, {}, [scheduling.Timing("cpu", 10.0, 1.0, 1.0)])
+        table, predictions, scored = scoring.score(test_rows, found, scoring_with(0))
+        result = scoring.Result(table, predictions, found, scoring.speed(test_rows, found), scored)
         outputs = [
             long_form.output([(*call["spans"][0], call["text"][drop if call["category"] == "D02" else 0 :])], 0, None)
             for call in calls
         ]
-        said = evaluation.Transcripts(outputs, {}, [evaluation.Timing("cpu", 10.0, 1.0, 1.0)])
-        table, predictions, scored = evaluation.score_calls(calls, said, scoring(0))
-        sequential = evaluation.Result(table, predictions, said, evaluation.speed(calls, said), scored)
+        said = scheduling.Transcripts(outputs, {}, [scheduling.Timing("cpu", 10.0, 1.0, 1.0)])
+        table, predictions, scored = scoring.score_calls(calls, said, scoring_with(0))
+        sequential = scoring.Result(table, predictions, said, scoring.speed(calls, said), scored)
         run = evaluation.Run({"finetuned": result}, [], calls={"finetuned": {"sequential": sequential}})
         stage_module.write_outputs(run, Paths(), settings)
         subprocess.run([*git, "add", "-A"], check=True)
@@ -332,7 +343,7 @@ def test_warm_up_batches_are_decoded_first_and_not_timed():
         return [f"hyp {batch}"]
 
     batches = ["longest", "b", "c"]
-    decode_s, wall_s = evaluation.run_batches(
+    decode_s, wall_s = scheduling.run_batches(
         batches, prepare=str.upper, decode=decode, send=lambda *message: sent.append(message), warmup=1, clock=clock
     )
     assert decoded == ["LONGEST", "LONGEST", "B", "C"]  # the warm-up batch is decoded again, timed
@@ -340,7 +351,7 @@ def test_warm_up_batches_are_decoded_first_and_not_timed():
     assert sent == [(0, "LONGEST", ["hyp LONGEST"]), (1, "B", ["hyp B"]), (2, "C", ["hyp C"])]  # warm-up output dropped
 
     clock, decoded = FakeClock(), []
-    decode_s, _ = evaluation.run_batches(batches, prepare=str.upper, decode=decode, send=lambda *m: None, clock=clock)
+    decode_s, _ = scheduling.run_batches(batches, prepare=str.upper, decode=decode, send=lambda *m: None, clock=clock)
     assert decode_s == 102.0  # without warm-up the start-up is in the figure
 
 
@@ -362,7 +373,7 @@ def test_the_next_batch_is_read_while_the_current_one_decodes():
         return [batch]
 
     sent = []
-    evaluation.run_batches(["a", "b", "c"], prepare, decode, lambda i, prepared, hyps: sent.append(hyps))
+    scheduling.run_batches(["a", "b", "c"], prepare, decode, lambda i, prepared, hyps: sent.append(hyps))
     assert sent == [["a"], ["b"], ["c"]]
 
 
@@ -374,15 +385,15 @@ def test_the_fine_tune_is_compared_with_its_base_on_the_same_utterances():
     """A paired bootstrap: each resample draws the same utterances for both models, so a model better
     on every utterance but one tie has an interval below zero (an unpaired one would straddle it)."""
 
-    def result(edits: list[int], hypotheses: list[str]) -> evaluation.Result:
-        found = evaluation.Transcripts([*hypotheses, None], {8: "unreadable"})  # scored by neither: left out
-        return evaluation.Result({}, [], found, scored=[*scored(edits), {"error": "unreadable"}])
+    def result(edits: list[int], hypotheses: list[str]) -> scoring.Result:
+        found = scheduling.Transcripts([*hypotheses, None], {8: "unreadable"})  # scored by neither: left out
+        return scoring.Result({}, [], found, scored=[*scored(edits), {"error": "unreadable"}])
 
     results = {
         "zero-shot": result([4, 0, 2, 2, 3, 1, 4, 2], list("abcdefgh")),
         "finetuned": result([3, 0, 1, 1, 2, 0, 3, 1], list("xbxxxxxx")),
     }
-    c = evaluation.compare(results, "zero-shot", "finetuned", scoring(500, seed=1))
+    c = comparison.compare(results, "zero-shot", "finetuned", scoring_with(500, seed=1))
     ns = c.cer_nospace
     assert (c.n, ns.before, ns.after, ns.change, c.changed) == (8, 18 / 32, 11 / 32, round(-7 / 32, 6), 7 / 8)
     assert -7 / 32 - 0.2 < ns.ci_low <= ns.change <= ns.ci_high < 0
@@ -394,8 +405,8 @@ def test_the_fine_tune_is_compared_with_its_base_on_the_same_utterances():
 def test_the_base_model_is_found_among_the_benchmarked_models_by_path(tmp_path):
     (tmp_path / "base").mkdir()
     models = {"finetuned": str(tmp_path / "base"), "other": "org/x", "zero-shot": f"{tmp_path}/./base"}
-    assert evaluation.baseline_alias(models, str(tmp_path / "base")) == "zero-shot"
-    assert evaluation.baseline_alias({"other": "org/x"}, str(tmp_path / "base")) is None
+    assert comparison.baseline_alias(models, str(tmp_path / "base")) == "zero-shot"
+    assert comparison.baseline_alias({"other": "org/x"}, str(tmp_path / "base")) is None
 
 
 def read_only_mount(directory: Path) -> list[str]:

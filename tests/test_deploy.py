@@ -90,7 +90,7 @@ def test_an_export_that_lost_what_a_deployment_needs_fails(tiny_model, tmp_path)
     exported = tmp_path / "ct2"
     record = deploy.export(tiny_model, exported, "int8")
     assert record["n_mels"] == 80 and record["quantization"] == "int8" and checks.is_ctranslate2(exported)
-    assert deploy.source_of(str(exported)) == str(tiny_model)
+    assert checks.export_source(str(exported)) == str(tiny_model)
 
     config = json.loads((exported / "config.json").read_text())
     (exported / "config.json").write_text(json.dumps({**config, "suppress_ids": []}))

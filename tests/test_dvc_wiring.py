@@ -112,7 +112,13 @@ def test_touching_the_text_normaliser_reruns_train(ran):
 
 @pytest.mark.parametrize(
     ("module", "stages"),
-    [("report.py", {"benchmark"}), ("discover_report.py", {"discover"}), ("checkpoints.py", {"train"})],
+    [
+        ("report.py", {"benchmark"}),
+        ("discover_report.py", {"discover"}),
+        ("checkpoints.py", {"train"}),
+        ("deploy.py", {"export"}),
+        ("scoring.py", {"benchmark"}),
+    ],
 )
 @pytest.mark.slow
 def test_editing_one_stages_code_leaves_the_others_up_to_date(ran, module, stages):

@@ -5,9 +5,9 @@ import json
 
 import numpy as np
 import pytest
-from test_benchmark import OPTIONS, scoring
+from test_benchmark import OPTIONS, scoring_with
 
-from whisper_ko import audio, config, deploy, dims, evaluation, long_form, metrics
+from whisper_ko import audio, comparison, config, deploy, dims, evaluation, long_form, metrics, scheduling, scoring
 from whisper_ko_fixtures import tiny_model as tiny
 
 pytestmark = pytest.mark.models  # decodes, trains or converts models: not in make test-fast
@@ -94,20 +94,20 @@ def test_a_looping_model_is_counted_and_the_guards_engage_in_both_engines(test_r
         for name, path in (("transformers", stub), ("ct2", stub_ct2))
         for way, decoding in (("off", plain), ("on", guarded))
     }
-    results = evaluation.run(jobs, rows, OPTIONS, scoring(0))
+    results = evaluation.run(jobs, rows, OPTIONS, scoring_with(0))
     for engine in ("transformers", "ct2"):
         off, on = results[f"{engine} off"], results[f"{engine} on"]
         assert off.metrics["overall"]["share_loops"] == 1.0, off.transcripts.hypotheses  # every output loops
         assert all(set(h) == {"네"} and len(h) >= 8 for h in off.transcripts.hypotheses), off.transcripts.hypotheses
         # the guards decoded every output again: none is the greedy loop any more
-        changed = evaluation.compare({"off": off, "on": on}, "off", "on", scoring(0))
+        changed = comparison.compare({"off": off, "on": on}, "off", "on", scoring_with(0))
         assert changed.changed == 1.0 and on.metrics["overall"]["share_loops"] < 1.0, on.transcripts.hypotheses
 
     # a call: faster-whisper says which segments it decoded again at a higher temperature
     call = long_form.calls(rows, [0.3, 0.3], seed=0)[:1]
     long = dataclasses.replace(guarded, method="sequential", max_new_tokens=32)
-    found = evaluation.transcribe({"ct2": (str(stub_ct2), long)}, call, OPTIONS)["ct2"]
-    table, _, _ = evaluation.score_calls(call, found, scoring(0))
+    found = scheduling.transcribe({"ct2": (str(stub_ct2), long)}, call, OPTIONS)["ct2"]
+    table, _, _ = scoring.score_calls(call, found, scoring_with(0))
     assert table["overall"]["share_fallback_segments"] > 0
 
 
@@ -115,7 +115,7 @@ def test_the_long_form_track_runs_end_to_end_in_both_engines(test_rows, tiny_mod
     rows = [row for row in test_rows if row["category"] in ("D01", "D02")]
     settings = config.Benchmark(max_new_tokens=8, bootstrap_resamples=20)
     models = {"tiny": str(tiny_model), "tiny-ct2": str(exported)}
-    found = evaluation.long_form_run(settings, OPTIONS.decoding, rows, models, OPTIONS, scoring(1000))
+    found = evaluation.long_form_run(settings, OPTIONS.decoding, rows, models, OPTIONS, scoring_with(1000))
     assert {alias: set(methods) for alias, methods in found.items()} == {
         "tiny": {"sequential"},
         "tiny-ct2": {"sequential", "vad"},
@@ -137,7 +137,7 @@ def test_the_long_form_track_runs_end_to_end_in_both_engines(test_rows, tiny_mod
     assert "share_fallback_segments" not in found["tiny"]["sequential"].metrics["overall"]
     # bf16 weights and features on CPU: the dtype path a GPU takes, where a mismatch would only show there
     bf16 = dataclasses.replace(OPTIONS, dtype="bf16")
-    half = evaluation.long_form_run(settings, bf16.decoding, rows, {"tiny": str(tiny_model)}, bf16, scoring(1000))
+    half = evaluation.long_form_run(settings, bf16.decoding, rows, {"tiny": str(tiny_model)}, bf16, scoring_with(1000))
     assert half["tiny"]["sequential"].transcripts.dtype == "bfloat16"
     assert half["tiny"]["sequential"].metrics["overall"]["failed"] == 0
 

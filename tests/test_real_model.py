@@ -342,7 +342,7 @@ def test_two_training_steps_save_a_model_that_keeps_openais_generation_config(re
 def test_the_trainers_validation_cer_is_the_benchmarks_cer(tuned):
     """Users of other tools report the trainer's eval WER and the pipeline's disagreeing: here the
     same features, decoding bound, normaliser and corpus-level scoring give the same number."""
-    from whisper_ko import config, evaluation
+    from whisper_ko import config, evaluation, scheduling, scoring
 
     out, summary, val_rows = tuned
     settings = config.Benchmark(
@@ -353,8 +353,8 @@ def test_the_trainers_validation_cer_is_the_benchmarks_cer(tuned):
         bootstrap_resamples=0,
         fallback=config.Fallback(apply=False),
     )
-    options = evaluation.Options.of(settings, config.Model(base=str(out)))
-    scoring = evaluation.Scoring.of(settings, val_rows)
+    options = scheduling.Options.of(settings, config.Model(base=str(out)))
+    scoring = scoring.Scoring.of(settings, val_rows)
     scored = evaluation.run({"tuned": str(out)}, val_rows, options, scoring)["tuned"].metrics["overall"]
     assert scored["n"] == 4 and scored["cer_nospace"] == pytest.approx(summary["best_val_cer_nospace"], abs=1e-6)
 
@@ -446,7 +446,7 @@ def test_the_export_keeps_what_a_deployment_needs(tuned, exports):
 def test_faster_whisper_scores_the_export_within_tolerance(tuned, exports, sample_corpus):
     """The benchmark's own run: faster-whisper's pipeline (its feature extractor, batched, greedy, no
     VAD or timestamps) on the export, beside transformers on the source, paired per utterance."""
-    from whisper_ko import config, discover, evaluation
+    from whisper_ko import comparison, config, discover, evaluation, scheduling, scoring
 
     out, _, _ = tuned
     rows = discover.discover(Discover(root=str(sample_corpus), workers=2))[0]["test"][:8]
@@ -459,10 +459,10 @@ def test_faster_whisper_scores_the_export_within_tolerance(tuned, exports, sampl
         bootstrap_resamples=200,
         fallback=config.Fallback(apply=False),
     )
-    options = evaluation.Options.of(settings, config.Model(base=str(out)))
-    scoring = evaluation.Scoring.of(settings, rows)
+    options = scheduling.Options.of(settings, config.Model(base=str(out)))
+    scoring = scoring.Scoring.of(settings, rows)
     results = evaluation.run(models, rows, options, scoring)
-    parity = {c.candidate: c for c in evaluation.comparisons(results, models, str(out), scoring)}
+    parity = {c.candidate: c for c in comparison.comparisons(results, models, str(out), scoring)}
     assert set(parity) == set(EXPORT_TOLERANCE) and all(c.baseline == "transformers" for c in parity.values())
     for quantization, tolerance in EXPORT_TOLERANCE.items():
         c = parity[quantization]

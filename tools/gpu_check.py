@@ -46,9 +46,10 @@ import yaml
 from safetensors.torch import load_file
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
-from whisper_ko import evaluation, inference, runtime
+from whisper_ko import evaluation, inference, runtime, scheduling
 from whisper_ko.config import Benchmark, Fallback, LongForm, Model, Paths, Preprocess, Train
 from whisper_ko.preprocess import preprocess_split
+from whisper_ko.scoring import Scoring
 from whisper_ko.training import finetune
 from whisper_ko_fixtures import shapes, tiny_model
 from whisper_ko_fixtures.sample_corpus import training_texts
@@ -305,8 +306,8 @@ def benchmark_two_models(models: dict[str, str], rows: list[dict], cuda: bool) -
         fallback=Fallback(apply=False),
         long_form=LongForm(max_new_tokens=32),
     )
-    options = evaluation.Options.of(settings, Model(base=models["base"]))
-    scoring = evaluation.Scoring.of(settings, rows)
+    options = scheduling.Options.of(settings, Model(base=models["base"]))
+    scoring = Scoring.of(settings, rows)
     results = evaluation.run(models, rows, options, scoring)
     out = {}
     for alias, result in results.items():

@@ -7,6 +7,7 @@ before it reruns the stage, so the pipeline's first stage (`whisper-ko check`) r
 over every output before DVC can remove any.
 """
 
+import json
 import math
 import os
 import re
@@ -215,6 +216,12 @@ RUN_MARKER = "run.json"  # in paths.checkpoints, by train
 EXPORT_RECORD = "whisper_ko_export.json"  # in paths.export, by export: what was exported, from where, how
 # Files preprocess names so in paths.features/<split>: originals, speed and noise copies, partial writes.
 SHARD_FILE = r"[a-z]+[0-9]*-[0-9]{5}(\.bin|\.idx\.npz)(\.partial)?"
+
+
+def export_source(path: str) -> str | None:
+    """The model a CTranslate2 export was made from (its export record), if `path` is one."""
+    record = Path(path) / EXPORT_RECORD
+    return json.loads(record.read_text())["source"] if record.is_file() else None
 
 
 @dataclass(frozen=True)

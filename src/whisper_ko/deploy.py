@@ -1,6 +1,7 @@
 """The fine-tune as it is deployed: converted to CTranslate2 by ctranslate2's own Transformers
-converter for faster-whisper and checked after conversion (`whisper_ko.faster` decodes it for the
-benchmark, apart, so that a change to decoding never reruns the export).
+converter for faster-whisper and checked after conversion. Only the export stage uses this module
+(`whisper_ko.faster` decodes exports for the benchmark, apart), so that a change to either reruns
+its own stage alone.
 
 Deployed models score worse than their transformers originals more often than users find out
 before deploying (quantization, faster-whisper's own feature extractor and decoding defaults, a
@@ -86,18 +87,3 @@ def check(source: Path, exported: Path) -> dict:
         # checkpoint is multilingual here; the tests' tiny model, with its small vocabulary, is not).
         "multilingual": loaded.is_multilingual,
     }
-
-
-def source_of(path: str) -> str | None:
-    """The model a CTranslate2 export was made from (its export record), if it is one."""
-    record = Path(path) / EXPORT_RECORD
-    return json.loads(record.read_text())["source"] if record.is_file() else None
-
-
-def check_model(path: str) -> None:
-    """Cheap checks before the benchmark starts a worker: the files faster-whisper reads."""
-    missing = ct2_missing(path)
-    if missing:
-        raise ExportError(
-            f"{path!r} is a CTranslate2 model without {', '.join(missing)}: faster-whisper cannot load it"
-        )

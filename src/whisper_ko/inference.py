@@ -20,7 +20,7 @@ from transformers import (
     WhisperTokenizer,
 )
 
-from whisper_ko import audio, checks, config, deploy, dims, faster, features, long_form, runtime
+from whisper_ko import audio, checks, config, dims, faster, features, long_form, runtime
 from whisper_ko.errors import UserError
 
 
@@ -83,7 +83,10 @@ def check(model: str, processor_fallback: str | None = None) -> str:
     model it was trained from, `processor_fallback`. A CTranslate2 model carries its own.
     """
     if checks.is_ctranslate2(model):
-        deploy.check_model(model)
+        if missing := checks.ct2_missing(model):
+            raise ModelError(
+                f"{model!r} is a CTranslate2 model without {', '.join(missing)}: faster-whisper cannot load it"
+            )
         return model
     if Path(model).is_dir():  # its weights, before any worker loads the models listed before it
         try:

@@ -13,8 +13,10 @@ from whisper_ko.config import CER_FIGURE, CURVES_FIGURE, LONG_FORM_FIGURE
 from whisper_ko.formatting import hours_minutes
 
 if TYPE_CHECKING:  # annotations only: formatting a report imports no model code
+    from whisper_ko.comparison import Comparison
     from whisper_ko.config import Benchmark
-    from whisper_ko.evaluation import Comparison, Guards, Result, Run
+    from whisper_ko.evaluation import Guards, Run
+    from whisper_ko.scoring import Result
 
 # Metrics tabulated per group, in this order: label, and how a value is written.
 METRICS = {

@@ -31,14 +31,14 @@ from whisper_ko.errors import UserError
     help="Seeded subset size (overrides benchmark.max_samples).",
 )
 def main(params_file, single_model, max_samples):
-    from whisper_ko import evaluation, report  # torch and transformers: only once a run starts
+    from whisper_ko import evaluation, report, scoring  # torch and transformers: only once a run starts
 
     try:
         settings, model, paths = config.load(params_file, "benchmark", "model", "paths")
         if not single_model:  # a quick look prints only
             checks.require_outputs(checks.stage_outputs("benchmark", paths))
         rows = manifest.read_split(paths.manifests, "test")
-        rows = evaluation.subset(rows, max_samples or settings.max_samples, settings.seed)
+        rows = scoring.subset(rows, max_samples or settings.max_samples, settings.seed)
         if not rows:
             raise UserError(f"{Path(paths.manifests) / 'test.jsonl'} is empty: nothing to benchmark")
         models = {**settings.models, config.FINETUNED: paths.model, config.EXPORTED: paths.export}
