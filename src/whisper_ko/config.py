@@ -633,12 +633,8 @@ class Fallback(Settings):
     compression_ratio_threshold: float = Field(
         2.4, gt=1, description="Gzip compression ratio of the text above which it is a loop (openai, faster-whisper)."
     )
-    token_compression_ratio_threshold: float = Field(
-        1.35,
-        gt=1,
-        description="The same for transformers, which measures the ratio on token ids; 1.35 is the counterpart of "
-        "2.4 its documentation gives.",
-    )
+    # transformers measures the ratio on token ids; 1.35 is the counterpart of 2.4 its documentation gives
+    token_compression_ratio_threshold: float = Field(1.35, gt=1, description="The same on token ids (transformers).")
     logprob_threshold: float = Field(-1.0, description="Mean log-probability of the segment's tokens, at least.")
     no_speech_threshold: float = Field(
         0.6,

@@ -13,11 +13,11 @@ from pathlib import Path
 import click
 
 from whisper_ko import checks, config, manifest
+from whisper_ko.cli import stage
 from whisper_ko.errors import UserError
 
 
-@click.command()
-@click.option("--params", "params_file", default="params.yaml", show_default=True)
+@stage
 @click.option(
     "--model",
     "single_model",
@@ -33,26 +33,23 @@ from whisper_ko.errors import UserError
 def main(params_file, single_model, max_samples):
     from whisper_ko import evaluation, report, scoring  # torch and transformers: only once a run starts
 
-    try:
-        settings, model, paths = config.load(params_file, "benchmark", "model", "paths")
-        if not single_model:  # a quick look prints only
-            checks.require_outputs(checks.stage_outputs("benchmark", paths))
-        rows = manifest.read_split(paths.manifests, "test")
-        rows = scoring.subset(rows, max_samples or settings.max_samples, settings.seed)
-        if not rows:
-            raise UserError(f"{Path(paths.manifests) / 'test.jsonl'} is empty: nothing to benchmark")
-        models = {**settings.models, config.FINETUNED: paths.model, config.EXPORTED: paths.export}
-        if single_model:  # a quick look: the utterances only, decoded as the params say
-            models = {single_model: single_model}
-            settings = settings.model_copy(
-                update={
-                    "fallback": settings.fallback.model_copy(update={"compare": False}),
-                    "long_form": config.LongForm(apply=False),
-                }
-            )
-        found = evaluation.benchmark(settings, model, rows, models)
-    except UserError as err:
-        raise click.ClickException(str(err)) from err
+    settings, model, paths = config.load(params_file, "benchmark", "model", "paths")
+    if not single_model:  # a quick look prints only
+        checks.require_outputs(checks.stage_outputs("benchmark", paths))
+    rows = manifest.read_split(paths.manifests, "test")
+    rows = scoring.subset(rows, max_samples or settings.max_samples, settings.seed)
+    if not rows:
+        raise UserError(f"{Path(paths.manifests) / 'test.jsonl'} is empty: nothing to benchmark")
+    models = {**settings.models, config.FINETUNED: paths.model, config.EXPORTED: paths.export}
+    if single_model:  # a quick look: the utterances only, decoded as the params say
+        models = {single_model: single_model}
+        settings = settings.model_copy(
+            update={
+                "fallback": settings.fallback.model_copy(update={"compare": False}),
+                "long_form": config.LongForm(apply=False),
+            }
+        )
+    found = evaluation.benchmark(settings, model, rows, models)
     if single_model:
         result = found.results[single_model]
         click.echo(f"{single_model} on {len(rows)} test utterances\n{report.summary(result, settings.seed)}")

@@ -7,24 +7,18 @@ passing check reruns nothing downstream."""
 import json
 from pathlib import Path
 
-import click
-
 from whisper_ko import checks, config
-from whisper_ko.errors import UserError
+from whisper_ko.cli import stage
 
 SECTIONS = ("discover", "text", "preprocess", "train", "export")
 OUTPUT = "check.json"  # under paths.reports; every other stage depends on it, so DVC runs this first
 
 
-@click.command()
-@click.option("--params", "params_file", default="params.yaml", show_default=True)
+@stage
 def main(params_file):
-    try:
-        # every section, so that a mistake anywhere stops the run before DVC removes any output
-        paths, model, benchmark, discover, *_ = config.load(params_file, "paths", "model", "benchmark", *SECTIONS)
-        checks.require_pipeline(paths, discover.root, model.base, benchmark.models)
-    except UserError as err:
-        raise click.ClickException(str(err)) from err
+    # every section, so that a mistake anywhere stops the run before DVC removes any output
+    paths, model, benchmark, discover, *_ = config.load(params_file, "paths", "model", "benchmark", *SECTIONS)
+    checks.require_pipeline(paths, discover.root, model.base, benchmark.models)
     out = Path(paths.reports) / OUTPUT
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"checked": "params, output locations, model files"}) + "\n")

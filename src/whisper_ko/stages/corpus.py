@@ -4,18 +4,14 @@ in place of the corpus itself. An unchanged corpus costs one directory walk and 
 import click
 
 from whisper_ko import checks, config, listing
-from whisper_ko.errors import UserError
+from whisper_ko.cli import stage
 
 
-@click.command()
-@click.option("--params", "params_file", default="params.yaml", show_default=True)
+@stage
 def main(params_file):
-    try:
-        settings, paths = config.load(params_file, "discover", "paths")
-        checks.require_outputs(checks.stage_outputs("corpus", paths))
-        n = listing.write(settings.root, paths.listing)
-    except UserError as err:
-        raise click.ClickException(str(err)) from err
+    settings, paths = config.load(params_file, "discover", "paths")
+    checks.require_outputs(checks.stage_outputs("corpus", paths))
+    n = listing.write(settings.root, paths.listing)
     click.echo(f"{paths.listing}: {n} files under {settings.root}")
 
 

@@ -6,19 +6,15 @@ from pathlib import Path
 import click
 
 from whisper_ko import checks, config, discover_report
+from whisper_ko.cli import stage
 from whisper_ko.discover import write_manifests
-from whisper_ko.errors import UserError
 
 
-@click.command()
-@click.option("--params", "params_file", default="params.yaml", show_default=True)
+@stage
 def main(params_file):
-    try:
-        settings, text, paths = config.load(params_file, "discover", "text", "paths")
-        checks.require_outputs(checks.stage_outputs("discover", paths))
-        found = write_manifests(settings, text, paths.manifests)
-    except UserError as err:
-        raise click.ClickException(str(err)) from err
+    settings, text, paths = config.load(params_file, "discover", "text", "paths")
+    checks.require_outputs(checks.stage_outputs("discover", paths))
+    found = write_manifests(settings, text, paths.manifests)
     out = Path(paths.reports) / "discover.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(found, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

@@ -6,17 +6,13 @@ import json
 import click
 
 from whisper_ko import config, deploy
-from whisper_ko.errors import UserError
+from whisper_ko.cli import stage
 
 
-@click.command()
-@click.option("--params", "params_file", default="params.yaml", show_default=True)
+@stage
 def main(params_file):
-    try:
-        settings, paths = config.load(params_file, "export", "paths")
-        record = deploy.export(paths.model, paths.export, settings.quantization)
-    except UserError as err:
-        raise click.ClickException(str(err)) from err
+    settings, paths = config.load(params_file, "export", "paths")
+    record = deploy.export(paths.model, paths.export, settings.quantization)
     click.echo(json.dumps(record, indent=2))
     if not record["multilingual"] and record["languages"]:
         click.echo(

@@ -13,29 +13,25 @@ from pathlib import Path
 import click
 
 from whisper_ko import config
-from whisper_ko.errors import UserError
+from whisper_ko.cli import stage
 
 
-@click.command()
-@click.option("--params", "params_file", default="params.yaml", show_default=True)
+@stage
 def main(params_file):
-    try:
-        train, model, paths = config.load(params_file, "train", "model", "paths")
-        if train.nproc_per_node > 1 and "LOCAL_RANK" not in os.environ:
-            # --standalone: a free port and a local rendezvous, so two runs on one host never collide.
-            launch = [
-                sys.executable,
-                "-m",
-                "torch.distributed.run",
-                "--standalone",
-                f"--nproc_per_node={train.nproc_per_node}",
-            ]
-            sys.exit(subprocess.call([*launch, "-m", "whisper_ko.stages.train", "--params", params_file]))
-        from whisper_ko.training import finetune  # torch and transformers: only once a run starts
+    train, model, paths = config.load(params_file, "train", "model", "paths")
+    if train.nproc_per_node > 1 and "LOCAL_RANK" not in os.environ:
+        # --standalone: a free port and a local rendezvous, so two runs on one host never collide.
+        launch = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={train.nproc_per_node}",
+        ]
+        sys.exit(subprocess.call([*launch, "-m", "whisper_ko.stages.train", "--params", params_file]))
+    from whisper_ko.training import finetune  # torch and transformers: only once a run starts
 
-        summary = finetune(model, train, paths, log=click.echo)
-    except UserError as err:
-        raise click.ClickException(str(err)) from err
+    summary = finetune(model, train, paths, log=click.echo)
     if not summary:  # a rank other than the main one under torchrun: the main one writes
         return
     speed = Path(paths.speed) / "train.json"
