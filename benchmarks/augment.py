@@ -1,6 +1,6 @@
 """Which recipe makes a fine-tune listen rather than remember: fine-tunes of the real whisper-base
-on the sample corpus with issue 17's remedies, scored on the test's unseen sentences (templates
-training never says) and its seen ones, with the wall time of each.
+on the sample corpus with the remedies against memorising (docs/recipes.md), scored on the test's
+unseen sentences (templates training never says) and its seen ones, with the wall time of each.
 
 Every run has seed 0, the same data and TRAIN below (two epochs, batch 8); each row differs from
 the one it is compared with in one thing:

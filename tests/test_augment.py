@@ -1,4 +1,4 @@
-"""Issue 17's options, each shown to act: SpecAugment (training mode only, off in saved configs),
+"""The options against memorising, each shown to act: SpecAugment (training mode only, off in saved configs),
 speed perturbation and noise (training copies only, content-addressed), checkpoint averaging
 (the mean of the chosen checkpoints, kept only if no worse), and val held out by template."""
 

@@ -73,7 +73,7 @@ NO_BASELINE = (
 )
 
 
-def markdown(found: Run, settings: Benchmark, curves: bool = False, speed: str = "metrics/speed") -> str:
+def markdown(found: Run, settings: Benchmark, curves: bool, speed: str) -> str:
     """The whole report: the answer (per category and per group, each export against its source, the
     fine-tune against zero-shot, the figures), whole calls, the loop guards on and off, the Korean
     scoring conventions, per-group tables of every metric, an overall table, then predictions beside
