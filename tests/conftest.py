@@ -53,6 +53,12 @@ def tiny_model(tmp_path_factory) -> Path:
     return out
 
 
+# Benchmark settings of the tests' pipelines: 12 of the 24 test utterances (all four categories), and
+# short outputs: the tiny model loops, and each of the fallback's temperatures would decode a looping
+# call window to its 224 tokens again (the benchmark then took a minute where it takes seconds).
+QUICK_BENCHMARK = {"max_new_tokens": 16, "max_samples": 12, "long_form": {"max_new_tokens": 16}}
+
+
 def training_paths(features: Path, root: Path):
     """Where a test's fine-tune reads its shards and writes: every output under `root`, none of
     them (reports, speed) in the repository."""
@@ -118,22 +124,29 @@ def git(project: Path, *args: str) -> None:
 
 def make_project(root: Path, files=(), params: dict | None = None, commit: str | None = None) -> Path:
     """The one way tests build a work directory: `files` of this repository copied into `root`
-    (folders whole), params.yaml from the repository's with each section of `params` updated, and,
+    (folders whole), params.yaml from the repository's with `params` set in it (`merged`), and,
     with `commit`, a git repository with everything committed under that message (branch main)."""
     root.mkdir(parents=True, exist_ok=True)
     for name in files:
         source, dest = REPO / name, root / name
         dest.parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if source.is_dir() else shutil.copy2)(source, dest)
-    values = yaml.safe_load((REPO / "params.yaml").read_text())
-    for section, updates in (params or {}).items():
-        values[section].update(updates)
+    values = merged(yaml.safe_load((REPO / "params.yaml").read_text()), params or {})
     (root / "params.yaml").write_text(yaml.safe_dump(values, allow_unicode=True, sort_keys=False))
     if commit:
         git(root, "init", "-q", "-b", "main")
         git(root, "add", "-A")
         git(root, "commit", "-qm", commit)
     return root
+
+
+def merged(values: dict, updates: dict) -> dict:
+    """`values` with `updates` set in it, nested sections key by key; benchmark.models, a mapping of
+    aliases rather than a section, is set whole."""
+    out = dict(values)
+    for key, value in updates.items():
+        out[key] = merged(out.get(key) or {}, value) if isinstance(value, dict) and key != "models" else value
+    return out
 
 
 # What DVC needs of this repository to run the pipeline in a project.
@@ -160,12 +173,9 @@ def pipeline_project(root: Path, corpus: Path, model: Path, **sections) -> Path:
             "eval_max_samples": 4,
             "eval_max_new_tokens": 12,
         },
-        # 12 of the 24 test utterances (all four categories): the benchmark's cost is its workers' start-up
-        "benchmark": {"models": {"base": str(model)}, "max_new_tokens": 16, "max_samples": 12},
+        "benchmark": QUICK_BENCHMARK | {"models": {"base": str(model)}},
     }
-    for section, values in sections.items():
-        params[section] = {**params.get(section, {}), **values}
-    return make_project(root, PIPELINE_FILES, params, commit="pipeline")
+    return make_project(root, PIPELINE_FILES, merged(params, sections), commit="pipeline")
 
 
 @pytest.fixture(scope="session")

@@ -57,7 +57,13 @@ def project(root: Path, rows: list[dict], tiny_model: Path, **overrides) -> Path
         shutil.copytree(tiny_model, base)
     # the fine-tune the stage always scores, here the tiny model
     paths = {"model": str(tiny_model), "export": str(export(tiny_model, root))}
-    benchmark = {"models": {"base": str(base)}, "max_new_tokens": 8, "batch_size": 4, "bootstrap_resamples": 50}
+    benchmark = {
+        "models": {"base": str(base)},
+        "max_new_tokens": 8,
+        "batch_size": 4,
+        "bootstrap_resamples": 50,
+        "long_form": {"max_new_tokens": 8},  # the tiny model loops: each fallback temperature decodes to the cap
+    }
     return make_project(
         root, params={"paths": paths, "model": {"base": str(base)}, "benchmark": {**benchmark, **overrides}}
     )

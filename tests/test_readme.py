@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, dvc, git, make_project
+from conftest import QUICK_BENCHMARK, REPO, dvc, git, make_project
 
 # The line before a block that the tests do not run, and why (GPU host, Docker, a corpus).
 NOT_RUN = re.compile(r"<!-- not run by the tests: (.+) -->")
@@ -124,7 +124,7 @@ def checkout(tmp_path_factory, sample_corpus, tiny_model) -> Path:
     shutil.copytree(sample_corpus, root / "data/sample")
     shutil.copytree(tiny_model, root / "models/whisper-base")
     quick = {"method": "full", "learning_rate": 0.002, "max_steps": 4, "eval_steps": 2, "eval_max_samples": 4}
-    params = {"train": {**quick, "eval_max_new_tokens": 12}, "benchmark": {"max_new_tokens": 16, "max_samples": 12}}
+    params = {"train": {**quick, "eval_max_new_tokens": 12}, "benchmark": QUICK_BENCHMARK}
     files = [name for name in filter(None, listed.split("\0")) if (REPO / name).is_file()]
     return make_project(root, files, params, commit="checkout")  # branch main: the review commands name it
 
