@@ -56,7 +56,7 @@ def prepare(work: Path, corpus: Path, n_mels: int) -> tuple[Path, Path, Path]:
     model = tiny_model.build(work / f"tiny-{n_mels}", n_mels=n_mels, texts=sample_corpus.training_texts())
     ours, reference = work / f"shards-{n_mels}", work / f"arrow-{n_mels}"
     if not reference.exists():
-        rows = discover(Discover(root=str(corpus), val_fraction=0, workers=2))[0]["train"]
+        rows = discover(Discover(root=str(corpus), val_fraction=0, workers=2), need_val=False)[0]["train"]
         preprocess_split(rows, ours, Model(base=str(model)), Preprocess(shard_size=500, workers=2))
         data = shards.open(ours)
         records = [data[i] for i in range(len(data))]

@@ -280,7 +280,7 @@ def main(
     if not corpus.exists():
         raise click.UsageError(f"corpus {corpus} not found: run `make sample-data` first, or pass --corpus")
     if reference_resampler == "resampy" and importlib.util.find_spec("resampy") is None:
-        raise click.UsageError("--seed-resampler resampy needs resampy: pip install resampy")
+        raise click.UsageError("--reference-resampler resampy needs resampy: pip install resampy")
     rows = make_clips(corpus, clips, mean_duration, workdir / "clips", workers)
     hours = sum(r["duration"] for r in rows) / 3600
     # Every worker must have work in the full run too, else its startup is counted only once.

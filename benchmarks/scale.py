@@ -8,8 +8,8 @@ checkout, or of `--reference`, a git revision, checked out as a worktree):
     stage alone;
   - `dvc status` with a warm DVC state, and with a cold one (DVC_SITE_CACHE_DIR an empty folder, as
     in a fresh clone or a queued experiment's copy);
-  - the preprocess stage alone (features of every clip, the tiny model's extractor), up to
-    `--preprocess-max` clips.
+  - the preprocess stage alone (features of every clip, --model's extractor: the tiny model's), up
+    to `--preprocess-max` clips.
 Each row gives wall time, CPU seconds of the whole process tree, its peak PSS (memory shared
 between processes counted once), the largest single peak RSS, and the bytes the step left on disk.
 Both approaches' manifests are compared byte for byte. Per-clip costs and a linear extrapolation to
@@ -105,9 +105,9 @@ def _size(path: Path) -> int:
 # ---------------------------------------------------------------- the projects
 
 
-def project(root: Path, source: Path, tree: Path, workers: int, stages: tuple[str, ...]) -> Path:
+def project(root: Path, source: Path, tree: Path, workers: int, model: Path, stages: tuple[str, ...]) -> Path:
     """A git + DVC project of `source`'s stages and library with `stages` of its dvc.yaml (the check
-    stage left out: it wants the demo's models), reading `tree`."""
+    stage left out: it wants the demo's models), reading `tree`, preprocessing for `model`."""
     root.mkdir(parents=True)
     for name in ("stages", "src"):  # the reference's stage scripts were in stages/
         if (source / name).is_dir():
@@ -124,7 +124,7 @@ def project(root: Path, source: Path, tree: Path, workers: int, stages: tuple[st
     # the generated tree marks no template: val holds out whole sessions
     params["discover"].update(root=str(tree), workers=workers, val_by="session")
     params["preprocess"].update(workers=workers)
-    params["model"]["base"] = str(REPO / "models/tiny-ko")
+    params["model"]["base"] = str(model)
     (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False))
     for command in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
         subprocess.run(command, cwd=root, check=True)
@@ -152,13 +152,15 @@ def warm(tree: Path) -> None:
             f.read()
 
 
-def run_size(n: int, tree: Path, work: Path, workers: int, reference: Path | None, preprocess_max: int) -> list[dict]:
+def run_size(
+    n: int, tree: Path, work: Path, workers: int, model: Path, reference: Path | None, preprocess_max: int
+) -> list[dict]:
     rows = []
     warm(tree)
     approaches = [("whisper_ko", REPO)] + ([("reference", reference)] if reference else [])
     manifests = {}
     for name, source in approaches:
-        root = project(work / f"{name}-{n}", source, tree, workers, ("corpus", "discover", "preprocess"))
+        root = project(work / f"{name}-{n}", source, tree, workers, model, ("corpus", "discover", "preprocess"))
         # this approach's library, also for the stages DVC runs (`python` is this interpreter)
         env = {"PYTHONPATH": str(source / "src"), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
         site = {**env, "DVC_SITE_CACHE_DIR": str(root / ".site-cache")}
@@ -175,12 +177,13 @@ def run_size(n: int, tree: Path, work: Path, workers: int, reference: Path | Non
         repro = measure(dvc("repro", "discover"), root, site, outputs=(*outputs, root / ".dvc/cache"))
         row("dvc repro discover", {**repro, "overhead_s": repro["wall_s"] - alone})
         row("dvc status (warm state)", measure(dvc("status"), root, site))
-        with tempfile.TemporaryDirectory(dir=work) as cold:
+        # ignore_cleanup_errors: a DVC daemon (analytics) may still be writing there
+        with tempfile.TemporaryDirectory(dir=work, ignore_cleanup_errors=True) as cold:
             row("dvc status (cold state)", measure(dvc("status"), root, {**env, "DVC_SITE_CACHE_DIR": cold}))
         if name == "whisper_ko" and n <= preprocess_max:
             features = root / "data/features"
             row("preprocess stage", measure(stage("preprocess", source), root, env, outputs=(features,)))
-        shutil.rmtree(root)
+        shutil.rmtree(root, ignore_errors=True)  # the same daemon may write into root/.site-cache
     if reference:
         same = manifests["whisper_ko"] == manifests["reference"]
         click.echo(f"{n} clips: manifests {'byte-identical' if same else 'DIFFER'} between the approaches")
@@ -239,7 +242,14 @@ def extrapolate(rows: list[dict]) -> str:
 @click.option("--workers", default=2, show_default=True)
 @click.option("--reference", default="af10c51", show_default=True, help="git revision to compare with ('' for none)")
 @click.option("--preprocess-max", default=100_000, show_default=True, help="largest tree preprocess runs on")
-def main(sizes, trees, seconds, workers, reference, preprocess_max):
+@click.option(
+    "--model",
+    default=REPO / "models/tiny-ko",
+    show_default=True,
+    type=click.Path(file_okay=False, resolve_path=True, path_type=Path),
+    help="the model whose extractor and tokenizer preprocess uses (`make tiny-model`)",
+)
+def main(sizes, trees, seconds, workers, reference, preprocess_max, model):
     work = Path(tempfile.mkdtemp(prefix="whisper-ko-scale-"))
     worktree = None
     try:
@@ -256,7 +266,7 @@ def main(sizes, trees, seconds, workers, reference, preprocess_max):
                 marker.parent.mkdir(parents=True, exist_ok=True)
                 marker.write_text(str(generate_tree(tree, n, seconds=seconds)))
                 click.echo(f"generated {marker.read_text()} files for {n} clips in {time.perf_counter() - start:.0f} s")
-            rows += run_size(n, tree, work, workers, worktree, preprocess_max)
+            rows += run_size(n, tree, work, workers, model, worktree, preprocess_max)
             click.echo(table(rows))
         click.echo(f"\n{os.cpu_count()} CPUs, {workers} workers, {seconds}-s clips, warm page cache after generation")
         click.echo(table(rows))

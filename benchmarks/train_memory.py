@@ -49,7 +49,7 @@ warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", F
 
 GIB = 2**30
 BUDGET = 0.9 * 81559 * 2**20  # an H100 80GB as nvidia-smi counts it, less 10% headroom
-MODELS = ("small", "large-v3", "large-v3-turbo")  # of whisper_ko.shapes
+MODELS = ("small", "large-v3", "large-v3-turbo")  # --model all: these of shapes.SHAPES
 TINY = (256, 4, 4, 4, 1024, 80, 51865)  # small enough to step for real on this CPU
 METHODS = {
     "full": ("full", False),
@@ -244,7 +244,14 @@ def validate(label_tokens: int) -> None:
 
 
 @click.command()
-@click.option("--model", "model_name", type=click.Choice([*MODELS, "all"]), default="all", show_default=True)
+@click.option(
+    "--model",
+    "model_name",
+    type=click.Choice([*shapes.SHAPES, "all"]),
+    default="all",
+    show_default=True,
+    help=f"A shape of whisper_ko_fixtures.shapes; all: {', '.join(MODELS)}.",
+)
 @click.option("--label-tokens", default=128, show_default=True, help="Label length every batch is padded to.")
 @click.option(
     "--batch",
