@@ -84,8 +84,10 @@ demo: sample-data real-model
 	@echo "Full report: $(REPORTS)/benchmark.md (figures in $(REPORTS)/figures/); speed: $(SPEED)/benchmark.md"
 	@echo; python tools/baseline.py
 
+# A process per core, a test file to each (its module fixtures built once): much of the suite waits on
+# subprocesses (DVC, the benchmark's workers).
 test: setup espeak
-	python -m pytest -q
+	python -m pytest -q -n auto --dist loadfile
 
 # The inner loop, about two minutes: no stage, pipeline or model run (markers: pyproject.toml).
 test-fast: setup espeak
