@@ -339,23 +339,23 @@ def test_two_training_steps_save_a_model_that_keeps_openais_generation_config(re
     assert HANGUL.search(text), text  # language and task travel with the model
 
 
+def benchmark_run(models: dict, rows: list[dict], base: Path, **settings):
+    """The benchmark's run of `models` on `rows` (no loop guards, no warm-up), and its scoring."""
+    from whisper_ko import config, evaluation, scheduling, scoring
+
+    benchmark = config.Benchmark(warmup_batches=0, fallback=config.Fallback(apply=False), **settings)
+    options = scheduling.Options.of(benchmark, config.Model(base=str(base)))
+    scored = scoring.Scoring.of(benchmark, rows)
+    return evaluation.run(models, rows, options, scored), scored
+
+
 def test_the_trainers_validation_cer_is_the_benchmarks_cer(tuned):
     """Users of other tools report the trainer's eval WER and the pipeline's disagreeing: here the
     same features, decoding bound, normaliser and corpus-level scoring give the same number."""
-    from whisper_ko import config, evaluation, scheduling, scoring
-
     out, summary, val_rows = tuned
-    settings = config.Benchmark(
-        max_new_tokens=32,
-        batch_size=4,
-        cpu_workers=1,
-        warmup_batches=0,
-        bootstrap_resamples=0,
-        fallback=config.Fallback(apply=False),
-    )
-    options = scheduling.Options.of(settings, config.Model(base=str(out)))
-    scoring = scoring.Scoring.of(settings, val_rows)
-    scored = evaluation.run({"tuned": str(out)}, val_rows, options, scoring)["tuned"].metrics["overall"]
+    settings = {"max_new_tokens": 32, "batch_size": 4, "cpu_workers": 1, "bootstrap_resamples": 0}
+    results, _ = benchmark_run({"tuned": str(out)}, val_rows, out, **settings)
+    scored = results["tuned"].metrics["overall"]
     assert scored["n"] == 4 and scored["cer_nospace"] == pytest.approx(summary["best_val_cer_nospace"], abs=1e-6)
 
 
@@ -446,22 +446,13 @@ def test_the_export_keeps_what_a_deployment_needs(tuned, exports):
 def test_faster_whisper_scores_the_export_within_tolerance(tuned, exports, sample_corpus):
     """The benchmark's own run: faster-whisper's pipeline (its feature extractor, batched, greedy, no
     VAD or timestamps) on the export, beside transformers on the source, paired per utterance."""
-    from whisper_ko import comparison, config, discover, evaluation, scheduling, scoring
+    from whisper_ko import comparison, discover
 
     out, _, _ = tuned
     rows = discover.discover(Discover(root=str(sample_corpus), workers=2))[0]["test"][:8]
     models = {"transformers": str(out), **{q: str(path) for q, path in exports.items()}}
-    settings = config.Benchmark(
-        max_new_tokens=MAX_NEW_TOKENS,
-        batch_size=8,
-        cpu_workers=2,
-        warmup_batches=0,
-        bootstrap_resamples=200,
-        fallback=config.Fallback(apply=False),
-    )
-    options = scheduling.Options.of(settings, config.Model(base=str(out)))
-    scoring = scoring.Scoring.of(settings, rows)
-    results = evaluation.run(models, rows, options, scoring)
+    settings = {"max_new_tokens": MAX_NEW_TOKENS, "batch_size": 8, "cpu_workers": 2, "bootstrap_resamples": 200}
+    results, scoring = benchmark_run(models, rows, out, **settings)
     parity = {c.candidate: c for c in comparison.comparisons(results, models, str(out), scoring)}
     assert set(parity) == set(EXPORT_TOLERANCE) and all(c.baseline == "transformers" for c in parity.values())
     for quantization, tolerance in EXPORT_TOLERANCE.items():
